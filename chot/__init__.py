@@ -1,0 +1,1 @@
+"""chot's command line and whole-system wiring (the `chot` console script)."""

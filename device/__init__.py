@@ -1,0 +1,1 @@
+"""chot scanner unit: camera -> decode -> decide -> indicator/outbox -> uplink."""

@@ -1,0 +1,49 @@
+"""CBOR in and out, the safe way: deterministic encoding, strict bounded decoding.
+
+Every decoder in chot goes through `loads_strict`, so trailing bytes, unknown tags and parser
+crashes all become one `bad_cbor` reason instead of an exception escaping to the caller.
+"""
+
+import io
+from typing import Any
+
+import cbor2
+
+from protocol.reasons import ProtocolError, Reason
+
+# Tags a chot document may carry: 18 = COSE_Sign1. Anything else is refused rather than
+# handed to cbor2's semantic decoders (dates, bignums, regexes ...) which widen the attack surface.
+ALLOWED_TAGS = frozenset({18})
+
+
+def dumps(obj: Any) -> bytes:
+    """Deterministic CBOR (RFC 8949 §4.2): shortest forms, map keys sorted by encoded bytes."""
+    return cbor2.dumps(obj, canonical=True)
+
+
+MAX_DEPTH = 16  # chot documents nest 4 deep; a deeply nested input is an attack, not a pass
+
+
+def _tag_hook(*args: Any) -> Any:
+    # cbor2 >= 6 calls hook(tag, immutable); older versions hook(decoder, tag).
+    tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
+    if tag.tag not in ALLOWED_TAGS:
+        raise ValueError(f"CBOR tag {tag.tag} not allowed")
+    return tag
+
+
+def loads_strict(data: bytes) -> Any:
+    """Decode exactly one CBOR item that spans all of `data`; any problem is `bad_cbor`."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(Reason.BAD_CBOR, "not bytes")
+    stream = io.BytesIO(bytes(data))
+    try:
+        decoder = cbor2.CBORDecoder(
+            stream, tag_hook=_tag_hook, max_depth=MAX_DEPTH, allow_duplicate_keys=False
+        )
+        value = decoder.decode()
+    except Exception as exc:  # cbor2 raises many types (incl. RecursionError, MemoryError)
+        raise ProtocolError(Reason.BAD_CBOR, type(exc).__name__) from None
+    if stream.tell() != len(data):
+        raise ProtocolError(Reason.BAD_CBOR, "trailing bytes after CBOR item")
+    return value

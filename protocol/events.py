@@ -1,0 +1,133 @@
+"""Scan events: what a device (or a gateway) says happened, signed with its own Ed25519 key.
+
+An event is a COSE_Sign1 whose payload is a CBOR map with text keys (see protocol/README.md).
+It carries the subject pseudonym and the pass reference, never name, doc4 or dob: the type
+below has no field that could hold them.
+"""
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from protocol import cbor, cose
+from protocol.ids import is_valid_id
+from protocol.reasons import ProtocolError, Reason
+
+EVENT_VERSION = 1
+MAX_EVENT_BYTES = 4096
+EVENT_TYPES = ("scan", "manual", "load")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One signed fact from a device or gateway. `seq` is per-`dev`, contiguous from 1.
+
+    typ "scan": a decision at a scanner. typ "manual": an operator-checked paper declaration
+    entered at the gateway (`extra`: category, operator). typ "load": a gateway's per-lane load
+    summary (`extra`: lanes -> counts) so the centre can divert traffic.
+    """
+
+    eid: bytes  # 16 random bytes, the idempotency key everywhere downstream
+    typ: str
+    dev: str
+    site: str
+    seq: int
+    t_ms: int  # device time, Unix milliseconds
+    clock: str  # ClockState of the device when it decided
+    verdict: str | None = None
+    reason: str | None = None
+    lane: str | None = None
+    ref: bytes | None = None  # pass reference SHA-256(cti)[0:16]
+    sub: bytes | None = None  # subject pseudonym
+    kid: bytes | None = None  # issuer kid of the pass
+    kind: str | None = None
+    tlv: int | None = None  # trust-list version used
+    dec_us: int | None = None  # decode latency
+    ver_us: int | None = None  # verify latency
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def eid_hex(self) -> str:
+        return self.eid.hex()
+
+    def to_cbor(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if v is not None and k != "extra"}
+        data["v"] = EVENT_VERSION
+        if self.extra:
+            data["extra"] = dict(self.extra)
+        return data
+
+
+def new_event_id() -> bytes:
+    return uuid.uuid4().bytes
+
+
+def sign_event(event: Event, key: SigningKey) -> bytes:
+    return cose.sign1(cbor.dumps(event.to_cbor()), key)
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "eid": bytes, "typ": str, "dev": str, "site": str, "seq": int, "t_ms": int, "clock": str,
+    "verdict": str, "reason": str, "lane": str, "ref": bytes, "sub": bytes, "kid": bytes,
+    "kind": str, "tlv": int, "dec_us": int, "ver_us": int, "extra": dict,
+}  # fmt: skip
+_REQUIRED = ("eid", "typ", "dev", "site", "seq", "t_ms", "clock")
+
+
+def parse_event_payload(payload: bytes) -> Event:
+    """Payload CBOR -> Event with strict types; problems are `bad_event`."""
+    try:
+        raw = cbor.loads_strict(payload)
+    except ProtocolError:
+        raise ProtocolError(Reason.BAD_EVENT, "payload is not CBOR") from None
+    if not isinstance(raw, dict) or raw.get("v") != EVENT_VERSION:
+        raise ProtocolError(Reason.BAD_EVENT, "event must be a map with v=1")
+    for name in _REQUIRED:
+        if name not in raw:
+            raise ProtocolError(Reason.BAD_EVENT, f"missing {name}")
+    for name, typ in _FIELD_TYPES.items():
+        value = raw.get(name)
+        if value is not None and (not isinstance(value, typ) or isinstance(value, bool)):
+            raise ProtocolError(Reason.BAD_EVENT, f"{name} has the wrong type")
+    if len(raw["eid"]) != 16 or raw["typ"] not in EVENT_TYPES or raw["seq"] < 1:
+        raise ProtocolError(Reason.BAD_EVENT, "bad eid, typ or seq")
+    if not is_valid_id(raw["dev"]) or not is_valid_id(raw["site"]):
+        raise ProtocolError(Reason.BAD_EVENT, "bad device or site id")
+    for name in ("ref", "sub"):
+        if raw.get(name) is not None and len(raw[name]) != 16:
+            raise ProtocolError(Reason.BAD_EVENT, f"{name} must be 16 bytes")
+    known = {k: raw.get(k) for k in _FIELD_TYPES if k != "extra"}
+    return Event(**known, extra=raw.get("extra") or {})
+
+
+@dataclass(frozen=True)
+class VerifiedEvent:
+    event: Event
+    raw: bytes  # the signed bytes, forwarded unchanged so the centre can verify them again
+
+
+def open_event(data: bytes, key_for_device: Callable[[str], bytes | None]) -> VerifiedEvent:
+    """Verify a signed event against a device registry lookup (device id -> public key).
+
+    Raises ProtocolError: too_large, bad_cbor, bad_cose, bad_alg, bad_event, unknown_device,
+    bad_signature. The signer's kid must be the key registered for the event's own `dev`, so a
+    valid device cannot sign events in another device's name.
+    """
+    if not isinstance(data, bytes | bytearray) or len(data) > MAX_EVENT_BYTES:
+        raise ProtocolError(Reason.TOO_LARGE, "event too large or not bytes")
+    msg = cose.parse_sign1(bytes(data))
+    kid = cose.require_protected_kid(msg)
+    event = parse_event_payload(msg.payload)
+    public_key = key_for_device(event.dev)
+    if public_key is None:
+        raise ProtocolError(Reason.UNKNOWN_DEVICE, f"device {event.dev} not registered")
+    if kid != cose.kid_for(public_key) or not msg.verify(public_key):
+        raise ProtocolError(Reason.BAD_SIGNATURE, f"not signed by device {event.dev}")
+    return VerifiedEvent(event, bytes(data))
+
+
+def registry_lookup(keys: Mapping[str, bytes]) -> Callable[[str], bytes | None]:
+    return keys.get
