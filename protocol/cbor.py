@@ -21,6 +21,17 @@ def dumps(obj: Any) -> bytes:
     return cbor2.dumps(obj, canonical=True)
 
 
+# cbor2 decodes these tags itself (dates, bignums, sets, shared refs ...) without asking the
+# tag hook; each is mapped to a refusal so only ALLOWED_TAGS ever reach chot's code.
+_BUILTIN_TAGS = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261,
+                 1004, 43000, 55799)  # fmt: skip
+
+
+def _refuse_tag(*_args: Any) -> Any:
+    raise ValueError("CBOR tag not allowed")
+
+
+_REFUSED_TAGS = {tag: _refuse_tag for tag in _BUILTIN_TAGS if tag not in ALLOWED_TAGS}
 MAX_DEPTH = 16  # chot documents nest 4 deep; a deeply nested input is an attack, not a pass
 
 
@@ -39,7 +50,11 @@ def loads_strict(data: bytes) -> Any:
     stream = io.BytesIO(bytes(data))
     try:
         decoder = cbor2.CBORDecoder(
-            stream, tag_hook=_tag_hook, max_depth=MAX_DEPTH, allow_duplicate_keys=False
+            stream,
+            tag_hook=_tag_hook,
+            semantic_decoders=_REFUSED_TAGS,
+            max_depth=MAX_DEPTH,
+            allow_duplicate_keys=False,
         )
         value = decoder.decode()
     except Exception as exc:  # cbor2 raises many types (incl. RecursionError, MemoryError)

@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` and `make test`. Everything else is a convenience.
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format bench fuzz clean
+
+demo:
+	scripts/bootstrap demo
+	$(VENV)/bin/chot demo $(DEMO_ARGS)
+
+test:
+	scripts/bootstrap test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Benchmarks print one table and write it into README.md (see bench/README.md).
+bench:
+	scripts/bootstrap test
+	$(PY) bench/run_all.py --write-readme
+
+# Long fuzzing run (a short one is part of `make test`).
+fuzz:
+	scripts/bootstrap test
+	CHOT_FUZZ_SECONDS=$${CHOT_FUZZ_SECONDS:-600} $(PY) -m pytest -q tests/fuzz -p no:cacheprovider
+	$(PY) tests/fuzz/atheris_pass.py -max_total_time=$${CHOT_FUZZ_SECONDS:-600} tests/fuzz/corpus
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

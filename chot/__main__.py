@@ -1,0 +1,5 @@
+import sys
+
+from chot.cli import main
+
+sys.exit(main())
