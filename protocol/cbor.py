@@ -45,10 +45,8 @@ def _tag_hook(*args: Any) -> Any:
 
 def loads_strict(data: bytes) -> Any:
     """Decode exactly one CBOR item that spans all of `data`; any problem is `bad_cbor`."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise ProtocolError(Reason.BAD_CBOR, "not bytes")
-    stream = io.BytesIO(bytes(data))
     try:
+        stream = io.BytesIO(data)
         decoder = cbor2.CBORDecoder(
             stream,
             tag_hook=_tag_hook,

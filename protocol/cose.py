@@ -4,6 +4,7 @@ Passes, trust lists, revocation lists, device configs and scan events are all CO
 the signer's kid in the protected header. This module knows nothing about what is inside.
 """
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,10 +55,16 @@ class Sign1:
     def verify(self, public_key: bytes) -> bool:
         """True when the signature is valid for `public_key`; never raises on bad input."""
         try:
-            VerifyKey(bytes(public_key)).verify(self.to_be_signed(), self.signature)
+            _verify_key(bytes(public_key)).verify(self.to_be_signed(), self.signature)
         except (BadSignatureError, ValueError, TypeError):
             return False
         return True
+
+
+@functools.lru_cache(maxsize=256)
+def _verify_key(public_key: bytes) -> VerifyKey:
+    """Issuer and device keys repeat scan after scan: build each VerifyKey once."""
+    return VerifyKey(public_key)
 
 
 def sig_structure(protected_bytes: bytes, payload: bytes) -> bytes:
