@@ -32,7 +32,8 @@ bench:
 fuzz:
 	scripts/bootstrap test
 	CHOT_FUZZ_SECONDS=$${CHOT_FUZZ_SECONDS:-600} $(PY) -m pytest -q tests/fuzz -p no:cacheprovider
-	$(PY) tests/fuzz/atheris_pass.py -max_total_time=$${CHOT_FUZZ_SECONDS:-600} tests/fuzz/corpus
+	mkdir -p .fuzz-corpus
+	$(PY) tests/fuzz/atheris_pass.py -max_total_time=$${CHOT_FUZZ_SECONDS:-600} -rss_limit_mb=512 .fuzz-corpus tests/fuzz/corpus
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
