@@ -65,7 +65,10 @@ def machine() -> str:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| figure | chot | same-run reference | ratio | goal | met |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| figure | chot | same-run reference | ratio | goal | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "-"}[r.get("ok")]  # type: ignore[index]
         lines.append(
