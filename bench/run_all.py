@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--write-readme] [--only NAME ...]
 
-Each bench module exposes `run(quick: bool) -> list[row]`; a module that fails still leaves a row
+Each bench module exposes `run(quick: bool) -> list[row]` (or detailed rows plus `summary()`); a module that fails still leaves a row
 saying so, so a broken benchmark is visible rather than silently missing.
 """
 
@@ -38,7 +38,9 @@ def main() -> int:
         print(f"# {name} ...", file=sys.stderr, flush=True)
         try:
             module = importlib.import_module(f"bench.{name}")
-            rows += module.run(quick=args.quick)
+            result = module.run(quick=args.quick)
+            # a module whose run() returns detailed rows offers summary() in the table format
+            rows += module.summary(result) if hasattr(module, "summary") else result
         except Exception as exc:
             traceback.print_exc()
             rows.append(row(f"{name} failed", type(exc).__name__, str(exc)[:80], None, "", False))

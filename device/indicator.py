@@ -226,11 +226,22 @@ class Indicator:
 def patterns_markdown() -> str:
     """The pattern table for device/DECODERS.md, generated so docs cannot drift."""
 
+    def one(s: Step) -> str:
+        lit = "+".join(n for n in LEDS if s.on.get(n)) or "off"
+        return f"{lit}{f' ♪{s.tone_hz:.0f}Hz' if s.tone_hz else ''} {s.seconds:g}s"
+
     def show(steps: tuple[Step, ...]) -> str:
-        parts = []
-        for s in steps:
-            lit = "+".join(n for n in LEDS if s.on.get(n)) or "off"
-            parts.append(f"{lit}{f' ♪{s.tone_hz:.0f}Hz' if s.tone_hz else ''} {s.seconds:g}s")
+        parts, i = [], 0
+        while i < len(steps):  # write blink codes as "(red 0.25s, off 0.25s) ×3"
+            pair, n = steps[i : i + 2], 1
+            while len(pair) == 2 and steps[i + 2 * n : i + 2 * n + 2] == pair:
+                n += 1
+            if n > 1:
+                parts.append(f"({one(pair[0])}, {one(pair[1])}) ×{n}")
+                i += 2 * n
+            else:
+                parts.append(one(steps[i]))
+                i += 1
         return ", ".join(parts)
 
     meaning = {"pass": "accepted", "fail": "rejected, reason not in the table", "warn": "warning"}

@@ -18,7 +18,7 @@ class RPiGPIOBackend:
 
     def __init__(self, pins: dict[str, int] | None = None) -> None:
         try:
-            import RPi.GPIO as GPIO  # noqa: N814 - the library's own spelling
+            import RPi.GPIO as GPIO
         except ImportError as exc:  # RuntimeError on non-Pi hardware propagates as is
             raise RuntimeError(
                 "RPi.GPIO is not available: install python3-rpi.gpio (Pi 1-4) or "

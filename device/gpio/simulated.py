@@ -36,6 +36,7 @@ class SimulatedBackend:
         self._clock = clock
         self._on_change = on_change
         self._lock = threading.Lock()
+        self.pins: dict[str, int] = {}
         self._state: dict[str, bool | float | None] = {}
         self._history: list[Transition] = []
         self.closed = False

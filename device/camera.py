@@ -1,0 +1,251 @@
+"""Frame sources: where the scan loop gets its images (or already-read text) from.
+
+Every source has ``read() -> Frame | None`` (None: the source has ended, e.g. files ran out
+or stdin closed), ``close()`` and ``with`` support. A source that cannot be opened raises
+``CameraError``, which the app shows as the ``no_camera`` device state.
+
+A ``Frame`` normally carries ``gray`` (2-D uint8, what the decoders want). A USB
+keyboard-wedge QR reader decodes by itself and types the text, so its frames carry ``text``
+with ``gray=None``; ``device.decode.decode_frame`` handles both kinds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pbm", ".tif", ".tiff"})
+
+
+class CameraError(RuntimeError):
+    """The source could not be opened or stopped delivering (device state "no camera")."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One capture. ``t`` is ``time.monotonic()`` at capture, ``index`` counts from 0.
+    Exactly one of ``gray`` (image) and ``text`` (keyboard wedge) is set."""
+
+    gray: np.ndarray | None
+    t: float
+    index: int
+    text: str | None = None
+
+
+class FrameSource(Protocol):
+    """Implementations subclass this to inherit the context-manager methods."""
+
+    def read(self) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Counter:
+    """Frame numbering and timestamps shared by all sources."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._next = 0
+
+    def frame(self, gray: np.ndarray | None = None, text: str | None = None) -> Frame:
+        index, self._next = self._next, self._next + 1
+        return Frame(gray=gray, t=self._clock(), index=index, text=text)
+
+
+class PiCameraSource(FrameSource):
+    """Raspberry Pi camera via picamera2 (libcamera).
+
+    A lores YUV420 stream is configured and only its Y (luma) plane is used: that is the
+    grayscale image the decoders want, so no colour conversion runs on the Pi. The main
+    stream is configured but left alone (free for a future preview or evidence photo).
+    YUV420 rows may be padded to an aligned stride, hence the slice to ``width``.
+    """
+
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 480,
+        main_size: tuple[int, int] = (1280, 960),
+        controls: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            from picamera2 import Picamera2  # Pi only: apt install python3-picamera2
+        except ImportError as exc:
+            raise CameraError("picamera2 is not installed (apt install python3-picamera2)") from exc
+        self._size = (width, height)
+        try:
+            self._cam = Picamera2()
+            config = self._cam.create_preview_configuration(
+                main={"size": main_size},
+                lores={"size": (width, height), "format": "YUV420"},
+                controls=controls or {},
+            )
+            self._cam.configure(config)
+            self._cam.start()
+        except Exception as exc:  # IndexError/RuntimeError when no camera is attached
+            raise CameraError(f"cannot open the Pi camera: {exc}") from exc
+        self._counter = _Counter()
+
+    def read(self) -> Frame | None:
+        width, height = self._size
+        try:
+            yuv = self._cam.capture_array("lores")
+        except Exception as exc:
+            raise CameraError(f"Pi camera capture failed: {exc}") from exc
+        return self._counter.frame(np.ascontiguousarray(yuv[:height, :width]))
+
+    def close(self) -> None:
+        self._cam.stop()
+        self._cam.close()
+
+
+class OpenCVSource(FrameSource):
+    """A V4L2/USB webcam (device index) or a video file (path) through OpenCV."""
+
+    def __init__(self, device: int | str = 0, width: int = 640, height: int = 480) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self._cap = cv2.VideoCapture(device)
+        if not self._cap.isOpened():
+            raise CameraError(f"OpenCV cannot open video source {device!r}")
+        if isinstance(device, int):
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        self._counter = _Counter()
+
+    def read(self) -> Frame | None:
+        ok, image = self._cap.read()
+        if not ok:
+            return None
+        if image.ndim == 3:
+            image = self._cv2.cvtColor(image, self._cv2.COLOR_BGR2GRAY)
+        return self._counter.frame(image)
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class ImageFileSource(FrameSource):
+    """Image files in the given order; a directory stands for its images sorted by name."""
+
+    def __init__(self, paths: Iterable[str | Path]) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self._paths: list[Path] = []
+        for p in map(Path, paths):
+            if p.is_dir():
+                self._paths += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            elif p.is_file():
+                self._paths.append(p)
+            else:
+                raise CameraError(f"no such image file or directory: {p}")
+        self._iter = iter(self._paths)
+        self._counter = _Counter()
+
+    def read(self) -> Frame | None:
+        path = next(self._iter, None)
+        if path is None:
+            return None
+        gray = self._cv2.imread(str(path), self._cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise CameraError(f"cannot read image {path}")
+        return self._counter.frame(gray)
+
+    def close(self) -> None:
+        self._iter = iter(())
+
+
+class SyntheticSource(FrameSource):
+    """Rendered frames (device.synthetic) of the given QR texts; ``None`` items give empty
+    scenes. ``interval`` paces frames like a camera for the demo (0 = as fast as asked)."""
+
+    def __init__(
+        self,
+        texts: Iterable[str | None],
+        *,
+        size: tuple[int, int] = (640, 480),
+        difficulty: str = "normal",
+        seed: int = 0,
+        interval: float = 0.0,
+    ) -> None:
+        from device import synthetic
+
+        self._render = synthetic.render_frame
+        self._texts: Iterator[str | None] = iter(texts)
+        self._size, self._difficulty, self._interval = size, difficulty, interval
+        self._rng = np.random.default_rng(seed)
+        self._counter = _Counter()
+        if difficulty not in synthetic.RANGES:
+            raise ValueError(
+                f"unknown difficulty {difficulty!r}; expected {list(synthetic.RANGES)}"
+            )
+
+    def read(self) -> Frame | None:
+        try:
+            text = next(self._texts)
+        except StopIteration:
+            return None
+        if self._interval:
+            time.sleep(self._interval)
+        gray = self._render(text, size=self._size, rng=self._rng, difficulty=self._difficulty)
+        return self._counter.frame(gray)
+
+    def close(self) -> None:
+        self._texts = iter(())
+
+
+class KeyboardWedgeSource(FrameSource):
+    """A USB QR reader in keyboard mode: it types the decoded text and presses Enter.
+
+    ``read`` blocks until a line arrives; blank lines are skipped, end of stream ends the
+    source. The reader's keyboard layout must match the host's, or characters of the
+    base45 alphabet such as ``:`` ``%`` ``*`` ``/`` arrive wrong (the verifier rejects them).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdin
+        self._counter = _Counter()
+
+    def read(self) -> Frame | None:
+        for line in self._stream:
+            text = line.rstrip("\r\n")
+            if text.strip():
+                return self._counter.frame(text=text)
+        return None
+
+    def close(self) -> None:
+        """The stream belongs to the caller (usually stdin); nothing to release."""
+
+
+SOURCES: dict[str, type[FrameSource]] = {
+    "picamera": PiCameraSource,
+    "opencv": OpenCVSource,
+    "files": ImageFileSource,
+    "synthetic": SyntheticSource,
+    "keyboard": KeyboardWedgeSource,
+}
+
+
+def open_source(kind: str, **options: Any) -> FrameSource:
+    """Open a source by its config name with that source's keyword options."""
+    try:
+        cls = SOURCES[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown frame source {kind!r}; expected one of: {', '.join(SOURCES)}"
+        ) from None
+    return cls(**options)
