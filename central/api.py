@@ -1,0 +1,172 @@
+"""HTTP service: the central ingest contract for gateways, and read endpoints for operators.
+
+POST /api/v1/events   gateway bearer token (registry) + X-Chot-Gateway; CBOR batch in, JSON out
+GET  /api/v1/report, /health, /load, /stats    operator token with role "report"
+GET  /api/v1/visits, /contacts                 operator token with role "tracing" (audited)
+GET  /healthz                                  liveness, no auth
+"""
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from central import queries
+from central.config import CentralConfig, load_config
+from central.ingest import BatchError, ingest_batch, parse_batch
+from central.migrate import migrate
+from central.store import Store, open_store
+from protocol.reasons import Reason
+from protocol.registry import Registry, Signer
+
+log = logging.getLogger(__name__)
+
+
+class RegistrySource:
+    """The registry file, reloaded when it changes on disk (a revoked device takes effect
+    without a restart)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._registry = Registry()
+
+    def get(self) -> Registry:
+        mtime = self.path.stat().st_mtime_ns
+        with self._lock:
+            if mtime != self._mtime:
+                self._registry = Registry.load(self.path)
+                self._mtime = mtime
+                log.info("loaded registry %s (%d signers)", self.path, len(self._registry.signers))
+            return self._registry
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _error(status: int, reason: str, detail: str) -> JSONResponse:
+    return JSONResponse({"reason": reason, "detail": detail}, status_code=status)
+
+
+def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
+    """Wire the service; `store` may be given (tests, bench), else it is opened from config."""
+    store = store or open_store(config.store)
+    registries = RegistrySource(config.registry)
+    app = FastAPI(title="chot central", version="1")
+    app.state.store = store
+
+    def authenticate_gateway(request: Request, registry: Registry) -> Signer | None:
+        gateway_id = request.headers.get("x-chot-gateway", "")
+        token = _bearer(request)
+        signer = registry.signers.get(gateway_id)
+        if token is None or signer is None or signer.role != "gateway":
+            return None
+        return signer if registry.check_token(gateway_id, token) else None
+
+    async def read_body(request: Request) -> bytes | None:
+        """The body, or None once it passes the limit (we stop reading there)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
+            return None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > config.max_body_bytes:
+                return None
+        return bytes(body)
+
+    @app.post("/api/v1/events")
+    async def post_events(request: Request) -> Any:
+        registry = registries.get()
+        gateway = authenticate_gateway(request, registry)
+        if gateway is None:
+            log.warning("refused batch: bad token for gateway %r",
+                        request.headers.get("x-chot-gateway", "")[:64])  # fmt: skip
+            return _error(401, "unauthorized", "unknown gateway or bad bearer token")
+        body = await read_body(request)
+        if body is None:
+            return _error(413, Reason.TOO_LARGE, f"body larger than {config.max_body_bytes} B")
+        try:
+            items = parse_batch(body, gateway.id)
+        except BatchError as exc:
+            log.warning("gateway %s: batch refused: %s", gateway.id, exc)
+            return _error(exc.status, exc.reason, exc.detail)
+        now_ms = int(time.time() * 1000)
+        result = await run_in_threadpool(ingest_batch, items, gateway, registry, store, now_ms)
+        return result.to_json()
+
+    def operator(request: Request, role: str) -> str:
+        token = _bearer(request)
+        found = config.operator_for(token) if token else None
+        if found is None:
+            raise HTTPException(401, "operator bearer token required")
+        name, entry = found
+        if role not in entry.roles:
+            log.warning("operator %s refused: needs role %s", name, role)
+            raise HTTPException(403, f"role {role} required")
+        return name
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"ok": True, "store": store.dialect}
+
+    @app.get("/api/v1/visits")
+    def get_visits(
+        request: Request, sub: str = Query(pattern="^[0-9a-f]{32}$"), from_ms: int = 0,
+        to_ms: int = 2**62,
+    ) -> list[dict]:  # fmt: skip
+        name = operator(request, "tracing")
+        return queries.visits(store, bytes.fromhex(sub), from_ms, to_ms, operator=name, via="api")
+
+    @app.get("/api/v1/contacts")
+    def get_contacts(
+        request: Request, sub: str = Query(pattern="^[0-9a-f]{32}$"),
+        window_min: int = Query(30, ge=1, le=24 * 60), from_ms: int = 0, to_ms: int = 2**62,
+    ) -> list[dict]:  # fmt: skip
+        name = operator(request, "tracing")
+        return queries.contacts(
+            store, bytes.fromhex(sub), window_min, from_ms, to_ms, operator=name, via="api"
+        )
+
+    @app.get("/api/v1/report")
+    def get_report(
+        request: Request, day: dt.date, site: str | None = None, days: int = Query(1, ge=1, le=62)
+    ) -> list[dict]:
+        operator(request, "report")
+        return queries.report(store, day, site=site, days=days, tz=config.timezone)
+
+    @app.get("/api/v1/health")
+    def get_health(request: Request, from_ms: int, to_ms: int) -> list[dict]:
+        operator(request, "report")
+        return queries.health(store, from_ms, to_ms)
+
+    @app.get("/api/v1/load")
+    def get_load(request: Request, site: str | None = None, since_ms: int = 0) -> list[dict]:
+        operator(request, "report")
+        return queries.load(store, site=site, since_ms=since_ms)
+
+    @app.get("/api/v1/stats")
+    def get_stats(request: Request) -> dict:
+        operator(request, "report")
+        return queries.stats(store)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory central.api:app_from_env` ($CHOT_CENTRAL_CONFIG)."""
+    config = load_config(os.environ["CHOT_CENTRAL_CONFIG"])
+    store = open_store(config.store)
+    migrate(store)
+    return create_app(config, store)

@@ -1,0 +1,71 @@
+"""Central service configuration: one strict model, read from TOML or JSON.
+
+Operator tokens (for the read and tracing API) are stored as SHA-256 hashes, like the
+gateway tokens in the registry; `chot central token` prints a new token and its hash.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from central.ingest import MAX_EVENTS
+from protocol.events import MAX_EVENT_BYTES
+
+ROLES = ("report", "tracing")
+
+
+class Operator(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the token")
+    roles: list[Literal["report", "tracing"]] = Field(
+        default_factory=lambda: ["report"],
+        description="report: reports, health, load, stats; tracing: visits and contacts",
+    )
+
+
+class CentralConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    store: str = Field(
+        "sqlite:///central.db", description="sqlite:///path.db or postgresql://user@host/db"
+    )
+    registry: Path = Field(description="registry JSON: signer keys and hashed gateway tokens")
+    host: str = "127.0.0.1"
+    port: int = Field(8470, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        MAX_EVENTS * (MAX_EVENT_BYTES + 16) + 1024, ge=1024,
+        description="larger request bodies get 413 before they are read",
+    )  # fmt: skip
+    retention_days: int | None = Field(None, ge=1, description="drop days older than this")
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="local day for reports")
+    operators: dict[str, Operator] = Field(default_factory=dict)
+
+    def operator_for(self, token: str) -> tuple[str, Operator] | None:
+        digest = hash_token(token)
+        for name, operator in self.operators.items():
+            if hmac.compare_digest(operator.token_sha256, digest):
+                return name, operator
+        return None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_config(path: str | Path) -> CentralConfig:
+    """TOML or JSON file -> config; a relative registry path is relative to the file.
+    $CHOT_CENTRAL_STORE overrides `store` (a password belongs in the environment)."""
+    path = Path(path)
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    if os.environ.get("CHOT_CENTRAL_STORE"):
+        data["store"] = os.environ["CHOT_CENTRAL_STORE"]
+    config = CentralConfig.model_validate(data)
+    if not config.registry.is_absolute():
+        config = config.model_copy(update={"registry": path.parent / config.registry})
+    return config

@@ -1,0 +1,167 @@
+"""Ingest one gateway batch: parse, verify every event, store the good ones idempotently.
+
+A bad event never costs the good ones in the same batch: each is checked on its own and
+rejected with a stable reason code. A retried batch stores nothing twice: the eid is the
+idempotency key, and the answer lists which eids were new (`stored`) and which the store
+already held (`duplicate`) — both mean "confirmed" to the gateway.
+"""
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from central.store import EventRow, Store
+from protocol import cbor, cose
+from protocol.events import Event, open_event
+from protocol.reasons import ProtocolError, Reason, Verdict
+from protocol.registry import Registry, Signer
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS = 5000
+# Keys that would carry personal data: they must never reach the central store.
+PERSONAL_KEYS = frozenset({"name", "doc4", "dob"})
+
+
+class BatchError(Exception):
+    """The whole batch is unusable (HTTP status + reason); nothing was stored."""
+
+    def __init__(self, status: int, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+@dataclass
+class IngestResult:
+    stored: list[str] = field(default_factory=list)
+    duplicate: list[str] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stored": self.stored, "duplicate": self.duplicate, "rejected": self.rejected}
+
+
+def parse_batch(body: bytes, gateway_id: str) -> list[Any]:
+    """The CBOR envelope {"gateway": id, "events": [bytes, ...]} -> the list of items."""
+    try:
+        data = cbor.loads_strict(body)
+    except ProtocolError as exc:
+        raise BatchError(
+            400, Reason.BAD_CBOR, f"body is not one CBOR item ({exc.detail})"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise BatchError(400, Reason.BAD_EVENT, 'body must be a map with an "events" array')
+    if data.get("gateway") != gateway_id:
+        raise BatchError(400, Reason.TOPIC_MISMATCH, "body gateway differs from X-Chot-Gateway")
+    if len(data["events"]) > MAX_EVENTS:
+        raise BatchError(413, Reason.TOO_LARGE, f"more than {MAX_EVENTS} events in one batch")
+    return data["events"]
+
+
+def ingest_batch(
+    items: list[Any], gateway: Signer, registry: Registry, store: Store, now_ms: int
+) -> IngestResult:
+    """Verify each item against the registry, store the valid ones, report every outcome."""
+    result = IngestResult()
+    rows: list[EventRow] = []
+    seen: set[bytes] = set()
+    in_batch_duplicates: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            event = verify_item(item, gateway, registry)
+            row = to_row(event, bytes(item), gateway.id, now_ms)
+        except ProtocolError as exc:
+            eid = _peek_eid(item)
+            result.rejected.append(
+                {"index": index, "eid": eid, "reason": exc.reason.value, "detail": exc.detail}
+            )
+            log.warning(
+                "gateway %s: rejected event %d eid=%s: %s", gateway.id, index, eid, exc.reason
+            )
+            continue
+        if event.eid in seen:  # the same event twice in one batch: the first one counts
+            in_batch_duplicates.append(event.eid.hex())
+            continue
+        seen.add(event.eid)
+        rows.append(row)
+    inserted = store.insert_events(rows)
+    for row in rows:
+        (result.stored if row.eid in inserted else result.duplicate).append(row.eid.hex())
+    result.duplicate.extend(in_batch_duplicates)
+    log.info(
+        "gateway %s: batch of %d: %d stored, %d duplicate, %d rejected",
+        gateway.id, len(items), len(result.stored), len(result.duplicate), len(result.rejected),
+    )  # fmt: skip
+    return result
+
+
+def verify_item(item: Any, gateway: Signer, registry: Registry) -> Event:
+    """Signature, signer status, site and role checks for one event; raises ProtocolError."""
+    if not isinstance(item, bytes):
+        raise ProtocolError(Reason.BAD_EVENT, "each event must be a CBOR byte string")
+
+    def key_for(signer_id: str) -> bytes | None:
+        signer = registry.signers.get(signer_id)
+        if signer is not None and signer.revoked:
+            raise ProtocolError(Reason.DEVICE_REVOKED, f"signer {signer_id} is revoked")
+        return None if signer is None else signer.public_key
+
+    event = open_event(item, key_for).event
+    signer = registry.signers[event.dev]
+    if event.site != signer.site:
+        raise ProtocolError(
+            Reason.TOPIC_MISMATCH, f"event site {event.site} but {event.dev} is at {signer.site}"
+        )
+    if event.site != gateway.site:
+        raise ProtocolError(
+            Reason.TOPIC_MISMATCH, f"event site {event.site} but gateway site is {gateway.site}"
+        )
+    expected_role = "device" if event.typ == "scan" else "gateway"
+    if signer.role != expected_role:
+        raise ProtocolError(Reason.BAD_EVENT, f"{event.typ} events are signed by a {expected_role}")
+    if event.typ == "scan" and event.verdict not in tuple(Verdict):
+        raise ProtocolError(Reason.BAD_EVENT, "scan event without a valid verdict")
+    if _has_personal_keys(event.extra):
+        raise ProtocolError(Reason.BAD_EVENT, "extra carries personal data keys")
+    return event
+
+
+def to_row(event: Event, raw: bytes, gateway_id: str, now_ms: int) -> EventRow:
+    """The stored form; raises ProtocolError(bad_event) for an `extra` JSON cannot hold."""
+    try:
+        extra = json.dumps(event.extra, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError):
+        raise ProtocolError(Reason.BAD_EVENT, "extra cannot be stored as JSON") from None
+    return EventRow(
+        eid=event.eid, typ=event.typ, dev=event.dev, site=event.site, lane=event.lane,
+        seq=event.seq, t=event.t_ms, received_at=now_ms, gateway=gateway_id,
+        verdict=event.verdict, reason=event.reason, ref=event.ref, sub=event.sub,
+        kid=event.kid, kind=event.kind, tlv=event.tlv, clock=event.clock,
+        dec_us=event.dec_us, ver_us=event.ver_us, extra=extra if event.extra else None, raw=raw,
+    )  # fmt: skip
+
+
+def _has_personal_keys(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(k in PERSONAL_KEYS or _has_personal_keys(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_personal_keys(v) for v in value)
+    return False
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _peek_eid(item: Any) -> str | None:
+    """Best effort: the eid of a rejected event, so the gateway knows which one failed."""
+    try:
+        payload = cbor.loads_strict(cose.parse_sign1(item).payload)
+        eid = payload.get("eid")
+    except (ProtocolError, AttributeError, TypeError):
+        return None
+    return eid.hex() if isinstance(eid, bytes) and len(eid) == 16 else None

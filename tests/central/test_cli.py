@@ -1,0 +1,85 @@
+"""`chot central ...` through argparse, against both backends."""
+
+import argparse
+import csv
+import io
+import json
+
+import pytest
+
+from central import queries
+from central.cli import add_commands, parse_time
+from central.ingest import ingest_batch
+from central.store import Store
+from chot.cli import UsageError
+from tests.central.fixtures import DAY, MIN, T0, Fleet, sub
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="chot")
+    add_commands(parser.add_subparsers(dest="group", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def filled(fleet: Fleet, store: Store) -> Store:
+    items = [fleet.scan("dev-a", T0 + i * 10 * MIN, i % 3) for i in range(6)]
+    items.append(fleet.scan("dev-b", T0, 7, verdict="fail", reason="revoked"))
+    ingest_batch(items, fleet.registry.signers["gw-hn"], fleet.registry, store, T0)
+    return store
+
+
+def test_migrate_and_stats_json(filled: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["central", "migrate", "--store", filled.url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"applied": []}
+    assert run(["central", "stats", "--store", filled.url, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["events_central"] == 7 and stats["by_verdict"] == {"pass": 6, "fail": 1}
+
+
+def test_visits_needs_an_operator_and_is_logged(
+    filled: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(["central", "visits", "--store", filled.url, "--sub", sub(1).hex()])
+    assert exited.value.code == 2
+    assert queries.access_log(filled) == []
+    code = run(["central", "visits", "--store", filled.url, "--sub", sub(1).hex(),
+                "--from", "2021-08-01", "--to", "2021-08-02", "--operator", "dr-lan", "--json"])  # fmt: skip
+    assert code == 0
+    visits = json.loads(capsys.readouterr().out)
+    assert [v["t"] for v in visits] == [T0 + 10 * MIN, T0 + 40 * MIN]
+    assert queries.access_log(filled)[0]["operator"] == "dr-lan"
+    with pytest.raises(UsageError):
+        run(["central", "visits", "--store", filled.url, "--sub", "zz", "--operator", "x"])
+
+
+def test_contacts_csv_and_report_table(filled: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(["central", "contacts", "--store", filled.url, "--sub", sub(7).hex(),
+                "--window-min", "15", "--operator", "dr-lan", "--csv"])  # fmt: skip
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["sub"], r["min_gap_ms"]) for r in rows] == [
+        (sub(0).hex(), "0"), (sub(1).hex(), str(10 * MIN))]  # fmt: skip
+    assert run(["central", "report", "--store", filled.url, "--day", "2021-08-01"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["site", "day", "lane", "total", "pass", "fail", "warn",
+                              "fail_reasons"]  # fmt: skip
+    assert out[2].split() == ["HN-01", "2021-08-01", "lane-2", "1", "0", "1", "0", "revoked=1"]
+
+
+def test_retention_command(filled: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["central", "retention", "--store", filled.url, "--days", "30", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)  # 2021 is long past: all of it goes
+    assert result == {"days": ["2021-08-01"], "events": 7}
+    assert queries.stats(filled)["events_central"] == 0
+
+
+def test_parse_time() -> None:
+    assert parse_time("2021-08-01T07:00") == T0  # local time in Ho Chi Minh City
+    assert parse_time("2021-08-01T00:00+00:00") == T0
+    assert parse_time(str(T0 // 1000)) == T0
+    assert parse_time("2021-08-02") - parse_time("2021-08-01") == DAY
+    with pytest.raises(UsageError):
+        parse_time("yesterday")
