@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._table import machine, markdown, row  # noqa: E402
 
-MODULES = ("bench_protocol", "bench_decoders", "bench_device", "bench_gateway", "bench_central",
+MODULES = ("bench_protocol", "bench_decoders", "bench_device", "bench_gateway", "bench_central", "bench_provisioning",
            "bench_e2e")  # fmt: skip
 
 

@@ -5,6 +5,7 @@ TLS), starts `mosquitto -c`, waits until the port accepts connections, and can b
 SIGKILL and restarted on the same port with its persistence intact.
 """
 
+import getpass
 import os
 import shutil
 import signal
@@ -73,6 +74,9 @@ class Broker:
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         lines = [
+            # mosquitto started as root drops to user "mosquitto", which cannot read our 0600
+            # files in a tmp dir: stay the user running the tests
+            f"user {getpass.getuser()}",
             f"listener {self.port} {self.host}",
             "persistence true",
             f"persistence_location {data}/",

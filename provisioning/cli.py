@@ -1,0 +1,428 @@
+"""`chot provision ...` (the ops team's tool) and `chot pass issue`.
+
+Every command takes `--json`; none prints a secret (keys, passwords, tokens, document numbers)
+and none overwrites a key. Exit codes: 0 done, 1 refused, 2 usage error.
+"""
+
+import argparse
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from protocol.trust import PASS_KINDS
+from provisioning.errors import OpsError
+from provisioning.secrets import SecretExists
+
+HOME_ENV = "CHOT_HOME"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _handler(func: Handler) -> Handler:
+    """Turn refusals into exit 1 and bad input into exit 2, with one line on stderr."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (OpsError, SecretExists) as exc:
+            print(f"chot: refused: {exc}", file=sys.stderr)
+            return 1
+        except (ValueError, OSError) as exc:
+            print(f"chot: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _out(args: argparse.Namespace, data: dict, text: str | None = None) -> None:
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+    else:
+        print(text if text is not None else "  ".join(f"{k}={v}" for k, v in data.items()))
+
+
+def _home(args: argparse.Namespace):
+    from provisioning.home import OpsHome
+
+    path = args.home or os.environ.get(HOME_ENV)
+    if not path:
+        raise ValueError(f"--home DIR (or ${HOME_ENV}) is required")
+    return OpsHome(path)
+
+
+def _leaf(sub, name: str, help_: str, func: Handler, home: bool = True) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_)
+    if home:
+        parser.add_argument("--home", type=Path, help=f"ops home folder (default ${HOME_ENV})")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=_handler(func))
+    return parser
+
+
+def _group(sub, name: str, help_: str):
+    return sub.add_parser(name, help=help_).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="COMMAND"
+    )
+
+
+def _kinds(value: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    if not kinds or set(kinds) - set(PASS_KINDS):
+        raise argparse.ArgumentTypeError(f"comma-separated among {','.join(PASS_KINDS)}")
+    return kinds
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("provision", help="ops: keys, trust lists, devices, gateways, broker")
+    psub = group.add_subparsers(dest="provision_command", required=True, metavar="COMMAND")
+
+    p = _leaf(
+        psub, "init", "create an ops home: root key, issuer key, signed lists", cmd_init, home=False
+    )
+    p.add_argument("dir", type=Path)
+    p.add_argument("--issuer", default="VN-HN", help="issuer id of the first issuer key")
+    p.add_argument("--kinds", type=_kinds, default=PASS_KINDS)
+    p.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="seal the root key with a passphrase ($CHOT_PASSPHRASE or a prompt)",
+    )
+    p.add_argument("--max-age-days", type=float, default=7, help="signed lists expire after")
+
+    issuer = _group(psub, "issuer", "issuer keys: create, add, list, retire, revoke")
+    p = _leaf(issuer, "create", "new issuer key held by this home (rotation)", cmd_issuer_create)
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--kinds", type=_kinds, default=PASS_KINDS)
+    p = _leaf(issuer, "add", "trust another authority's issuer key", cmd_issuer_add)
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--public-key", required=True, help="Ed25519 public key, 64 hex digits")
+    p.add_argument("--kinds", type=_kinds, default=PASS_KINDS)
+    p.add_argument("--not-before", type=int, default=0, help="Unix time")
+    _leaf(issuer, "list", "issuer keys with status", cmd_issuer_list)
+    p = _leaf(issuer, "retire", "stop issuing with a key (its passes stay valid)", cmd_retire)
+    p.add_argument("kid", help="kid hex (a unique prefix is enough)")
+    p = _leaf(issuer, "revoke", "a compromised key: refuse all its passes", cmd_issuer_revoke)
+    p.add_argument("kid")
+
+    for name, what in (("trust", "trust list"), ("revocations", "revocation list")):
+        g = _group(psub, name, f"the signed {what}")
+        p = _leaf(g, "sign", f"sign the next {what} version", cmd_sign)
+        p.add_argument("--out", type=Path, help="also write it here")
+        p.add_argument("--version", type=int, help="explicit version (must be newer)")
+        p.add_argument("--expires-days", type=float, help="default: the home's max age")
+        p.set_defaults(document=name)
+
+    g = _group(psub, "pass", "pass revocation")
+    p = _leaf(g, "revoke", "revoke one pass by its reference", cmd_pass_revoke)
+    p.add_argument("ref", help="pass reference, 32 hex digits (spaces allowed)")
+
+    device = _group(psub, "device", "scanner units")
+    p = _leaf(device, "add", "create a device identity and SD-card bundle", cmd_device_add)
+    p.add_argument("site")
+    p.add_argument("name", help="device id, e.g. hn01-lane1")
+    p.add_argument("--lane", help="lane name (default lane-1)")
+    p.add_argument("--out", type=Path, help="bundle folder (default HOME/bundles/NAME)")
+    p.add_argument("--broker-host", help="site broker host name (remembered for the site)")
+    p.add_argument("--broker-port", type=int)
+    p.add_argument("--camera", default="picamera2", help="camera source in the config")
+    p.add_argument("--gpio", default="rpigpio", help="gpio backend in the config")
+    p = _leaf(device, "revoke", "revoke a device everywhere", cmd_revoke_unit)
+    p.add_argument("id")
+    _leaf(device, "list", "registered devices and gateways", cmd_device_list)
+
+    gateway = _group(psub, "gateway", "site gateways")
+    p = _leaf(gateway, "add", "create a gateway identity, token and bundle", cmd_gateway_add)
+    p.add_argument("site")
+    p.add_argument("name", help="gateway id, e.g. hn01-gw")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--central-url", default="http://127.0.0.1:8600")
+    p.add_argument("--broker-port", type=int)
+    p = _leaf(gateway, "revoke", "revoke a gateway everywhere", cmd_revoke_unit)
+    p.add_argument("id")
+
+    operator = _group(psub, "operator", "gate operators' logins for the gateway page")
+    p = _leaf(operator, "add", "add an operator (argon2id hash)", cmd_operator_add)
+    p.add_argument("site")
+    p.add_argument("user")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    broker = _group(psub, "broker", "the site's Mosquitto")
+    p = _leaf(broker, "config", "generate the complete broker configuration", cmd_broker_config)
+    p.add_argument("site")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--install-dir", type=Path, help="where the folder will live on the gateway")
+    p.add_argument("--host", action="append", default=[], help="extra name/IP for the cert")
+    p = _leaf(broker, "check", "start mosquitto with the config and probe it", cmd_broker_check)
+    p.add_argument("site")
+    p.add_argument("--dir", type=Path, help="a folder from `broker config` (default: fresh)")
+
+
+def add_pass_issue(pass_sub: argparse._SubParsersAction) -> None:
+    """`chot pass issue`, added to the lead's `pass` group."""
+    p = _leaf(pass_sub, "issue", "sign passes: one, or a batch from CSV", cmd_pass_issue)
+    p.add_argument("--kind", choices=PASS_KINDS, default="declaration")
+    p.add_argument("--doc-number", help="ID document number (only hashed, never stored)")
+    p.add_argument("--csv", type=Path, help="batch: columns doc_number,kind[,name,doc4,dob]")
+    p.add_argument("--hours", type=float, default=72)
+    p.add_argument("--issuer", help="issuer id or kid prefix (default: newest active key)")
+    p.add_argument("--name")
+    p.add_argument("--doc4")
+    p.add_argument("--dob", type=int, help="birth year")
+    p.add_argument("--png", type=Path, help="write the QR image (single pass)")
+    p.add_argument("--png-dir", type=Path, help="batch: one PNG per pass, named by reference")
+    p.add_argument("--pdf", type=Path, help="printable A4 sheet of cards")
+    p.add_argument("--print-name", action="store_true", help="print the name on the card")
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from provisioning.home import OpsHome
+
+    home = OpsHome.init(
+        args.dir,
+        issuer=args.issuer,
+        kinds=args.kinds,
+        encrypt=args.encrypt,
+        max_age_s=int(args.max_age_days * 86400),
+    )
+    issuer = home.list_issuers()[0]
+    data = {
+        "home": str(home.path),
+        "root_public_key": home.state.root_public_key,
+        "issuer": issuer.issuer,
+        "kid": issuer.kid,
+        "trust_version": 1,
+        "encrypted": bool(args.encrypt),
+    }
+    _out(args, data)
+    return 0
+
+
+def cmd_issuer_create(args: argparse.Namespace) -> int:
+    _out(args, asdict(_home(args).create_issuer(args.issuer, kinds=args.kinds)))
+    return 0
+
+
+def cmd_issuer_add(args: argparse.Namespace) -> int:
+    info = _home(args).add_external_issuer(
+        args.issuer, bytes.fromhex(args.public_key), kinds=args.kinds, not_before=args.not_before
+    )
+    _out(args, asdict(info))
+    return 0
+
+
+def cmd_issuer_list(args: argparse.Namespace) -> int:
+    issuers = [asdict(i) for i in _home(args).list_issuers()]
+    if args.json:
+        print(json.dumps(issuers, sort_keys=True))
+    else:
+        for i in issuers:
+            print(
+                f"{i['kid']}  {i['issuer']:<12} {i['status']:<8} "
+                f"{'local' if i['local'] else 'external'}  {','.join(i['kinds'])}"
+            )
+    return 0
+
+
+def cmd_retire(args: argparse.Namespace) -> int:
+    _out(args, asdict(_home(args).retire_issuer(args.kid)))
+    return 0
+
+
+def cmd_issuer_revoke(args: argparse.Namespace) -> int:
+    _out(args, asdict(_home(args).revoke_issuer(args.kid)))
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    home = _home(args)
+    expires = int(args.expires_days * 86400) if args.expires_days else None
+    if args.document == "trust":
+        data = home.sign_trust_list(version=args.version, expires_in=expires)
+        version = home.state.trust_version
+    else:
+        data = home.sign_revocation_list(version=args.version, expires_in=expires)
+        version = home.state.revocation_version
+    if args.out:
+        args.out.write_bytes(data)
+    _out(
+        args,
+        {
+            "document": args.document,
+            "version": version,
+            "bytes": len(data),
+            "out": str(args.out or home.path / f"{args.document}.cose"),
+        },
+    )
+    return 0
+
+
+def cmd_pass_revoke(args: argparse.Namespace) -> int:
+    home = _home(args)
+    home.revoke_pass(args.ref)
+    _out(
+        args,
+        {"revoked": args.ref.replace(" ", ""), "revocation_version": home.state.revocation_version},
+    )
+    return 0
+
+
+def cmd_device_add(args: argparse.Namespace) -> int:
+    bundle = _home(args).add_device(
+        args.site,
+        args.name,
+        lane=args.lane,
+        out=args.out,
+        broker_host=args.broker_host,
+        broker_port=args.broker_port,
+        camera_source=args.camera,
+        gpio_backend=args.gpio,
+    )
+    _out(
+        args,
+        {
+            "device": bundle.device_id,
+            "site": bundle.site,
+            "lane": bundle.lane,
+            "bundle": str(bundle.folder),
+            "public_key": bundle.public_key.hex(),
+        },
+    )
+    return 0
+
+
+def cmd_gateway_add(args: argparse.Namespace) -> int:
+    bundle = _home(args).add_gateway(
+        args.site,
+        args.name,
+        out=args.out,
+        central_url=args.central_url,
+        broker_port=args.broker_port,
+    )
+    _out(
+        args,
+        {
+            "gateway": bundle.gateway_id,
+            "site": bundle.site,
+            "bundle": str(bundle.folder),
+            "public_key": bundle.public_key.hex(),
+        },
+    )
+    return 0
+
+
+def cmd_revoke_unit(args: argparse.Namespace) -> int:
+    home = _home(args)
+    home.revoke_device(args.id)
+    _out(
+        args,
+        {
+            "revoked": args.id,
+            "revocation_version": home.state.revocation_version,
+            "next": "reload the site broker: broker config again, or SIGHUP",
+        },
+    )
+    return 0
+
+
+def cmd_device_list(args: argparse.Namespace) -> int:
+    signers = [
+        {
+            "id": s.id,
+            "site": s.site,
+            "role": s.role,
+            "lane": s.lane,
+            "revoked": s.revoked,
+            "public_key": s.public_key.hex(),
+        }
+        for s in _home(args).registry()
+    ]
+    if args.json:
+        print(json.dumps(signers, sort_keys=True))
+    else:
+        for s in signers:
+            print(
+                f"{s['id']:<20} {s['site']:<8} {s['role']:<8} "
+                f"{'REVOKED' if s['revoked'] else 'active'}"
+            )
+    return 0
+
+
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.user}: ")
+    path = _home(args).add_operator(args.site, args.user, password)
+    _out(args, {"operator": args.user, "site": args.site, "users_file": str(path)})
+    return 0
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    from provisioning.broker import write_broker_config
+
+    conf = write_broker_config(
+        _home(args), args.site, args.out, install_dir=args.install_dir, hosts=args.host
+    )
+    _out(args, {"site": args.site, "config": str(conf), "folder": str(conf.parent)})
+    return 0
+
+
+def cmd_broker_check(args: argparse.Namespace) -> int:
+    from provisioning.broker import check_broker
+
+    report = check_broker(_home(args), args.site, args.dir)
+    print(json.dumps(report, sort_keys=True, indent=None if args.json else 2))
+    return 0 if report["ok"] else 1
+
+
+def cmd_pass_issue(args: argparse.Namespace) -> int:
+    from provisioning.issue import issue_batch, issue_single
+
+    home = _home(args)
+    if args.csv:
+        if args.doc_number or args.png:
+            raise ValueError("--csv issues a batch: use --png-dir, not --doc-number/--png")
+        result = issue_batch(
+            home,
+            args.csv,
+            hours=args.hours,
+            issuer=args.issuer,
+            png_dir=args.png_dir,
+            pdf=args.pdf,
+            print_name=args.print_name,
+        )
+        if args.json:
+            print(json.dumps(result, sort_keys=True))
+        else:
+            print("\n".join(p["qr_text"] for p in result["passes"]))
+        return 0
+    if not args.doc_number:
+        raise ValueError("--doc-number or --csv is required")
+    result = issue_single(
+        home,
+        kind=args.kind,
+        doc_number=args.doc_number,
+        hours=args.hours,
+        issuer=args.issuer,
+        name=args.name,
+        doc4=args.doc4,
+        dob=args.dob,
+        png=args.png,
+        pdf=args.pdf,
+        print_name=args.print_name,
+    )
+    _out(args, result, text=result["qr_text"])
+    return 0

@@ -1,0 +1,410 @@
+"""The ops home: one folder holding everything the ops team signs with.
+
+    HOME/ops.json           public state: versions, issuers, revocations, sites (state.py)
+    HOME/root.key           ops root Ed25519 seed, 0600, optionally sealed with a passphrase
+    HOME/root.pub           its public key (hex): what devices pin
+    HOME/issuer.secret      HMAC key for subject pseudonyms, 0600
+    HOME/issuers/<kid>.key  issuer signing keys, 0600
+    HOME/trust.cose         newest signed trust list
+    HOME/revocations.cose   newest signed revocation list
+    HOME/registry.json      devices and gateways (protocol.registry)
+    HOME/sites/<SITE>/      site CA, broker password file and ACL, operator logins
+    HOME/bundles/<id>/      device and gateway bundles, ready to copy to an SD card
+
+Every list is re-signed with the next version as soon as what it says changes, so the files in
+the home are always the newest truth; `sign_trust_list` / `sign_revocation_list` also refresh
+them before they expire.
+"""
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from protocol import cose
+from protocol.documents import sign_document
+from protocol.pass_v1 import PassClaims, encode_pass
+from protocol.registry import Registry
+from protocol.trust import (
+    PASS_KINDS,
+    IssuerKey,
+    root_keyring,
+    sign_revocation_list,
+    sign_trust_list,
+)
+from provisioning import sites
+from provisioning.errors import OpsError, VersionError
+from provisioning.keys import load_key_file, new_key_file
+from provisioning.passes import parse_pass_ref, subject_pseudonym
+from provisioning.secrets import get_passphrase, write_secret
+from provisioning.state import IssuerRecord, OpsState
+
+CONFIG_TYPE = "chot-config"
+
+
+@dataclass(frozen=True)
+class IssuerInfo:
+    """What `issuer list` shows: public data only."""
+
+    issuer: str
+    kid: str
+    public_key: str
+    kinds: list[str]
+    status: str
+    local: bool
+    not_before: int
+    not_after: int | None
+
+
+class OpsHome:
+    """An existing ops home. Create one with `OpsHome.init(path)`."""
+
+    def __init__(self, path: str | Path, *, passphrase: bytes | None = None) -> None:
+        self.path = Path(path)
+        if not (self.path / "ops.json").is_file():
+            raise OpsError(f"{self.path} is not an ops home (no ops.json); run provision init")
+        self.state = OpsState.load(self.path / "ops.json")
+        self._passphrase = passphrase
+        self._root: SigningKey | None = None
+
+    # --- creation ---------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        path: str | Path,
+        *,
+        issuer: str = "VN-HN",
+        kinds: tuple[str, ...] = PASS_KINDS,
+        encrypt: bool = False,
+        passphrase: bytes | None = None,
+        max_age_s: int | None = None,
+        now: int | None = None,
+    ) -> "OpsHome":
+        """Root key, one issuer key, pseudonym secret, and signed trust + revocation lists."""
+        path = Path(path)
+        if (path / "ops.json").exists() or (path / "root.key").exists():
+            raise OpsError(f"{path} already holds an ops home; refusing to overwrite its keys")
+        path.mkdir(parents=True, exist_ok=True)
+        if encrypt and passphrase is None:
+            passphrase = get_passphrase(confirm=True)
+        root = new_key_file(path / "root.key", passphrase=passphrase if encrypt else None)
+        (path / "root.pub").write_text(bytes(root.verify_key).hex() + "\n")
+        write_secret(path / "issuer.secret", (secrets.token_bytes(32).hex() + "\n").encode())
+        state = OpsState(root_public_key=bytes(root.verify_key).hex())
+        if max_age_s is not None:
+            state.max_age_s = max_age_s
+        state.save(path / "ops.json")
+        Registry().save(path / "registry.json")
+        home = cls(path, passphrase=passphrase)
+        home._root = root
+        home.create_issuer(issuer, kinds=kinds, now=now, sign=False)
+        home.sign_trust_list(now=now)
+        home.sign_revocation_list(now=now)
+        return home
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def root_signing_key(self) -> SigningKey:
+        if self._root is None:
+            self._root = load_key_file(self.path / "root.key", passphrase=self._passphrase)
+        return self._root
+
+    def root_public_key(self) -> bytes:
+        return bytes.fromhex(self.state.root_public_key)
+
+    def root_keyring(self) -> dict[bytes, bytes]:
+        return root_keyring([self.root_public_key()])
+
+    def _issuer_secret(self) -> bytes:
+        return bytes.fromhex((self.path / "issuer.secret").read_text().strip())
+
+    def save(self) -> None:
+        self.state.save(self.path / "ops.json")
+
+    # --- issuers ----------------------------------------------------------------------------
+
+    def create_issuer(
+        self,
+        issuer: str,
+        *,
+        kinds: tuple[str, ...] = PASS_KINDS,
+        now: int | None = None,
+        sign: bool = True,
+    ) -> IssuerInfo:
+        """A new issuer key held by this home (also how a key is rotated: create, then retire
+        the old one). The trust list is re-signed so devices learn it."""
+        _check_kinds(kinds)
+        key = SigningKey.generate()
+        kid = cose.kid_for(bytes(key.verify_key)).hex()
+        key_file = f"issuers/{kid}.key"
+        write_secret(self.path / key_file, (bytes(key).hex() + "\n").encode())
+        return self._add_issuer_record(
+            kid,
+            IssuerRecord(
+                issuer,
+                bytes(key.verify_key).hex(),
+                list(kinds),
+                _now(now),
+                None,
+                "active",
+                key_file,
+            ),
+            sign,
+            now,
+        )
+
+    def add_external_issuer(
+        self,
+        issuer: str,
+        public_key: bytes,
+        *,
+        kinds: tuple[str, ...] = PASS_KINDS,
+        not_before: int = 0,
+        now: int | None = None,
+    ) -> IssuerInfo:
+        """Trust another authority's issuer by its public key (we never see its private key)."""
+        _check_kinds(kinds)
+        if len(public_key) != 32:
+            raise OpsError("an Ed25519 public key is 32 bytes (64 hex digits)")
+        kid = cose.kid_for(public_key).hex()
+        record = IssuerRecord(issuer, public_key.hex(), list(kinds), not_before)
+        return self._add_issuer_record(kid, record, True, now)
+
+    def _add_issuer_record(
+        self, kid: str, record: IssuerRecord, sign: bool, now: int | None
+    ) -> IssuerInfo:
+        if not record.issuer or len(record.issuer) > 64:
+            raise OpsError("issuer id must be 1-64 characters")
+        if kid in self.state.issuers:
+            raise OpsError(f"issuer key {kid} is already known")
+        self.state.issuers[kid] = record
+        self.save()
+        if sign:
+            self.sign_trust_list(now=now)
+        return self._info(kid)
+
+    def retire_issuer(self, kid: str, *, now: int | None = None) -> IssuerInfo:
+        """Stop issuing with a key; passes it already issued stay valid until they expire."""
+        kid = self._resolve(kid)
+        record = self.state.issuers[kid]
+        if record.status != "active":
+            raise OpsError(f"issuer key {kid} is {record.status}")
+        record.status, record.not_after = "retired", _now(now)
+        self.save()
+        self.sign_trust_list(now=now)
+        return self._info(kid)
+
+    def revoke_issuer(self, kid: str, *, now: int | None = None) -> IssuerInfo:
+        """A compromised key: out of the trust list and into the revocation list's kids, so a
+        device that has either of the new lists refuses every pass it signed."""
+        kid = self._resolve(kid)
+        record = self.state.issuers[kid]
+        if record.status == "revoked":
+            raise OpsError(f"issuer key {kid} is already revoked")
+        record.status = "revoked"
+        record.not_after = record.not_after or _now(now)
+        self.state.revoked_kids = sorted({*self.state.revoked_kids, kid})
+        self.save()
+        self.sign_trust_list(now=now)
+        self.sign_revocation_list(now=now)
+        return self._info(kid)
+
+    def list_issuers(self) -> list[IssuerInfo]:
+        return [self._info(kid) for kid in self.state.issuers]
+
+    def _resolve(self, kid: str) -> str:
+        """The full kid hex for a kid or a unique prefix of one."""
+        matches = [k for k in self.state.issuers if k.startswith(kid.lower())] if kid else []
+        if len(matches) != 1:
+            raise OpsError(f"no single issuer key matches {kid!r}")
+        return matches[0]
+
+    def _info(self, kid: str) -> IssuerInfo:
+        r = self.state.issuers[kid]
+        return IssuerInfo(
+            r.issuer, kid, r.public_key, list(r.kinds), r.status, r.local, r.not_before, r.not_after
+        )
+
+    def trusted_issuers(self) -> list[IssuerKey]:
+        """What the trust list carries: every key not revoked (retired ones keep not_after)."""
+        return [
+            IssuerKey(
+                r.issuer, bytes.fromhex(r.public_key), tuple(r.kinds), r.not_before, r.not_after
+            )
+            for r in self.state.issuers.values()
+            if r.status != "revoked"
+        ]
+
+    # --- signed lists -----------------------------------------------------------------------
+
+    def _next_version(self, last: int, version: int | None, what: str) -> int:
+        if version is None:
+            return last + 1
+        if version <= last:
+            raise VersionError(f"{what} version {version} is not newer than {last}; refusing")
+        return version
+
+    def sign_trust_list(
+        self, *, version: int | None = None, expires_in: int | None = None, now: int | None = None
+    ) -> bytes:
+        """Sign the next trust list, keep it as HOME/trust.cose and return its bytes."""
+        version = self._next_version(self.state.trust_version, version, "trust list")
+        issued = _now(now)
+        data = sign_trust_list(
+            self.trusted_issuers(),
+            version=version,
+            issued_at=issued,
+            expires_at=issued + (expires_in or self.state.max_age_s),
+            root_key=self.root_signing_key(),
+        )
+        self.state.trust_version = version
+        self.save()
+        _write_public(self.path / "trust.cose", data)
+        return data
+
+    def sign_revocation_list(
+        self, *, version: int | None = None, expires_in: int | None = None, now: int | None = None
+    ) -> bytes:
+        """Sign the next revocation list, keep it as HOME/revocations.cose and return it."""
+        version = self._next_version(self.state.revocation_version, version, "revocation list")
+        issued = _now(now)
+        data = sign_revocation_list(
+            pass_refs=[bytes.fromhex(r) for r in self.state.revoked_pass_refs],
+            kids=[bytes.fromhex(k)[:8] for k in self.state.revoked_kids],
+            devices=self.state.revoked_devices,
+            version=version,
+            issued_at=issued,
+            expires_at=issued + (expires_in or self.state.max_age_s),
+            root_key=self.root_signing_key(),
+        )
+        self.state.revocation_version = version
+        self.save()
+        _write_public(self.path / "revocations.cose", data)
+        return data
+
+    def trust_list_bytes(self) -> bytes:
+        return (self.path / "trust.cose").read_bytes()
+
+    def revocation_list_bytes(self) -> bytes:
+        return (self.path / "revocations.cose").read_bytes()
+
+    def revoke_pass(self, pass_ref: bytes | str, *, now: int | None = None) -> bytes:
+        """Add a pass reference (bytes or hex) to the revocation list and re-sign it."""
+        ref = parse_pass_ref(pass_ref) if isinstance(pass_ref, str) else bytes(pass_ref)
+        if len(ref) != 16:
+            raise OpsError("a pass reference is 16 bytes")
+        self.state.revoked_pass_refs = sorted({*self.state.revoked_pass_refs, ref.hex()})
+        self.save()
+        return self.sign_revocation_list(now=now)
+
+    def sign_config(
+        self, device_id: str, body: dict, *, expires_in: int | None = None, now: int | None = None
+    ) -> bytes:
+        """A signed per-device config document (typ chot-config), next version for that device."""
+        version = self.state.config_versions.get(device_id, 0) + 1
+        issued = _now(now)
+        data = sign_document(
+            CONFIG_TYPE,
+            version,
+            issued,
+            issued + (expires_in or 365 * 24 * 3600),
+            {**body, "dev": device_id},
+            self.root_signing_key(),
+        )
+        self.state.config_versions[device_id] = version
+        self.save()
+        return data
+
+    # --- passes -----------------------------------------------------------------------------
+
+    def issuer_signing_key(self, issuer: str | None = None) -> tuple[IssuerRecord, SigningKey]:
+        """The newest active local key, optionally of one issuer id or kid (prefix)."""
+        candidates = [
+            (kid, r)
+            for kid, r in self.state.issuers.items()
+            if r.local
+            and r.status == "active"
+            and (issuer is None or r.issuer == issuer or kid.startswith(issuer.lower()))
+        ]
+        if not candidates:
+            raise OpsError(f"no active issuer key held here for {issuer or 'any issuer'}")
+        _kid, record = max(candidates, key=lambda item: item[1].not_before)
+        return record, load_key_file(self.path / str(record.key_file))
+
+    def issue_pass(
+        self,
+        *,
+        kind: str,
+        doc_number: str,
+        hours: float = 72,
+        issuer: str | None = None,
+        name: str | None = None,
+        doc4: str | None = None,
+        dob: int | None = None,
+        now: int | None = None,
+        _key: tuple[IssuerRecord, SigningKey] | None = None,
+    ) -> tuple[str, PassClaims]:
+        """Sign one pass; returns (QR text, claims). The document number only feeds `sub`."""
+        record, key = _key or self.issuer_signing_key(issuer)
+        if kind not in record.kinds:
+            raise OpsError(f"issuer {record.issuer} may not issue {kind} passes")
+        if hours <= 0:
+            raise OpsError("hours must be positive")
+        iat = _now(now)
+        if iat < record.not_before:
+            raise OpsError("issuer key is not valid yet at that time")
+        claims = PassClaims(
+            iss=record.issuer,
+            iat=iat,
+            exp=iat + int(hours * 3600),
+            cti=os.urandom(16),
+            sub=subject_pseudonym(self._issuer_secret(), doc_number),
+            kind=kind,
+            name=name,
+            doc4=doc4,
+            dob=dob,
+        )
+        return encode_pass(claims, key), claims
+
+    # --- devices, gateways, operators (sites.py does the work) ------------------------------
+
+    def registry(self) -> Registry:
+        return Registry.load(self.path / "registry.json")
+
+    def add_device(self, site: str, name: str, **options) -> "sites.DeviceBundle":
+        return sites.add_device(self, site, name, **options)
+
+    def revoke_device(self, device_id: str, *, now: int | None = None) -> bytes:
+        return sites.revoke_signer(self, device_id, now=now)
+
+    def add_gateway(self, site: str, name: str, **options) -> "sites.GatewayBundle":
+        return sites.add_gateway(self, site, name, **options)
+
+    def revoke_gateway(self, gateway_id: str, *, now: int | None = None) -> bytes:
+        return sites.revoke_signer(self, gateway_id, now=now)
+
+    def add_operator(self, site: str, user: str, password: str) -> Path:
+        return sites.add_operator(self, site, user, password)
+
+    def site_dir(self, site: str) -> Path:
+        return sites.site_dir(self, site)
+
+
+def _check_kinds(kinds: tuple[str, ...]) -> None:
+    unknown = set(kinds) - set(PASS_KINDS)
+    if unknown or not kinds:
+        raise OpsError(f"kinds must be among {', '.join(PASS_KINDS)}")
+
+
+def _now(now: int | None) -> int:
+    return int(time.time()) if now is None else int(now)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -1,0 +1,26 @@
+"""Ed25519 key files: a 64-hex-character seed, 0600 (the format device/config.py reads)."""
+
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from provisioning.secrets import get_passphrase, is_sealed, seal, unseal, write_secret
+
+
+def new_key_file(path: Path, *, passphrase: bytes | None = None) -> SigningKey:
+    """Generate a key and write its seed (sealed when a passphrase is given). Never overwrites."""
+    key = SigningKey.generate()
+    seed_hex = (bytes(key).hex() + "\n").encode()
+    write_secret(path, seal(seed_hex, passphrase) if passphrase else seed_hex)
+    return key
+
+
+def load_key_file(path: Path, *, passphrase: bytes | None = None) -> SigningKey:
+    """Read a seed file; a sealed one asks for the passphrase ($CHOT_PASSPHRASE or a prompt)."""
+    data = Path(path).read_bytes()
+    if is_sealed(data):
+        data = unseal(data, passphrase if passphrase is not None else get_passphrase())
+    seed = bytes.fromhex(data.decode().strip())
+    if len(seed) != 32:
+        raise ValueError(f"{path}: an Ed25519 seed is 32 bytes (64 hex characters)")
+    return SigningKey(seed)

@@ -1,0 +1,243 @@
+"""Devices, gateways and gate operators of a site: identities, broker access, bundles.
+
+A bundle is a folder to copy onto the unit's SD card: its config, its own Ed25519 key and MQTT
+password (0600), the site CA certificate and the newest signed trust and revocation lists. The
+home keeps only public data about a unit (registry.json); the private key exists in the bundle
+alone, so a lost home leaks no device key and a lost SD card costs one `revoke`.
+"""
+
+import json
+import logging
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from argon2 import PasswordHasher
+
+from protocol.ids import require_id
+from protocol.registry import Registry, Signer
+from provisioning import bundles, mqtt_auth, tls
+from provisioning.errors import OpsError
+from provisioning.keys import new_key_file
+from provisioning.secrets import write_secret
+from provisioning.state import SiteRecord
+
+if TYPE_CHECKING:
+    from provisioning.home import OpsHome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceBundle:
+    device_id: str
+    site: str
+    lane: str
+    folder: Path
+    public_key: bytes
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / bundles.DEVICE_CONFIG_NAME
+
+
+@dataclass(frozen=True)
+class GatewayBundle:
+    gateway_id: str
+    site: str
+    folder: Path
+    public_key: bytes
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / bundles.GATEWAY_CONFIG_NAME
+
+
+def site_dir(home: "OpsHome", site: str) -> Path:
+    return home.path / "sites" / require_id(site, "site")
+
+
+def ensure_site(
+    home: "OpsHome", site: str, broker_host: str | None = None, broker_port: int | None = None
+) -> SiteRecord:
+    """The site's record and CA, created on first use; host/port given here are remembered."""
+    record = home.state.sites.setdefault(require_id(site, "site"), SiteRecord())
+    if broker_host:
+        record.broker_host = broker_host
+    if broker_port:
+        record.broker_port = int(broker_port)
+    folder = site_dir(home, site)
+    if not (folder / "ca.crt").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tls.create_ca(folder, site)
+    home.save()
+    write_acl(home, site)
+    return record
+
+
+def write_acl(home: "OpsHome", site: str) -> None:
+    record = home.state.sites[site]
+    (site_dir(home, site) / "acl").write_text(mqtt_auth.site_acl(site, record.gateways))
+
+
+def _new_unit(home: "OpsHome", unit_id: str, folder: Path, key_name: str) -> tuple[bytes, str]:
+    """Key + MQTT password files in a fresh bundle folder; returns (public key, password)."""
+    require_id(unit_id, "id")
+    if unit_id in home.registry().signers:
+        raise OpsError(f"{unit_id} is already registered; revoke it and use a new name")
+    if folder.exists() and any(folder.iterdir()):
+        raise OpsError(f"{folder} is not empty; refusing to overwrite a bundle")
+    folder.mkdir(parents=True, exist_ok=True)
+    key = new_key_file(folder / key_name)
+    password = mqtt_auth.new_password()
+    write_secret(folder / "mqtt.password", (password + "\n").encode())
+    return bytes(key.verify_key), password
+
+
+def _copy_public_files(home: "OpsHome", site: str, folder: Path) -> None:
+    shutil.copyfile(site_dir(home, site) / "ca.crt", folder / "ca.crt")
+    shutil.copyfile(home.path / "trust.cose", folder / "trust.cose")
+    shutil.copyfile(home.path / "revocations.cose", folder / "revocations.cose")
+
+
+def add_device(
+    home: "OpsHome",
+    site: str,
+    name: str,
+    *,
+    lane: str | None = None,
+    out: Path | None = None,
+    broker_host: str | None = None,
+    broker_port: int | None = None,
+    camera_source: str = "picamera2",
+    gpio_backend: str = "rpigpio",
+) -> DeviceBundle:
+    """A scanner: identity, MQTT login, registry entry and bundle. `name` is the device id."""
+    record = ensure_site(home, site, broker_host, broker_port)
+    folder = Path(out) if out else home.path / "bundles" / name
+    public_key, password = _new_unit(home, name, folder, "device.key")
+    lane = lane or "lane-1"
+    mqtt_auth.set_password(site_dir(home, site) / "passwd", name, password)
+    registry = home.registry()
+    registry.add(Signer(name, site, "device", public_key, lane=lane))
+    registry.save(home.path / "registry.json")
+    _copy_public_files(home, site, folder)
+    text = bundles.device_config(
+        device_id=name,
+        site=site,
+        lane=lane,
+        root_public_key_hex=home.state.root_public_key,
+        broker_host=record.broker_host,
+        broker_port=record.broker_port,
+        camera_source=camera_source,
+        gpio_backend=gpio_backend,
+    )
+    (folder / bundles.DEVICE_CONFIG_NAME).write_text(text)
+    log.info("device %s added at site %s, bundle %s", name, site, folder)
+    return DeviceBundle(name, site, lane, folder, public_key)
+
+
+def add_gateway(
+    home: "OpsHome",
+    site: str,
+    name: str,
+    *,
+    out: Path | None = None,
+    broker_host: str | None = None,
+    broker_port: int | None = None,
+    central_url: str = "http://127.0.0.1:8600",
+) -> GatewayBundle:
+    """A site gateway: event-signing key, MQTT login with the site-wide ACL, central token."""
+    ensure_site(home, site, None, broker_port)
+    record = home.state.sites[site]
+    folder = Path(out) if out else home.path / "bundles" / name
+    public_key, password = _new_unit(home, name, folder, "gateway.key")
+    token = secrets.token_urlsafe(32)
+    write_secret(folder / "central.token", (token + "\n").encode())
+    mqtt_auth.set_password(site_dir(home, site) / "passwd", name, password)
+    registry = home.registry()
+    registry.add(Signer(name, site, "gateway", public_key))
+    registry.set_token(name, token)
+    registry.save(home.path / "registry.json")
+    registry.for_site(site).save(folder / "registry.json")
+    if name not in record.gateways:
+        record.gateways.append(name)
+    home.save()
+    write_acl(home, site)
+    _copy_public_files(home, site, folder)
+    documents = folder / bundles.DOCUMENTS_DIR
+    documents.mkdir()
+    for document in ("trust.cose", "revocations.cose"):
+        shutil.move(folder / document, documents / document)
+    operators = site_dir(home, site) / "operators.json"
+    if operators.exists():
+        write_secret(folder / "operators.json", operators.read_bytes(), replace=True)
+    (folder / bundles.GATEWAY_CONFIG_NAME).write_text(
+        bundles.gateway_config(
+            gateway_id=name,
+            site=site,
+            root_public_key_hex=home.state.root_public_key,
+            # the gateway runs beside the broker: loopback, still over TLS
+            broker_host=broker_host or "127.0.0.1",
+            broker_port=record.broker_port,
+            central_url=central_url,
+            lanes=_site_lanes(registry, site),
+        )
+    )
+    log.info("gateway %s added at site %s, bundle %s", name, site, folder)
+    return GatewayBundle(name, site, folder, public_key)
+
+
+def _site_lanes(registry: Registry, site: str) -> dict[str, int]:
+    """lane -> capacity for the lanes of the site's registered devices (default lane-1)."""
+    lanes = {s.lane for s in registry.for_site(site) if s.role == "device" and s.lane}
+    return {lane: bundles.LANE_CAPACITY for lane in sorted(lanes or {"lane-1"})}
+
+
+def revoke_signer(home: "OpsHome", unit_id: str, *, now: int | None = None) -> bytes:
+    """Revoke a device or gateway everywhere: password line, ACL, registry, revocation list.
+
+    Returns the re-signed revocation list. The site broker must then re-read its files
+    (SIGHUP; `chot provision broker config` again copies them).
+    """
+    registry = home.registry()
+    signer = registry.signers.get(unit_id)
+    if signer is None:
+        raise OpsError(f"{unit_id} is not registered")
+    if signer.revoked:
+        raise OpsError(f"{unit_id} is already revoked")
+    registry.revoke(unit_id)
+    registry.tokens.pop(unit_id, None)
+    registry.save(home.path / "registry.json")
+    mqtt_auth.remove_user(site_dir(home, signer.site) / "passwd", unit_id)
+    record = home.state.sites.get(signer.site)
+    if record and unit_id in record.gateways:
+        record.gateways.remove(unit_id)
+    home.state.revoked_devices = sorted({*home.state.revoked_devices, unit_id})
+    home.save()
+    write_acl(home, signer.site)
+    log.info("%s %s revoked at site %s", signer.role, unit_id, signer.site)
+    return home.sign_revocation_list(now=now)
+
+
+def add_operator(home: "OpsHome", site: str, user: str, password: str) -> Path:
+    """A gate operator's login for the gateway web page: argon2id hash in operators.json."""
+    require_id(user, "user")
+    if len(password) < 8:
+        raise OpsError("operator passwords need at least 8 characters")
+    ensure_site(home, site)
+    path = site_dir(home, site) / "operators.json"
+    data = json.loads(path.read_text()) if path.exists() else {"version": 1, "users": {}}
+    if user in data["users"]:
+        raise OpsError(f"operator {user} already exists at {site}")
+    data["users"][user] = {"hash": PasswordHasher().hash(password), "created": int(time.time())}
+    payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+    write_secret(path, payload, replace=True)
+    for gateway in home.state.sites[site].gateways:  # keep bundles in the home current
+        bundle = home.path / "bundles" / gateway
+        if bundle.is_dir():
+            write_secret(bundle / "operators.json", payload, replace=True)
+    return path

@@ -1,0 +1,75 @@
+"""ops.json: the public state of an ops home (no secret, no personal data).
+
+It remembers the last signed versions (so a version is never reused), the issuer keys and their
+status, what is revoked, and the sites with their brokers and gateways.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DEFAULT_MAX_AGE_S = 7 * 24 * 3600  # how long a device may stay offline on one signed list
+STATE_VERSION = 1
+
+
+@dataclass
+class IssuerRecord:
+    """One issuer key known to this home. `key_file` is set only for keys we hold."""
+
+    issuer: str
+    public_key: str  # hex
+    kinds: list[str]
+    not_before: int
+    not_after: int | None = None
+    status: str = "active"  # active | retired | revoked
+    key_file: str | None = None  # relative to the home; None for another authority's key
+
+    @property
+    def local(self) -> bool:
+        return self.key_file is not None
+
+
+@dataclass
+class SiteRecord:
+    broker_host: str = "chot-gw.local"
+    broker_port: int = 8883
+    gateways: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OpsState:
+    root_public_key: str = ""
+    max_age_s: int = DEFAULT_MAX_AGE_S
+    trust_version: int = 0
+    revocation_version: int = 0
+    config_versions: dict[str, int] = field(default_factory=dict)  # device id -> last version
+    issuers: dict[str, IssuerRecord] = field(default_factory=dict)  # kid hex -> record
+    revoked_pass_refs: list[str] = field(default_factory=list)  # hex, sorted
+    revoked_kids: list[str] = field(default_factory=list)
+    revoked_devices: list[str] = field(default_factory=list)
+    sites: dict[str, SiteRecord] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["version"] = STATE_VERSION
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "OpsState":
+        if data.get("version") != STATE_VERSION:
+            raise ValueError("ops.json: unsupported version")
+        data = dict(data)
+        data.pop("version")
+        state = cls(**data)
+        state.issuers = {k: IssuerRecord(**v) for k, v in data["issuers"].items()}
+        state.sites = {k: SiteRecord(**v) for k, v in data["sites"].items()}
+        return state
+
+    @classmethod
+    def load(cls, path: Path) -> "OpsState":
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+    def save(self, path: Path) -> None:
+        tmp = Path(path).with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)

@@ -1,0 +1,190 @@
+"""Bundles against a real Mosquitto started from the generated site config (TLS, ACL)."""
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from protocol.clock import ClockState
+from protocol.events import Event, new_event_id, open_event, sign_event
+from protocol.reasons import ProtocolError, Reason
+from protocol.topics import event_topic, site_device_filter
+from protocol.trust import open_revocation_list
+from provisioning.broker import copy_credentials
+from provisioning.home import OpsHome
+from provisioning.keys import load_key_file
+from tests.provisioning.conftest import SITE, parse_json, wait_for
+
+
+class Client:
+    """A paho client logged in with a bundle's credentials, over TLS to the site CA."""
+
+    def __init__(self, broker, bundle: Path, user: str, protocol=mqtt.MQTTv5, password=None):
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.time_ns()}",
+                             protocol=protocol)  # fmt: skip
+        self.c.tls_set(ca_certs=str(bundle / "ca.crt"))
+        if password is None:
+            password = (bundle / "mqtt.password").read_text().strip()
+        self.c.username_pw_set(user, password)
+        self.rc = None
+        self.ready = threading.Event()
+        self.messages: list[tuple[str, bytes]] = []
+        self.acks: dict[int, int] = {}
+        self.c.on_connect = self._on_connect
+        self.c.on_message = lambda _c, _u, m: self.messages.append((m.topic, m.payload))
+        self.c.on_publish = lambda _c, _u, mid, rc, _p: self.acks.__setitem__(mid, rc.value)
+        self.c.connect(broker.host, broker.port)
+        self.c.loop_start()
+        self.ready.wait(5)
+
+    def _on_connect(self, _c, _u, _f, reason_code, _p) -> None:
+        self.rc = reason_code
+        self.ready.set()
+
+    @property
+    def connected(self) -> bool:
+        return self.rc is not None and not self.rc.is_failure
+
+    def publish(self, topic: str, payload: bytes) -> int | None:
+        info = self.c.publish(topic, payload, qos=1)
+        wait_for(lambda: info.mid in self.acks)
+        return self.acks.get(info.mid)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def scan_event(device: str, key_path: Path, seq: int = 1) -> bytes:
+    event = Event(eid=new_event_id(), typ="scan", dev=device, site=SITE, seq=seq,
+                  t_ms=int(time.time() * 1000), clock=ClockState.SYNCED.value, verdict="pass",
+                  reason="ok", lane="lane-1")  # fmt: skip
+    return sign_event(event, load_key_file(key_path))
+
+
+@pytest.fixture
+def units(home: OpsHome):
+    a = home.add_device(SITE, "hn01-lane1", broker_host="127.0.0.1")
+    b = home.add_device(SITE, "hn01-lane2", lane="lane-2")
+    gw = home.add_gateway(SITE, "hn01-gw")
+    return a, b, gw
+
+
+def test_device_publishes_own_events_gateway_verifies(home, units, site_broker) -> None:
+    a, _b, gw = units
+    broker = site_broker()
+    gateway = Client(broker, gw.folder, gw.gateway_id)
+    device = Client(broker, a.folder, a.device_id)
+    assert gateway.connected and device.connected
+    gateway.c.subscribe(site_device_filter(SITE, "event"), qos=1)
+    time.sleep(0.2)
+    signed = scan_event(a.device_id, a.folder / "device.key")
+    assert device.publish(event_topic(SITE, a.device_id), signed) == 0
+    assert wait_for(lambda: gateway.messages)
+    topic, payload = gateway.messages[0]
+    assert topic == event_topic(SITE, a.device_id)
+    registry = home.registry()
+    assert open_event(payload, registry.key_for).event.dev == a.device_id
+    device.close()
+    gateway.close()
+
+
+def test_other_device_cannot_publish_as_a(home, units, site_broker) -> None:
+    a, b, gw = units
+    broker = site_broker()
+    gateway = Client(broker, gw.folder, gw.gateway_id)
+    gateway.c.subscribe(site_device_filter(SITE, "event"), qos=1)
+    time.sleep(0.2)
+    # MQTT 5: mosquitto 2.0.11 answers the QoS 1 publish with PUBACK 135 "not authorized"
+    intruder = Client(broker, b.folder, b.device_id)
+    assert intruder.publish(event_topic(SITE, a.device_id), b"forged") == 135
+    # MQTT 3.1.1: the publish is acknowledged but silently dropped; the gateway sees nothing
+    old = Client(broker, b.folder, b.device_id, protocol=mqtt.MQTTv311)
+    assert old.connected
+    old.publish(event_topic(SITE, a.device_id), b"forged-311")
+    # ...while its own topic still flows, so "nothing" above is not a dead subscription
+    old.publish(event_topic(SITE, b.device_id), b"own")
+    assert wait_for(lambda: len(gateway.messages) >= 1)
+    time.sleep(0.3)
+    assert [t for t, _ in gateway.messages] == [event_topic(SITE, b.device_id)]
+    # a device cannot read another device's acks or write the site's trust list
+    assert intruder.publish(f"chot/v1/{SITE}/trust", b"x") == 135
+    for c in (intruder, old, gateway):
+        c.close()
+
+
+def test_anonymous_and_wrong_password_refused(units, site_broker) -> None:
+    a, _b, _gw = units
+    broker = site_broker()
+    wrong = Client(broker, a.folder, a.device_id, password="not-the-password")
+    assert not wrong.connected
+    wrong.close()
+    anon = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    anon.tls_set(ca_certs=str(a.folder / "ca.crt"))
+    result = {}
+    anon.on_connect = lambda _c, _u, _f, rc, _p: result.setdefault("rc", rc)
+    anon.connect(broker.host, broker.port)
+    anon.loop_start()
+    assert wait_for(lambda: "rc" in result)
+    assert result["rc"].is_failure
+    anon.loop_stop()
+
+
+def test_revoked_device_is_locked_out_everywhere(home, units, site_broker) -> None:
+    a, b, _gw = units
+    broker = site_broker()
+    ok = Client(broker, a.folder, a.device_id)
+    assert ok.connected
+    ok.close()
+    signed_before = scan_event(a.device_id, a.folder / "device.key")
+    home.revoke_device(a.device_id)
+    copy_credentials(home, SITE, broker.folder)  # what ops ships to the gateway
+    broker.proc.send_signal(signal.SIGHUP)  # mosquitto re-reads password file and ACL
+    time.sleep(0.5)
+    refused = Client(broker, a.folder, a.device_id)
+    assert not refused.connected
+    refused.close()
+    still = Client(broker, b.folder, b.device_id)
+    assert still.connected
+    still.close()
+    registry = home.registry()
+    assert registry.is_revoked(a.device_id) and registry.key_for(a.device_id) is None
+    with pytest.raises(ProtocolError) as err:
+        open_event(signed_before, registry.key_for)
+    assert err.value.reason is Reason.UNKNOWN_DEVICE
+    revocations = open_revocation_list(home.revocation_list_bytes(), home.root_keyring())
+    assert a.device_id in revocations.devices
+    # and after a full restart too (persistence kept)
+    broker.restart()
+    again = Client(broker, a.folder, a.device_id)
+    assert not again.connected
+    again.close()
+
+
+def test_broker_check_command(home, run_cli) -> None:
+    code, out = run_cli("provision", "broker", "check", "--home", home.path, SITE, "--json")
+    report = parse_json(out)
+    assert code == 0 and report["ok"] is True
+    assert set(report["checks"]) == {"device_connects_tls", "device_publishes_own_event",
+                                     "other_device_denied", "other_site_denied",
+                                     "anonymous_refused", "wrong_password_refused"}  # fmt: skip
+
+
+def test_broker_config_contents(home, tmp_path, run_cli) -> None:
+    out = tmp_path / "etc"
+    code, _printed = run_cli("provision", "broker", "config", "--home", home.path, SITE,
+                            "--out", out, "--install-dir", "/etc/mosquitto/chot", "--json")  # fmt: skip
+    assert code == 0
+    conf = (out / "mosquitto.conf").read_text()
+    for line in ("allow_anonymous false", "per_listener_settings false", "persistence true",
+                 "autosave_interval 300", "max_queued_messages 100000",
+                 "password_file /etc/mosquitto/chot/passwd", "acl_file /etc/mosquitto/chot/acl",
+                 "certfile /etc/mosquitto/chot/server.crt", "listener 8883 0.0.0.0"):  # fmt: skip
+        assert line in conf.splitlines(), line
+    assert (out / "server.key").stat().st_mode & 0o777 == 0o600
+    # refuses to overwrite the broker's key
+    code, _ = run_cli("provision", "broker", "config", "--home", home.path, SITE, "--out", out)
+    assert code == 1
