@@ -12,10 +12,10 @@ from nacl.signing import SigningKey, VerifyKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._table import markdown, rate, row, time_each  # noqa: E402
-from protocol.clock import Clock  # noqa: E402
-from protocol.pass_v1 import PassClaims, decode_pass, encode_pass, verify_pass  # noqa: E402
-from protocol.trust import IssuerKey, TrustList  # noqa: E402
+from bench._table import markdown, rate, row, time_each
+from protocol.clock import Clock
+from protocol.pass_v1 import PassClaims, decode_pass, encode_pass, verify_pass
+from protocol.trust import IssuerKey, TrustList
 
 NOW = 1_700_000_000
 
@@ -28,8 +28,16 @@ def run(quick: bool = False) -> list[dict]:
     trust = TrustList(1, NOW - 10, NOW + 86400, {entry.kid: entry})
     texts = [
         encode_pass(
-            PassClaims("VN-HN", NOW - 60, NOW + 72 * 3600, os.urandom(16), os.urandom(16),
-                       "declaration", doc4="1234", dob=1990),  # fmt: skip
+            PassClaims(
+                "VN-HN",
+                NOW - 60,
+                NOW + 72 * 3600,
+                os.urandom(16),
+                os.urandom(16),
+                "declaration",
+                doc4="1234",
+                dob=1990,
+            ),
             issuer,
         )
         for _ in range(n)
