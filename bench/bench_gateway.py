@@ -1,0 +1,322 @@
+"""Site gateway: durable ingest rate, reconnect-storm drain time and memory, each against a bare
+paho QoS 1 subscriber on the same Mosquitto in the same run.
+
+- Live burst: N signed events from 10 devices published as fast as one paho client can; the
+  gateway's rate counts an event once it is verified, committed to SQLite (synchronous=FULL)
+  and acknowledged end to end (the ack a device trims its outbox on). Goal >= 0.8x the raw
+  subscriber, zero loss.
+- Reconnect storm: 500 devices x 200 events queued in the broker while the subscriber is away
+  (its persistent session), then it connects and drains. Quick mode: 100 x 50.
+- Gateway RSS (peak, VmHWM) after the storm. Goal <= 150 MB.
+
+Both subscribers run as their own processes so neither shares the publisher's GIL.
+`python bench/bench_gateway.py [--quick]`.
+"""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from nacl.signing import SigningKey
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._table import markdown, row  # noqa: E402
+from protocol import topics  # noqa: E402
+from protocol.events import Event, new_event_id, sign_event  # noqa: E402
+from protocol.registry import Registry, Signer  # noqa: E402
+from tests.support.gateway_core import to_toml  # noqa: E402
+from tests.support.mosquitto import Broker, free_port  # noqa: E402
+
+SITE = "HN-01"
+RAW_CLIENT = "bench-raw"
+
+
+def broker_conf(port: int, workdir: Path) -> str:
+    (workdir / "data").mkdir(parents=True, exist_ok=True)
+    return "\n".join([
+        f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence true",
+        f"persistence_location {workdir}/data/", "autosave_interval 60",
+        "max_queued_messages 0", "max_inflight_messages 1000", "user root" if os.geteuid() == 0 else "",
+        f"log_dest file {workdir}/mosquitto.log",
+    ]) + "\n"  # fmt: skip
+
+
+def new_broker(workdir: Path) -> Broker:
+    port = free_port()
+    return Broker(
+        workdir / "broker", conf_text=broker_conf(port, workdir / "broker"), port=port
+    ).start()
+
+
+def make_site(workdir: Path, devices: int) -> tuple[dict[str, SigningKey], Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    registry = Registry()
+    keys = {f"d{i:03d}": SigningKey.generate() for i in range(devices)}
+    for dev, key in keys.items():
+        registry.add(Signer(dev, SITE, "device", bytes(key.verify_key), "lane-1"))
+    gw_key = SigningKey.generate()
+    registry.add(Signer("gw-a", SITE, "gateway", bytes(gw_key.verify_key)))
+    registry.save(workdir / "registry.json")
+    (workdir / "gw.key").write_text(bytes(gw_key).hex())
+    return keys, workdir / "registry.json"
+
+
+def signed_events(keys: dict[str, SigningKey], per_device: int) -> list[tuple[str, bytes]]:
+    out = []
+    for seq in range(1, per_device + 1):
+        for dev, key in keys.items():
+            event = Event(eid=new_event_id(), typ="scan", dev=dev, site=SITE, seq=seq,
+                          t_ms=int(time.time() * 1000), clock="synced", verdict="pass",
+                          reason="ok", lane="lane-1", ref=os.urandom(16), sub=os.urandom(16),
+                          kind="declaration")  # fmt: skip
+            out.append((dev, sign_event(event, key)))
+    return out
+
+
+def publish_all(broker: Broker, events: list[tuple[str, bytes]]) -> float:
+    """Publish QoS 1 as fast as paho allows; returns the start time."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    start = time.time()
+    infos = [client.publish(topics.event_topic(SITE, dev), raw, qos=1) for dev, raw in events]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.loop_stop()
+    client.disconnect()
+    return start
+
+
+def gateway_config(workdir: Path, broker: Broker, registry: Path) -> Path:
+    data = {"id": "gw-a", "site": SITE, "state_dir": str(workdir / "state"),
+            "signing_key_file": str(workdir / "gw.key"), "registry_file": str(registry),
+            "root_public_keys": [bytes(SigningKey.generate().verify_key).hex()],
+            "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": 2000}}  # fmt: skip
+    path = workdir / "gateway.toml"
+    path.write_text(to_toml(data))
+    return path
+
+
+def start_gateway(config: Path, workdir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "gateway", "run", "--config", str(config)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+        stderr=(workdir / "gateway.log").open("ab"),
+    )  # fmt: skip
+
+
+def start_raw(broker: Broker, n: int, out: Path) -> subprocess.Popen:
+    """A bare paho QoS 1 subscriber (auto ack), persistent session, in its own process."""
+    return subprocess.Popen(
+        [sys.executable, __file__, "--raw-subscriber", broker.host, str(broker.port), str(n), str(out)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def raw_subscriber(host: str, port: int, n: int, out: Path) -> None:
+    seen = 0
+    done = threading.Event()
+    first = [0.0]
+
+    def on_message(client, userdata, msg):
+        nonlocal seen
+        if not first[0]:
+            first[0] = time.time()
+        seen += 1
+        if seen >= n:
+            done.set()
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        client.subscribe(topics.site_device_filter(SITE, "event"), qos=1)
+        Path(str(out) + ".ready").write_text("1")
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=RAW_CLIENT, clean_session=False
+    )
+    client.on_message = on_message
+    client.on_connect = on_connect
+    client.connect(host, port)
+    client.loop_start()
+    done.wait(600)
+    Path(out).write_text(json.dumps({"last": time.time(), "first": first[0], "seen": seen}))
+    client.loop_stop()
+    client.disconnect()
+
+
+def wait_file(path: Path, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return json.loads(path.read_text())
+        time.sleep(0.02)
+    raise TimeoutError(path)
+
+
+def count(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(DISTINCT eid) FROM events").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+class AckWatcher:
+    """End-to-end acks as the devices see them."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.acks: dict[str, int] = {}
+        self.last = 0.0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-acks")
+        self.client.on_message = self._on
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topics.site_device_filter(SITE, "ack"), qos=1)
+        self.client.loop_start()
+
+    def _on(self, client, userdata, msg) -> None:
+        dev = topics.parse_device_topic(msg.topic).device
+        self.acks[dev] = max(self.acks.get(dev, 0), json.loads(msg.payload)["seq"])
+        self.last = time.time()
+
+    def wait(self, devices: list[str], seq: int, timeout: float = 600) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.acks.get(d, 0) >= seq for d in devices):
+                return self.last
+            time.sleep(0.02)
+        raise TimeoutError("acks")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_gateway_ready(db: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(db, timeout=5) as conn:
+                if conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0]:
+                    time.sleep(0.5)
+                    return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("gateway did not start")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def live_burst(workdir: Path, quick: bool) -> list[dict]:
+    per_device = 500 if quick else 2000
+    keys, registry = make_site(workdir, 10)
+    devices = list(keys)
+    n = per_device * len(devices)
+    broker = new_broker(workdir)
+    try:
+        # reference: bare subscriber
+        out = workdir / "raw.json"
+        raw = start_raw(broker, n, out)
+        wait_file(Path(str(out) + ".ready"), 30)
+        start = publish_all(broker, signed_events(keys, per_device))
+        result = wait_file(out)
+        raw.wait(30)
+        raw_rate = result["seen"] / (result["last"] - start)
+        # gateway
+        config = gateway_config(workdir, broker, registry)
+        db = workdir / "state" / "gateway.db"
+        gw = start_gateway(config, workdir)
+        wait_gateway_ready(db)
+        watcher = AckWatcher(broker)
+        start = publish_all(broker, signed_events(keys, per_device))
+        last_ack = watcher.wait(devices, per_device)
+        gw_rate = n / (last_ack - start)
+        stored = count(db)
+        watcher.close()
+        gw.terminate()
+        gw.wait(20)
+    finally:
+        broker.stop()
+    ratio = gw_rate / raw_rate
+    return [row(f"gateway durable ingest, {n:,} events from 10 devices (verified, committed, acked)",
+                f"{gw_rate:,.0f} ev/s, {n - stored} lost", f"{raw_rate:,.0f} msg/s bare paho QoS 1",
+                ratio, ">= 0.8x, zero loss", ratio >= 0.8 and stored == n)]  # fmt: skip
+
+
+def storm(workdir: Path, quick: bool) -> list[dict]:
+    n_dev, per_device = (100, 50) if quick else (500, 200)
+    keys, registry = make_site(workdir, n_dev)
+    n = n_dev * per_device
+    events = signed_events(keys, per_device)
+    broker = new_broker(workdir)
+    try:
+        # register both persistent sessions, then go away
+        out = workdir / "raw.json"
+        raw = start_raw(broker, 10**9, out)
+        wait_file(Path(str(out) + ".ready"), 30)
+        raw.kill()
+        raw.wait()
+        config = gateway_config(workdir, broker, registry)
+        db = workdir / "state" / "gateway.db"
+        gw = start_gateway(config, workdir)
+        wait_gateway_ready(db)
+        gw.kill()
+        gw.wait()
+        publish_all(broker, events)  # queued for both sessions while they are away
+        Path(str(out) + ".ready").unlink()
+        start = time.time()
+        raw = start_raw(broker, n, out)
+        result = wait_file(out)
+        raw.wait(30)
+        raw_s = result["last"] - start
+        start = time.time()
+        gw = start_gateway(config, workdir)
+        deadline = time.monotonic() + 900
+        while count(db) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        gw_s = time.time() - start
+        stored = count(db)
+        rss = peak_rss_mb(gw.pid)
+        gw.terminate()
+        gw.wait(20)
+    finally:
+        broker.stop()
+    scale = f"{n_dev} devices x {per_device} queued" + (" (quick: scaled down)" if quick else "")
+    return [
+        row(f"reconnect storm drain, {scale}", f"{gw_s:.1f} s ({n / gw_s:,.0f} ev/s), "
+            f"{n - stored} lost", f"{raw_s:.1f} s bare paho", raw_s / gw_s,
+            ">= 0.8x bare, zero loss", raw_s / gw_s >= 0.8 and stored == n),
+        row("gateway peak RSS (VmHWM) after the storm", f"{rss:.0f} MB", "", None, "<= 150 MB",
+            rss <= 150),
+    ]  # fmt: skip
+
+
+def run(quick: bool = False) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += live_burst(Path(tmp) / "live", quick)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += storm(Path(tmp) / "storm", quick)
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--raw-subscriber":
+        raw_subscriber(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]))
+    else:
+        print(markdown(run(quick="--quick" in sys.argv)))

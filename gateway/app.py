@@ -1,0 +1,287 @@
+"""GatewayApp: wires config -> store -> ingest (MQTT) -> forwarder -> distribution -> signer.
+
+Lifecycle: `start()` opens the store, connects to the broker (persistent MQTT 5 session,
+fixed client id, retained status with last will "offline"), starts the ingest writer and the
+forwarder; `run()` does the periodic work (store maintenance, load summaries, document folder,
+registry reload, systemd watchdog) until SIGTERM or the duration; `stop()` drains the ingest
+queue, publishes "stopped" and closes everything.
+
+The web layer (gateway/web/) reads `app.store` and `app.health()`; `web_app()` is its hook.
+"""
+
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config import GatewayConfig, read_secret
+from gateway.distribution import Distributor
+from gateway.forwarder import Forwarder
+from gateway.ingest import Ingest, RegistrySource
+from gateway.manual import GatewaySigner
+from gateway.store import Store
+from protocol import topics
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(message: str) -> bool:
+    """systemd notify protocol (Type=notify) without extra deps: one datagram to
+    $NOTIFY_SOCKET. Returns False when not running under systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), path)
+    except OSError as exc:
+        log.warning("sd_notify failed: %s", exc)
+        return False
+    return True
+
+
+def load_signing_key(path: Path):
+    """The gateway's Ed25519 seed file (provisioning format: 64 hex, possibly sealed)."""
+    from provisioning.keys import load_key_file
+
+    return load_key_file(Path(path))
+
+
+class GatewayApp:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.started_at = time.time()
+        self.store: Store | None = None
+        self.ingest: Ingest | None = None
+        self.forwarder: Forwarder | None = None
+        self.distributor: Distributor | None = None
+        self.signer: GatewaySigner | None = None
+        self.client: mqtt.Client | None = None
+        self.registry: RegistrySource | None = None
+
+    # --- wiring ----------------------------------------------------------------------------
+
+    def init_store(self) -> None:
+        c = self.config
+        c.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(c.store_path, max_bytes=c.store.max_bytes,
+                           disk_alert_free_bytes=c.store.disk_alert_free_bytes,
+                           retention_days=c.store.retention_days)  # fmt: skip
+
+    def init_ingest(self) -> None:
+        c = self.config
+        self.registry = RegistrySource(c.registry_file, c.site)
+        self.ingest = Ingest(self.store, c.site, self.registry, batch_max=c.store.batch_max,
+                             batch_ms=c.store.batch_ms, peer_acks=bool(c.mqtt.shared_group))  # fmt: skip
+        self.ingest.registry_check_s = c.registry_check_s
+
+    def init_forwarder(self) -> None:
+        c = self.config.central
+        if not c.url:
+            log.warning("no central url: events are kept in the store, not forwarded")
+            return
+        token = read_secret(c.token_file) or ""
+        self.forwarder = Forwarder(
+            self.store, self.config.id, c.url, token, batch_size=c.batch_size,
+            connect_timeout_s=c.connect_timeout_s, read_timeout_s=c.read_timeout_s,
+            backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
+            idle_poll_s=c.idle_poll_s, verify=str(c.ca_file) if c.ca_file else True,
+        )  # fmt: skip
+        self.ingest.on_batch = lambda result: self.forwarder.wake() if result.stored else None
+
+    def init_signer_and_distribution(self) -> None:
+        c = self.config
+        self.signer = GatewaySigner(self.store, load_signing_key(c.signing_key_file), c.id, c.site)
+        self.distributor = Distributor(self.store, c.site, c.root_keys, self._publish_retained,
+                                       c.documents_dir)  # fmt: skip
+
+    def init_mqtt(self) -> None:
+        c = self.config
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=c.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)  # fmt: skip
+        if c.mqtt.username:
+            client.username_pw_set(c.mqtt.username, read_secret(c.mqtt.password_file))
+        if c.mqtt.ca_file:
+            client.tls_set(ca_certs=str(c.mqtt.ca_file),
+                           certfile=str(c.mqtt.cert_file) if c.mqtt.cert_file else None,
+                           keyfile=str(c.mqtt.key_file) if c.mqtt.key_file else None,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
+        status = topics.gateway_status_topic(c.site, c.id)
+        client.will_set(status, json.dumps({"state": "offline", "t": 0}), qos=1, retain=True)
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self.ingest.on_message
+        self.client = client
+        self.ingest.client = client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
+        props.ReceiveMaximum = self.config.mqtt.receive_maximum
+        return props
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        try:
+            if reason_code.is_failure:
+                log.error("broker refused the connection: %s", reason_code)
+                return
+            self.ingest.new_connection()
+            client.subscribe(self.ingest.subscriptions(self.config.mqtt.shared_group))
+            self._publish_status("online")
+            n = self.distributor.republish_all()
+            self.connected.set()
+            log.info("connected to broker (session present=%s), republished %d documents",
+                     flags.session_present, n)  # fmt: skip
+        except Exception:
+            log.exception("on_connect failed")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("disconnected from broker: %s; paho reconnects", reason_code)
+
+    def _publish_retained(self, topic: str, raw: bytes) -> None:
+        if self.client is not None:
+            self.client.publish(topic, raw, qos=1, retain=True)
+
+    def _publish_status(self, state: str) -> mqtt.MQTTMessageInfo:
+        topic = topics.gateway_status_topic(self.config.site, self.config.id)
+        payload = json.dumps({"state": state, "t": int(time.time())})
+        return self.client.publish(topic, payload, qos=1, retain=True)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> "GatewayApp":
+        self.init_store()
+        self.init_ingest()
+        self.init_forwarder()
+        self.init_signer_and_distribution()
+        self.init_mqtt()
+        self.distributor.scan_folder()
+        self.ingest.start()
+        if self.forwarder:
+            self.forwarder.start()
+        c = self.config.mqtt
+        self.client.connect_async(c.host, c.port, keepalive=c.keepalive_s, clean_start=False,
+                                  properties=self._connect_properties())  # fmt: skip
+        self.client.loop_start()
+        self.store.add_audit("gateway", "start", f"client_id={self.config.client_id}")
+        log.info("gateway %s for site %s started", self.config.id, self.config.site)
+        return self
+
+    def run(self, duration: float | None = None) -> None:
+        """Periodic work until SIGTERM/SIGINT or `duration` seconds."""
+        self._install_signals()
+        sd_notify("READY=1")
+        watchdog_s = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
+        deadline = time.monotonic() + duration if duration else None
+        next_maintain = time.monotonic()
+        next_load = time.monotonic() + self.config.load_interval_s
+        next_docs = time.monotonic() + 5
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if deadline and now >= deadline:
+                break
+            try:
+                if now >= next_maintain:
+                    self.store.maintain()
+                    next_maintain = now + self.config.store.maintain_interval_s
+                if self.config.lanes and now >= next_load:
+                    self.signer.record_load(self.config.lanes, int(self.config.load_interval_s))
+                    next_load = now + self.config.load_interval_s
+                if now >= next_docs:
+                    self.distributor.scan_folder()
+                    next_docs = now + 5
+            except Exception:
+                log.exception("periodic task failed")
+            if watchdog_s:
+                sd_notify("WATCHDOG=1")
+            self.stopping.wait(min(1.0, watchdog_s or 1.0))
+        self.stop()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload())
+
+    def reload(self) -> None:
+        """SIGHUP: reload the registry (in the writer thread) and rescan documents soon."""
+        if self.registry:
+            self.registry.request_reload()
+        if self.distributor:
+            self.distributor._seen.clear()
+
+    def stop(self) -> None:
+        """Clean exit: drain and commit what is queued, say "stopped", close."""
+        self.stopping.set()
+        sd_notify("STOPPING=1")
+        if self.ingest:
+            self.ingest.stop()
+        if self.forwarder:
+            self.forwarder.stop()
+        if self.client:
+            try:
+                if self.connected.is_set():
+                    self._publish_status("stopped").wait_for_publish(2)
+            except (RuntimeError, ValueError):
+                pass
+            self.client.disconnect()
+            self.client.loop_stop()
+        if self.store:
+            self.store.add_audit("gateway", "stop")
+            self.store.close()
+        log.info("gateway %s stopped", self.config.id)
+
+    # --- numbers for the web layer ---------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Ingest rate, store depth, forward lag, rejects by reason and alerts."""
+        store = self.store
+        alerts = store.alerts()
+        if not self.connected.is_set():
+            alerts.append("mqtt_disconnected")
+        forward = self.forwarder.health() if self.forwarder else None
+        if forward and forward["failures"] >= 3:
+            alerts.append("central_unreachable")
+        if store.open_gaps():
+            alerts.append("sequence_gaps")
+        return {
+            "gateway": self.config.id,
+            "site": self.config.site,
+            "uptime_s": round(time.time() - self.started_at),
+            "mqtt_connected": self.connected.is_set(),
+            "ingest_rate_per_s": store.ingest_rate(60),
+            "ingest_totals": dict(self.ingest.totals) if self.ingest else {},
+            "store_depth": store.depth(),
+            "store_bytes": store.size_bytes(),
+            "disk_free_bytes": store.disk_free_bytes(),
+            "forward_lag_s": store.forward_lag_s(),
+            "forward": forward,
+            "rejects": store.reject_counts(),
+            "alerts": alerts,
+        }
+
+    def web_app(self) -> Any:
+        """Hook for gateway/web/: return the ASGI app serving the status page. None until the
+        web layer exists; `chot gateway run` serves it when this returns an app and
+        config.web.enabled is true."""
+        return None

@@ -1,0 +1,186 @@
+"""Gateway configuration: one TOML file, validated strictly (unknown keys are errors).
+
+Reading the file (`load_config`) is kept apart from validation (`GatewayConfig.model_validate`)
+so tests build configs from dicts. Relative paths are resolved against the config file's
+folder. Secrets (MQTT password, central token, session secret) are files named here, never
+values in this file; `$CREDENTIALS_DIRECTORY` (systemd LoadCredential=) is searched for a bare
+file name that does not exist next to the config.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from protocol.ids import require_id
+
+
+class ConfigError(ValueError):
+    """A config problem, with the dotted key path in the message."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Strict):
+    host: str = Field("127.0.0.1", description="broker host")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = Field(None, description="CA to check the broker's TLS certificate")
+    cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
+    key_file: Path | None = None
+    client_id: str | None = Field(None, description="fixed MQTT client id; default chot-gw-<id>")
+    shared_group: str | None = Field(
+        None, description="MQTT 5 shared subscription group, set for a gateway pair"
+    )
+    keepalive_s: int = Field(30, ge=5, le=600)
+    session_expiry_s: int = Field(
+        7 * 86400, ge=60, description="broker keeps our queue this long while we are away"
+    )
+    receive_maximum: int = Field(
+        1000, ge=10, le=65535, description="unacknowledged QoS 1 messages in flight to us"
+    )
+
+
+class CentralConfig(_Strict):
+    url: str | None = Field(None, description="central store base URL; unset: keep events")
+    token_file: Path | None = None
+    batch_size: int = Field(500, ge=1, le=5000)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0)
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(300.0, gt=0)
+    idle_poll_s: float = Field(1.0, gt=0, description="pause when nothing is pending")
+    ca_file: Path | None = None
+
+
+class StoreConfig(_Strict):
+    max_bytes: int = Field(2_000_000_000, ge=1_000_000)
+    disk_alert_free_bytes: int = Field(500_000_000, ge=0)
+    retention_days: float = Field(14, gt=0, description="forwarded events kept this long")
+    batch_max: int = Field(500, ge=1, description="events per ingest transaction at most")
+    batch_ms: int = Field(20, ge=1, description="longest wait to fill an ingest transaction")
+    maintain_interval_s: float = Field(60, gt=0)
+
+
+class WebConfig(_Strict):
+    """Operators' status page (gateway/web/)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    users_file: Path | None = Field(None, description="operator logins, argon2/scrypt hashes")
+    session_secret_file: Path | None = None
+
+
+class GatewayConfig(_Strict):
+    id: str = Field(description="gateway id, also its signer id in the registry")
+    site: str
+    state_dir: Path = Field(description="store and runtime files")
+    signing_key_file: Path = Field(description="gateway Ed25519 seed (manual and load events)")
+    registry_file: Path = Field(description="site registry JSON: device keys, revocations")
+    root_public_keys: list[str] = Field(
+        min_length=1, description="hex Ed25519 ops root keys that sign trust lists and configs"
+    )
+    documents_dir: Path | None = Field(
+        None, description="folder watched for signed trust/revocation/config documents"
+    )
+    load_interval_s: float = Field(60, gt=0, description="period of signed load summaries")
+    registry_check_s: float = Field(5, gt=0, description="registry file mtime poll period")
+    lanes: dict[str, int] = Field(
+        default_factory=dict, description="lane name -> capacity, people per minute"
+    )
+    mqtt: MqttConfig = MqttConfig()
+    central: CentralConfig = CentralConfig()
+    store: StoreConfig = StoreConfig()
+    web: WebConfig = WebConfig()
+
+    @field_validator("id", "site")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return require_id(value)
+
+    @field_validator("root_public_keys")
+    @classmethod
+    def _hex_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            try:
+                ok = len(bytes.fromhex(key)) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("each root key must be 64 hex characters (Ed25519)")
+        return keys
+
+    @property
+    def root_keys(self) -> list[bytes]:
+        return [bytes.fromhex(k) for k in self.root_public_keys]
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"chot-gw-{self.id}"
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / "gateway.db"
+
+
+_PATH_KEYS = {
+    (): ("state_dir", "signing_key_file", "registry_file", "documents_dir"),
+    ("mqtt",): ("password_file", "ca_file", "cert_file", "key_file"),
+    ("central",): ("token_file", "ca_file"),
+    ("web",): ("certfile", "keyfile", "users_file", "session_secret_file"),
+}
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in the file mean 'next to the config file' (or in the credentials dir)."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    for section, keys in _PATH_KEYS.items():
+        target = data
+        for name in section:
+            target = target.get(name) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        for key in keys:
+            value = target.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                path = base / value
+                if creds and not path.exists() and (Path(creds) / value).exists():
+                    path = Path(creds) / value
+                target[key] = str(path)
+    return data
+
+
+def parse_config(data: dict[str, Any]) -> GatewayConfig:
+    """Validate a config dict; ConfigError names the offending key, e.g. `mqtt.port`."""
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid gateway config: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(_resolve_paths(data, path.resolve().parent))
+
+
+def read_secret(path: Path | None) -> str | None:
+    """First line of a secret file (password, token), or None when no file is configured."""
+    if path is None:
+        return None
+    return Path(path).read_text().strip()

@@ -1,0 +1,124 @@
+"""The gateway store: dedupe, per-device sequence (ack point, gaps), forwarding states,
+pruning that never touches unforwarded events, and the read API the status page uses."""
+
+import os
+
+from gateway.store import Accepted, Rejected, Store
+
+
+def ev(dev: str, seq: int, *, lane: str = "lane-1", reason: str = "ok", eid: bytes | None = None):
+    return Accepted(eid=eid or os.urandom(16), dev=dev, seq=seq, typ="scan", t_ms=1, raw=b"x" * 200,
+                    verdict="pass" if reason == "ok" else "fail", reason=reason, lane=lane)  # fmt: skip
+
+
+def test_dedupe_by_event_id_and_ack_point(tmp_path):
+    store = Store(tmp_path / "g.db")
+    first = [ev("d1", 1), ev("d1", 2), ev("d2", 1)]
+    result = store.commit_batch(first)
+    assert (result.stored, result.duplicates) == (3, 0)
+    assert result.acks == {"d1": 2, "d2": 1}
+    again = store.commit_batch([first[0], ev("d1", 3)])
+    assert (again.stored, again.duplicates) == (1, 1)
+    assert again.acks == {"d1": 3}
+    assert store.event_count() == 4
+    assert store.counters()["duplicate"] == 1
+
+
+def test_gap_opens_and_closes_when_filled(tmp_path):
+    store = Store(tmp_path / "g.db")
+    store.commit_batch([ev("d1", 1), ev("d1", 2), ev("d1", 5)])
+    assert store.ack_for("d1") == 2
+    gaps = store.open_gaps()
+    assert gaps == [{"device": "d1", "lo": 3, "hi": 4, "missing": [3, 4], "missing_count": 2,
+                     "opened_ms": gaps[0]["opened_ms"]}]  # fmt: skip
+    assert "sequence_gap" in store.devices()[0].alerts
+    store.commit_batch([ev("d1", 4)])  # out of order: fills half the gap, ack stays
+    assert store.ack_for("d1") == 2 and store.open_gaps()[0]["missing"] == [3]
+    result = store.commit_batch([ev("d1", 3)])
+    assert result.acks == {"d1": 5}
+    assert store.open_gaps() == []
+    assert store.counters()["gaps_opened"] == 1 and store.counters()["gaps_closed"] == 1
+
+
+def test_first_event_of_an_unknown_device_sets_the_baseline(tmp_path):
+    store = Store(tmp_path / "g.db")
+    assert store.commit_batch([ev("d9", 41)]).acks == {"d9": 41}
+    assert store.open_gaps() == []
+
+
+def test_peer_ack_moves_the_ack_point_over_events_the_other_gateway_holds(tmp_path):
+    store = Store(tmp_path / "g.db")
+    store.commit_batch([ev("d1", 1), ev("d1", 3), ev("d1", 5)])  # 2 and 4 went to the peer
+    assert store.ack_for("d1") == 1
+    assert store.note_peer_ack("d1", 2) == 3
+    assert store.note_peer_ack("d1", 4) == 5
+    assert store.open_gaps() == []
+    assert store.note_peer_ack("d1", 3) is None  # behind us: nothing changes
+
+
+def test_forwarding_states_and_lag(tmp_path):
+    store = Store(tmp_path / "g.db")
+    events = [ev("d1", i) for i in range(1, 6)]
+    store.commit_batch(events)
+    batch = store.pending_batch(3)
+    assert [p.eid for p in batch] == [e.eid for e in events[:3]]
+    assert store.mark_forwarded([events[0].eid, events[1].eid]) == 2
+    assert store.mark_forwarded([events[0].eid]) == 0  # idempotent
+    assert store.mark_rejected([(events[2].eid, "bad_signature", "x")]) == 1
+    assert store.depth() == {"pending": 2, "forwarded": 2, "rejected": 1}
+    assert store.counters()["central_rejected.bad_signature"] == 1
+    assert store.forward_lag_s() >= 0
+    assert [p.eid for p in store.pending_batch(10)] == [e.eid for e in events[3:]]
+
+
+def test_prune_removes_forwarded_first_and_never_pending(tmp_path):
+    store = Store(tmp_path / "g.db", max_bytes=1_000_000, retention_days=1)
+    old = [ev("d1", i) for i in range(1, 3001)]
+    store.commit_batch(old, received_ms=1_000)  # long past the retention
+    store.mark_forwarded([e.eid for e in old[:2000]])
+    fresh = [Accepted(**{**e.__dict__, "raw": os.urandom(300)})
+             for e in (ev("d2", i) for i in range(1, 3001))]  # fmt: skip
+    store.commit_batch(fresh)
+    store.mark_forwarded([e.eid for e in fresh[:2500]])
+    report = store.maintain()
+    depth = store.depth()
+    assert depth["pending"] == 1000 + 500  # every unforwarded event is still there
+    assert report["pruned"] >= 2000  # all expired forwarded ones, then oldest recent ones
+    assert store.size_bytes() <= 0.9 * 1_000_000 or depth["forwarded"] == 0
+
+
+def test_prune_alerts_when_only_pending_events_fill_the_store(tmp_path):
+    store = Store(tmp_path / "g.db", max_bytes=1_000_000, disk_alert_free_bytes=10**18)
+    big = [Accepted(**{**ev("d1", i).__dict__, "raw": os.urandom(1000)}) for i in range(1, 1500)]
+    store.commit_batch(big)
+    report = store.maintain()
+    assert report["pruned"] == 0 and store.depth()["pending"] == 1499
+    assert "store_full" in report["alerts"] and "disk_low" in report["alerts"]
+
+
+def test_read_api_for_the_status_page(tmp_path):
+    store = Store(tmp_path / "g.db")
+    store.commit_batch(
+        [ev("d1", 1, lane="lane-1"), ev("d1", 2, lane="lane-1", reason="expired"),
+         ev("d2", 1, lane="lane-2")],
+        [Rejected("bad_signature", "forged", "d3")],
+        statuses=[("d1", "online"), ("d2", "offline")],
+        heartbeats=[("d1", {"t": 1, "fps": 10, "clock": "synced", "outbox_depth": 0})],
+    )  # fmt: skip
+    feed = store.recent_decisions()
+    assert [d.seq for d in feed] == [1, 2, 1] and feed[0].id < feed[1].id < feed[2].id
+    assert store.recent_decisions(after_id=feed[1].id) == feed[2:]
+    assert store.lane_counters(0) == {"lane-1": {"ok": 1, "expired": 1}, "lane-2": {"ok": 1}}
+    assert sum(n for _, _, n in store.scans_per_minute(0)) == 3
+    load = store.lane_load({"lane-1": 1, "lane-2": 10}, window_s=60)
+    assert load["lane-1"]["scans"] == 2 and load["lane-1"]["utilisation"] == 2.0
+    assert load["lane-1"]["queue_estimate"] == 1.0
+    assert store.reject_counts() == {"bad_signature": 1}
+    assert store.recent_rejects()[0]["device"] == "d3"
+    devices = {d.dev: d for d in store.devices()}
+    assert devices["d1"].online and devices["d1"].heartbeat["fps"] == 10
+    assert "heartbeat_stale" not in devices["d1"].alerts
+    assert "offline" in devices["d2"].alerts
+    assert store.ingest_rate(60) == 3 / 60
+    store.add_audit("op1", "login")
+    assert store.audit_log()[0]["action"] == "login"

@@ -1,0 +1,195 @@
+"""Test helpers for the gateway: a provisioned site (keys, registry, config), simulated scanner
+publishers (real paho clients signing real events) and a gateway subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from nacl.signing import SigningKey
+
+from protocol import topics
+from protocol.events import Event, new_event_id, sign_event
+from protocol.registry import Registry, Signer
+
+SITE = "HN-01"
+USERS = {"gw": "gw-pass", "gw2": "gw2-pass", "dev": "dev-pass"}
+ACL = """user gw
+topic readwrite chot/v1/#
+user gw2
+topic readwrite chot/v1/#
+user dev
+topic write chot/v1/+/dev/+/event
+topic write chot/v1/+/dev/+/status
+topic write chot/v1/+/dev/+/heartbeat
+topic read chot/v1/+/dev/+/ack
+topic read chot/v1/+/trust
+"""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_event(key: SigningKey, dev: str, seq: int, *, site: str = SITE, lane: str = "lane-1",
+               reason: str = "ok", eid: bytes | None = None) -> tuple[bytes, Event]:  # fmt: skip
+    event = Event(eid=eid or new_event_id(), typ="scan", dev=dev, site=site, seq=seq,
+                  t_ms=int(time.time() * 1000), clock="synced",
+                  verdict="pass" if reason == "ok" else "fail", reason=reason, lane=lane,
+                  ref=os.urandom(16), sub=os.urandom(16), kind="declaration")  # fmt: skip
+    return sign_event(event, key), event
+
+
+@dataclass
+class Site:
+    """Keys, registry and configs for one test site; devices d01..dNN."""
+
+    dir: Path
+    devices: int = 3
+    root: SigningKey = field(default_factory=SigningKey.generate)
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+    registry: Registry = field(default_factory=Registry)
+
+    def __post_init__(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for i in range(1, self.devices + 1):
+            self.add_device(f"d{i:02d}", lane=f"lane-{1 + i % 2}")
+        for gw in ("gw-a", "gw-b"):
+            key = SigningKey.generate()
+            self.keys[gw] = key
+            (self.dir / f"{gw}.key").write_text(bytes(key).hex() + "\n")
+            self.registry.add(Signer(gw, SITE, "gateway", bytes(key.verify_key)))
+        (self.dir / "mqtt.password").write_text(USERS["gw"])
+        (self.dir / "mqtt2.password").write_text(USERS["gw2"])
+        (self.dir / "central.token").write_text("tok-a")
+        (self.dir / "central2.token").write_text("tok-b")
+        self.save_registry()
+
+    def add_device(self, dev: str, *, lane: str = "lane-1", revoked: bool = False) -> SigningKey:
+        key = SigningKey.generate()
+        self.keys[dev] = key
+        self.registry.add(Signer(dev, SITE, "device", bytes(key.verify_key), lane, revoked))
+        return key
+
+    def save_registry(self) -> None:
+        self.registry.save(self.dir / "registry.json")
+
+    def key_for(self, dev: str) -> bytes | None:
+        return self.registry.key_for(dev)
+
+    def config(self, broker, *, gw: str = "gw-a", central_url: str | None = None,
+               shared_group: str | None = None, **overrides: Any) -> dict[str, Any]:  # fmt: skip
+        second = gw == "gw-b"
+        data: dict[str, Any] = {
+            "id": gw,
+            "site": SITE,
+            "state_dir": str(self.dir / f"state-{gw}"),
+            "signing_key_file": str(self.dir / f"{gw}.key"),
+            "registry_file": str(self.dir / "registry.json"),
+            "root_public_keys": [bytes(self.root.verify_key).hex()],
+            "registry_check_s": 0.5,
+            "lanes": {"lane-1": 10, "lane-2": 10},
+            "mqtt": {"host": broker.host, "port": broker.port,
+                     "username": "gw2" if second else "gw",
+                     "password_file": str(self.dir / ("mqtt2.password" if second else "mqtt.password"))},
+            "central": {"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "idle_poll_s": 0.2},
+            "store": {"batch_ms": 20},
+        }  # fmt: skip
+        if central_url:
+            data["central"]["url"] = central_url
+            data["central"]["token_file"] = str(
+                self.dir / ("central2.token" if second else "central.token")
+            )
+        if shared_group:
+            data["mqtt"]["shared_group"] = shared_group
+        for key, value in overrides.items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+        return data
+
+    def write_config(self, data: dict[str, Any], name: str = "gateway.toml") -> Path:
+        path = self.dir / name
+        path.write_text(to_toml(data))
+        return path
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Enough TOML for test configs: scalars, lists of strings, one level of tables."""
+    top, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append(f"\n[{key}]")
+            tables += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+        else:
+            top.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(top + tables) + "\n"
+
+
+class Scanner:
+    """A simulated scanner's uplink: publishes signed events QoS 1, records end-to-end acks."""
+
+    def __init__(self, broker, name: str = "sim") -> None:
+        self.acks: dict[str, int] = {}
+        self.ack_count = 0
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}",
+                                  protocol=mqtt.MQTTv311)  # fmt: skip
+        self.client.username_pw_set("dev", USERS["dev"])
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.on_message = self._on_ack
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topics.site_device_filter(SITE, "ack"), qos=1)
+        self.client.loop_start()
+
+    def _on_ack(self, client, userdata, msg) -> None:
+        parsed = topics.parse_device_topic(msg.topic)
+        seq = json.loads(msg.payload)["seq"]
+        with self._lock:
+            self.ack_count += 1
+            self.acks[parsed.device] = max(self.acks.get(parsed.device, 0), seq)
+
+    def publish(self, dev: str, payload: bytes, *, topic_dev: str | None = None) -> None:
+        info = self.client.publish(topics.event_topic(SITE, topic_dev or dev), payload, qos=1)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def raw(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
+        self.client.publish(topic, payload, qos=qos)
+
+    def wait_acks(self, expected: dict[str, int], timeout: float = 20) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(self.acks.get(d, 0) >= n for d, n in expected.items()):
+                    return dict(self.acks)
+            time.sleep(0.05)
+        return dict(self.acks)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_for(predicate, timeout: float = 20, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def start_gateway_process(config_path: Path, log_path: Path) -> subprocess.Popen:
+    """The gateway as a real process (what systemd runs), so tests can kill -9 it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "gateway", "run", "--config", str(config_path)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("ab"),
+        start_new_session=True,
+    )  # fmt: skip
