@@ -1,0 +1,146 @@
+"""How far the scanner may trust its wall clock (a Raspberry Pi has no RTC).
+
+The system answer comes from the kernel (``adjtimex``: ``STA_UNSYNC`` / ``TIME_ERROR`` mean
+no time sync) or, failing that, ``timedatectl show -p NTPSynchronized --value``; if neither
+answers, the state is UNKNOWN. It is combined with a lower bound: the newest ``issued_at`` of
+any signed document (trust list, revocation list, config) the device has accepted, advanced by
+the monotonic time elapsed since. A clock that claims sync but reads earlier than that bound
+is wrong (a stale NTP server, a spoofed reply), so it is only BOUNDED.
+
+``CHOT_CLOCK_STATE=synced|bounded|unknown`` overrides the system answer (demo and tests).
+"""
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable
+
+from protocol.clock import Clock, ClockState
+
+log = logging.getLogger(__name__)
+
+STA_UNSYNC = 0x0040
+TIME_ERROR = 5
+PROBE_INTERVAL_S = 10.0  # the kernel state changes slowly; do not ask on every frame
+
+
+class _Timeval(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class _Timex(ctypes.Structure):
+    """struct timex from <sys/timex.h> (Linux, 64-bit and 32-bit alike through c_long)."""
+
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time", _Timeval),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("_reserved", ctypes.c_int * 11),
+    ]
+
+
+def adjtimex_state() -> ClockState | None:
+    """Read-only adjtimex (modes=0, no privilege needed); None when unavailable."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        timex = _Timex()
+        ret = libc.adjtimex(ctypes.byref(timex))
+    except (OSError, AttributeError):
+        return None
+    if ret < 0:
+        return None
+    if ret == TIME_ERROR or timex.status & STA_UNSYNC:
+        return ClockState.UNKNOWN
+    return ClockState.SYNCED
+
+
+def timedatectl_state() -> ClockState | None:
+    try:
+        out = subprocess.run(
+            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"yes": ClockState.SYNCED, "no": ClockState.UNKNOWN}.get(out)
+
+
+def system_clock_state() -> ClockState:
+    """The override, else the kernel, else timedatectl, else UNKNOWN."""
+    override = os.environ.get("CHOT_CLOCK_STATE")
+    if override:
+        return ClockState(override)
+    return adjtimex_state() or timedatectl_state() or ClockState.UNKNOWN
+
+
+class ClockSource:
+    """Produces ``Clock`` readings for the decider; cheap to call on every frame."""
+
+    def __init__(
+        self,
+        *,
+        probe: Callable[[], ClockState] = system_clock_state,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        probe_interval_s: float = PROBE_INTERVAL_S,
+    ) -> None:
+        self._probe = probe
+        self._wall = wall
+        self._monotonic = monotonic
+        self._probe_interval_s = probe_interval_s
+        self._state: ClockState | None = None
+        self._probed_at = float("-inf")
+        self._bound: tuple[int, float] | None = None  # (issued_at, monotonic when seen)
+
+    def note_document(self, issued_at: int) -> None:
+        """A signed document proves that true time is at least its issued_at."""
+        if self._bound is None or issued_at > self.lower_bound_now():
+            self._bound = (int(issued_at), self._monotonic())
+
+    def lower_bound_now(self) -> int | None:
+        if self._bound is None:
+            return None
+        issued_at, seen_at = self._bound
+        return issued_at + int(self._monotonic() - seen_at)
+
+    def system_state(self) -> ClockState:
+        now = self._monotonic()
+        if self._state is None or now - self._probed_at >= self._probe_interval_s:
+            state = self._probe()
+            if state is not self._state:
+                log.info("system clock state %s", state.value)
+            self._state, self._probed_at = state, now
+        return self._state
+
+    def read(self) -> Clock:
+        now = int(self._wall())
+        bound = self.lower_bound_now()
+        state = self.system_state()
+        if state is ClockState.SYNCED and (bound is None or now >= bound):
+            return Clock(now, ClockState.SYNCED, bound)
+        if bound is not None:
+            return Clock(now, ClockState.BOUNDED, bound)
+        return Clock(now, ClockState.UNKNOWN, None)

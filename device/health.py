@@ -1,0 +1,105 @@
+"""Health numbers for the heartbeat, and systemd's notify/watchdog protocol.
+
+``Health`` is fed by the scan loop (one call per frame, O(1)) and read by the uplink thread.
+``SystemdNotifier`` speaks sd_notify(3) over ``$NOTIFY_SOCKET`` with a plain datagram socket
+(no libsystemd binding needed): READY=1 once booted, WATCHDOG=1 from the scan loop, so a loop
+that hangs (camera driver, decoder) is restarted by systemd.
+"""
+
+import os
+import socket
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+def cpu_temp_c(path: Path = THERMAL_ZONE) -> float | None:
+    """CPU temperature in °C (the file holds millidegrees); None off a Pi."""
+    try:
+        return round(int(path.read_text().strip()) / 1000.0, 1)
+    except (OSError, ValueError):
+        return None
+
+
+class Health:
+    """Frames per second over the last few seconds and a decoder-time EWMA."""
+
+    def __init__(self, alpha: float = 0.05, window_s: float = 5.0) -> None:
+        self._alpha = alpha
+        self._window_s = window_s
+        self._times: deque[float] = deque(maxlen=2048)
+        self._lock = threading.Lock()
+        self.decoder_ms = 0.0
+        self.frames = 0
+        self.decisions = 0
+        self.unrecorded = 0  # decisions the outbox could not store (disk full)
+
+    def frame(self, decode_s: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        ms = decode_s * 1000.0
+        with self._lock:
+            self.frames += 1
+            self._times.append(now)
+            first = self.frames == 1
+            self.decoder_ms = (
+                ms if first else self.decoder_ms + self._alpha * (ms - self.decoder_ms)
+            )
+
+    def fps(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [t for t in self._times if now - t <= self._window_s]
+        if len(recent) < 2:
+            return 0.0
+        span = max(recent[-1] - recent[0], 1e-6)
+        return (len(recent) - 1) / span
+
+
+class SystemdNotifier:
+    """sd_notify without libsystemd. Does nothing when not started by systemd."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self._address = env.get("NOTIFY_SOCKET")
+        usec = env.get("WATCHDOG_USEC")
+        self.watchdog_s = int(usec) / 1e6 if usec and usec.isdigit() else None
+        self._last_ping = float("-inf")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._address)
+
+    def notify(self, message: str) -> bool:
+        if not self._address:
+            return False
+        address = self._address
+        if address.startswith("@"):  # abstract namespace socket
+            address = "\0" + address[1:]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.connect(address)
+                sock.sendall(message.encode())
+        except OSError:
+            return False
+        return True
+
+    def ready(self) -> None:
+        self.notify("READY=1\nSTATUS=scanning")
+
+    def stopping(self) -> None:
+        self.notify("STOPPING=1")
+
+    def status(self, text: str) -> None:
+        self.notify(f"STATUS={text}")
+
+    def watchdog(self, now: float | None = None) -> None:
+        """Ping at most every half watchdog period (the usual sd_watchdog_enabled advice)."""
+        if self.watchdog_s is None:
+            return
+        now = time.monotonic() if now is None else now
+        if now - self._last_ping >= self.watchdog_s / 2:
+            self._last_ping = now
+            self.notify("WATCHDOG=1")

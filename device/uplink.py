@@ -1,0 +1,319 @@
+"""MQTT link from a scanner to its site broker: events out, acks and signed documents in.
+
+MQTT 5 rather than 3.1.1: a persistent session with a *bounded* lifetime (session expiry, so a
+retired unit does not make the broker queue its acks forever), reason codes on CONNACK and
+PUBACK (an ACL refusal is visible instead of silently dropped), and shared subscriptions on the
+gateway side (``$share/...``) so two gateways can split a site's events.
+
+Delivery: the outbox row is written first; ``publish`` only hands a copy to the broker (QoS 1,
+PUBACK marks the row ``sent``). A row leaves the outbox only on the gateway's end-to-end ack
+``{"seq": n}``. At most ``window`` events are published beyond the last ack; after a reconnect,
+or when no ack progress is seen for ``ack_timeout_s``, everything not acknowledged is
+published again in seq order (the gateway removes duplicates by event id). Nothing is
+published while disconnected: paho would queue it and report success, which is not delivery.
+
+Threads: paho's network thread runs the callbacks (each wrapped so one bad message cannot stop
+it); one ``pump`` thread publishes outbox rows and heartbeats. The scan loop only calls
+``kick()``, which never blocks.
+"""
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from device.outbox import Outbox
+from protocol import topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None  # TLS when set
+    cert_file: Path | None = None  # optional client certificate
+    key_file: Path | None = None
+    keepalive_s: int = 30
+    heartbeat_s: float = 15.0
+    session_expiry_s: int = 7 * 24 * 3600  # a unit may be switched off over a long weekend
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    window: int = 64  # events published beyond the last gateway ack
+    ack_timeout_s: float = 15.0
+
+
+class Uplink:
+    """Owns the paho client. ``on_document(kind, payload)`` receives trust/revocations/config
+    payloads (the caller verifies them); ``health()`` returns the heartbeat JSON fields."""
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        device_id: str,
+        site: str,
+        outbox: Outbox,
+        *,
+        on_document: Callable[[str, bytes], None],
+        health: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.options = options
+        self.device_id = device_id
+        self.site = site
+        self.outbox = outbox
+        self._on_document = on_document
+        self._health = health
+        self._event_topic = topics.event_topic(site, device_id)
+        self._status_topic = topics.status_topic(site, device_id)
+        self._heartbeat_topic = topics.heartbeat_topic(site, device_id)
+        self._documents = {
+            topics.trust_topic(site): "trust",
+            topics.revocations_topic(site): "revocations",
+            topics.config_topic(site, device_id): "config",
+        }
+        self._ack_topic = topics.ack_topic(site, device_id)
+
+        self._cond = threading.Condition()
+        self._connected = False
+        self._stopping = False
+        self._rewind = True  # publish everything not acknowledged from the start
+        self._published_to = 0  # highest seq handed to the broker on this connection
+        self._last_progress = time.monotonic()
+        self._disconnected_since: float | None = time.monotonic()
+        self._mids: dict[int, int] = {}  # paho mid -> seq, to mark rows sent on PUBACK
+        self._broker_has = 0  # highest seq PUBACKed (QoS 1 acks come in order)
+        self._marked_sent = 0
+        self._ack_to = 0  # highest gateway ack received, applied by the pump
+        self._last_heartbeat = float("-inf")
+        self.stats = {"published": 0, "republished": 0, "acks": 0, "callback_errors": 0,
+                      "connects": 0, "documents": 0}  # fmt: skip
+        self.client = self._make_client()
+        self._pump = threading.Thread(target=self._pump_loop, name="uplink-pump", daemon=True)
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        o = self.options
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5
+        )
+        if o.username:
+            client.username_pw_set(o.username, o.password)
+        if o.ca_file:
+            client.tls_set(
+                ca_certs=str(o.ca_file),
+                certfile=str(o.cert_file) if o.cert_file else None,
+                keyfile=str(o.key_file) if o.key_file else None,
+            )
+        client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
+        # Per-unit jitter on paho's exponential backoff: after a broker restart the units of a
+        # site do not all knock at the same instant.
+        jitter = random.uniform(0.5, 1.5)
+        client.reconnect_delay_set(
+            min_delay=o.reconnect_min_s * jitter, max_delay=o.reconnect_max_s * jitter
+        )
+        client.max_inflight_messages_set(max(20, o.window))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.options.session_expiry_s
+        self.client.connect_async(
+            self.options.host,
+            self.options.port,
+            keepalive=self.options.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+        self._pump.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Clean exit: retained status "stopped", then a normal DISCONNECT (no last will)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._pump.is_alive():
+            self._pump.join(timeout)
+        if self._connected:
+            info = self.client.publish(self._status_topic, self._status("stopped"), 1, True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("device %s: could not publish stopped status: %s", self.device_id, exc)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def kick(self) -> None:
+        """New outbox rows exist: wake the pump. Never blocks on the network."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def offline_for(self) -> float:
+        """Seconds since the link went down (or since start when never up); 0 when up."""
+        since = self._disconnected_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _status(self, state: str) -> str:
+        return json.dumps({"state": state, "t": int(time.time())})
+
+    # -- paho callbacks (network thread) ----------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("device %s: broker refused connection: %s", self.device_id, reason_code)
+            return
+        try:
+            client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+            subs = [(self._ack_topic, 1)] + [(t, 1) for t in self._documents]
+            client.subscribe([(t, mqtt.SubscribeOptions(qos=q)) for t, q in subs])
+        except Exception:
+            self.stats["callback_errors"] += 1
+            log.exception("device %s: on_connect failed", self.device_id)
+        log.info("device %s: connected (session present %s)", self.device_id, flags.session_present)
+        with self._cond:
+            self._connected = True
+            self._disconnected_since = None
+            self._rewind = True
+            self._mids.clear()
+            self.stats["connects"] += 1
+            self._cond.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            if self._connected:
+                self._disconnected_since = time.monotonic()
+            self._connected = False
+        if not self._stopping:
+            log.warning("device %s: disconnected: %s", self.device_id, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        try:
+            with self._cond:
+                seq = self._mids.pop(mid, None)
+                if seq is None:
+                    return
+                if reason_code.is_failure:
+                    log.warning("device %s: broker refused event seq %d: %s", self.device_id,
+                                seq, reason_code)  # fmt: skip
+                    return
+                self._broker_has = max(self._broker_has, seq)
+        except Exception:
+            self.stats["callback_errors"] += 1
+            log.exception("device %s: on_publish failed", self.device_id)
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            if message.topic == self._ack_topic:
+                self._handle_ack(message.payload)
+            elif message.topic in self._documents and message.payload:
+                # (an empty retained message only clears the topic: nothing to verify)
+                self.stats["documents"] += 1
+                self._on_document(self._documents[message.topic], bytes(message.payload))
+        except Exception:
+            self.stats["callback_errors"] += 1
+            log.exception("device %s: message on %s failed", self.device_id, message.topic)
+
+    def _handle_ack(self, payload: bytes) -> None:
+        """Only note the ack here; the pump thread deletes the rows (keeps disk I/O off paho's
+        network thread)."""
+        data = json.loads(payload)
+        seq = data.get("seq") if isinstance(data, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            log.warning("device %s: malformed ack ignored", self.device_id)
+            return
+        with self._cond:
+            self.stats["acks"] += 1
+            self._ack_to = max(self._ack_to, seq)
+            self._cond.notify_all()
+
+    # -- pump thread ------------------------------------------------------------------------
+
+    def _pump_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait(0.2)
+                if self._stopping:
+                    return
+                connected = self._connected
+            try:
+                self._apply_acks()
+                if connected:
+                    self._publish_window()
+                    self._maybe_heartbeat()
+            except Exception:
+                self.stats["callback_errors"] += 1
+                log.exception("device %s: publishing failed", self.device_id)
+
+    def _apply_acks(self) -> None:
+        with self._cond:
+            ack_to, broker_has = self._ack_to, self._broker_has
+        if ack_to > self.outbox.acked_seq:
+            self.outbox.ack(ack_to)
+            with self._cond:
+                self._last_progress = time.monotonic()
+        if broker_has > self._marked_sent:
+            self.outbox.mark_sent_through(broker_has)
+            self._marked_sent = broker_has
+
+    def _publish_window(self) -> None:
+        acked = self.outbox.acked_seq
+        now = time.monotonic()
+        with self._cond:
+            outstanding = self._published_to > acked
+            if outstanding and now - self._last_progress > self.options.ack_timeout_s:
+                log.warning(
+                    "device %s: no ack beyond seq %d for %.0f s, republishing",
+                    self.device_id, acked, now - self._last_progress,
+                )  # fmt: skip
+                self._rewind = True
+            if self._rewind:
+                self._rewind = False
+                if outstanding:
+                    self.stats["republished"] += self._published_to - acked
+                self._published_to = acked
+            start = max(self._published_to, acked)
+        room = acked + self.options.window - start
+        if room <= 0:
+            return
+        for row in self.outbox.pending(after_seq=start, limit=room):
+            if not self._connected:
+                return  # paho would queue it and call it a success: wait for the reconnect
+            info = self.client.publish(self._event_topic, row.signed, qos=1)
+            with self._cond:
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    self._rewind = True  # paho may have queued it; we republish anyway
+                    return
+                self._mids[info.mid] = row.seq
+                if self._published_to <= self.outbox.acked_seq:
+                    self._last_progress = time.monotonic()  # the ack clock starts now
+                self._published_to = row.seq
+                self.stats["published"] += 1
+
+    def _maybe_heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.options.heartbeat_s:
+            return
+        self._last_heartbeat = now
+        body = {"t": int(time.time()), **self._health()}
+        self.client.publish(self._heartbeat_topic, json.dumps(body), qos=0)
