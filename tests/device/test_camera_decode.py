@@ -29,9 +29,9 @@ from device.decode import (
     decode_frame,
     make_decoder,
 )
+from tests.support.vectors import vector_path
 
-# shared/ sits beside the repository, in a dev tree and in CI's fresh clone alike.
-VECTOR = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "chot-pass-v1.json"
+VECTOR = vector_path("chot-pass-v1.json")
 QR_TEXT: str = json.loads(VECTOR.read_text())["qr_text"]
 NORMAL_FRAMES = 40
 

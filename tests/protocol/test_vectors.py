@@ -1,7 +1,6 @@
 """The fixed vectors from shared/: byte-exact encoding, decoding and verdicts."""
 
 import json
-from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
@@ -10,15 +9,11 @@ from protocol import cose
 from protocol.clock import Clock
 from protocol.pass_v1 import PassClaims, encode_cose, qr_to_cose, verify_pass
 from protocol.trust import IssuerKey, TrustList
-
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+from tests.support.vectors import load_vector
 
 
 def load(name: str) -> dict:
-    path = VECTORS / name
-    if not path.exists():  # CI clones next to shared/; a copy may sit in the repo
-        path = Path(__file__).parent / "vectors" / name
-    return json.loads(path.read_text())
+    return load_vector(name)
 
 
 @pytest.fixture(scope="module")
