@@ -10,6 +10,7 @@ computed from the central store itself.
 import argparse
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -46,6 +47,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.WARNING)  # the terminal shows the lights, logs go to files
+    # A Pi without NTP shows amber (clock_untrusted) for every pass; the demo machine's clock is
+    # taken as synced. CHOT_CLOCK_STATE=unknown chot demo shows the amber path.
+    os.environ.setdefault("CHOT_CLOCK_STATE", "synced")
     keep = args.workdir is not None
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="chot-demo-"))
     if keep and any(workdir.iterdir() if workdir.exists() else []):
@@ -148,7 +152,8 @@ class Demo:
             health = app.health_snapshot()
             rows.append(
                 f"  {app.device_id:<11} {backend.render()}  decisions {app.stats.events:>5}  "
-                f"outbox {health.get('outbox_depth', 0):>4}  {app.state:<11}\x1b[K"
+                f"outbox {health.get('outbox_depth', 0):>4}  {app.state:<11}"
+                + ("\x1b[K" if sys.stdout.isatty() else "")
             )
         return "\n".join(rows)
 

@@ -63,17 +63,18 @@ class PassMix:
     def queue(self, device_index: int) -> list[str]:
         """One device's queue: mostly valid passes, the bad ones spread in between. The list
         cycles, so valid passes come round again and are flagged `duplicate_recent`."""
-        bad = self.expired + self.forged + self.revoked + self.unreadable
+        kinds = [self.expired, self.forged, self.revoked, self.unreadable]
+        bad = [group[i % len(group)] for i in range(3) for group in kinds]  # round robin
         out: list[str] = []
         valid = self.valid[device_index::4] or self.valid
         for i, text in enumerate(valid):
             out.append(text)
-            if i % 2 == 1:
-                out.append(bad[(i // 2 + device_index) % len(bad)])
+            if i % 2 == 0:
+                out.append(bad[(i // 2 + device_index * 2) % len(bad)])
         return out
 
 
-def make_passes(home: OpsHome, *, now: int, valid: int = 24) -> PassMix:
+def make_passes(home: OpsHome, *, now: int, valid: int = 60) -> PassMix:
     """Issue the demo's passes with the home's issuer key; revoke some (re-signing the list)."""
     mix = PassMix()
     for i in range(valid):
@@ -85,7 +86,7 @@ def make_passes(home: OpsHome, *, now: int, valid: int = 24) -> PassMix:
         )
         mix.expired.append(text)
     stranger = SigningKey.generate()  # an issuer nobody trusts
-    for i in range(3):
+    for _ in range(3):
         claims = PassClaims(
             iss="VN-HN", iat=now - 600, exp=now + 72 * HOUR, cti=os.urandom(16),
             sub=os.urandom(16), kind="declaration",
@@ -203,7 +204,9 @@ class Service:
             try:
                 wait_for_port(self.port, proc=self.proc)
             except (RuntimeError, TimeoutError) as exc:
-                raise RuntimeError(f"{self.name} did not start ({exc}); see {self.log_path}") from None
+                raise RuntimeError(
+                    f"{self.name} did not start ({exc}); see {self.log_path}"
+                ) from None
         return self
 
     @property
@@ -241,8 +244,16 @@ def site_services(site: ProvisionedSite) -> dict[str, Service]:
         ),
         "central": Service(
             "central",
-            chot_argv("central", "serve", "--store", site.central_url, "--registry",
-                      str(registry), "--port", str(site.central_port)),  # fmt: skip
+            chot_argv(
+                "central",
+                "serve",
+                "--store",
+                site.central_url,
+                "--registry",
+                str(registry),
+                "--port",
+                str(site.central_port),
+            ),
             site.workdir,
             site.central_port,
         ),

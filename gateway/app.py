@@ -72,6 +72,7 @@ class GatewayApp:
         self.signer: GatewaySigner | None = None
         self.client: mqtt.Client | None = None
         self.registry: RegistrySource | None = None
+        self.web_server: Any = None
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class GatewayApp:
         self.client.connect_async(c.host, c.port, keepalive=c.keepalive_s, clean_start=False,
                                   properties=self._connect_properties())  # fmt: skip
         self.client.loop_start()
+        self.start_web()
         self.store.add_audit("gateway", "start", f"client_id={self.config.client_id}")
         log.info("gateway %s for site %s started", self.config.id, self.config.site)
         return self
@@ -234,6 +236,8 @@ class GatewayApp:
         """Clean exit: drain and commit what is queued, say "stopped", close."""
         self.stopping.set()
         sd_notify("STOPPING=1")
+        if self.web_server is not None:
+            self.web_server.stop()
         if self.ingest:
             self.ingest.stop()
         if self.forwarder:
@@ -280,8 +284,34 @@ class GatewayApp:
             "alerts": alerts,
         }
 
+    def record_manual_entry(
+        self, category: str, doc4: str | None, operator: str, lane: str | None
+    ) -> str:
+        """A hand-checked paper declaration from the status page: signed, stored, forwarded."""
+        event = self.signer.record_manual(category, operator, lane=lane, doc4=doc4)
+        if self.forwarder:
+            self.forwarder.wake()
+        return event.eid_hex
+
     def web_app(self) -> Any:
-        """Hook for gateway/web/: return the ASGI app serving the status page. None until the
-        web layer exists; `chot gateway run` serves it when this returns an app and
-        config.web.enabled is true."""
-        return None
+        """The operators' status page (gateway/web/) over this gateway's own store."""
+        from gateway.web.app import create_app
+        from gateway.web.context import WebContext
+
+        context = WebContext(
+            store=self.store,
+            config=self.config,
+            record_manual_entry=self.record_manual_entry,
+            health=self.health,
+        )
+        return create_app(context)
+
+    def start_web(self) -> None:
+        """Serve the status page in a thread when `[web] enabled = true`."""
+        if not self.config.web.enabled:
+            return
+        from gateway.web.server import serve
+
+        self.web_server = serve(self.web_app(), self.config.web)
+        scheme = "https" if self.config.web.certfile else "http"
+        log.info("status page on %s://%s:%d/", scheme, self.config.web.host, self.config.web.port)
