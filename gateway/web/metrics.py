@@ -1,0 +1,52 @@
+"""Prometheus text exposition (format 0.0.4), written by hand: a few gauges and counters
+need no client library. Scraped without login (numbers only, no ids of people)."""
+
+from gateway.store import Store
+from gateway.web.status import scanners
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _family(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        text = ",".join(f'{k}="{_label(str(v))}"' for k, v in labels.items())
+        sample = f"{name}{{{text}}}" if text else name
+        lines.append(f"{sample} {_number(value)}")
+    return lines
+
+
+def render(store: Store, gateway_id: str, capacities: dict[str, int], now_ms: int) -> str:
+    depth = store.depth()
+    devices = scanners(store, now_ms, gateway_id)
+    load = store.lane_load(capacities, 60, now=now_ms)
+    lines: list[str] = []
+    lines += _family("chot_gateway_ingest_rate", "gauge",
+                     "Events stored per second over the last minute.",
+                     [({}, store.ingest_rate(60, now=now_ms))])  # fmt: skip
+    lines += _family("chot_gateway_store_depth", "gauge", "Events in the store by state.",
+                     [({"state": s}, n) for s, n in sorted(depth.items())])  # fmt: skip
+    lines += _family("chot_gateway_forward_lag_seconds", "gauge",
+                     "Age of the oldest event the central store has not confirmed.",
+                     [({}, store.forward_lag_s(now=now_ms))])  # fmt: skip
+    lines += _family("chot_gateway_rejects_total", "counter", "Inputs refused at ingest.",
+                     [({"reason": r}, n) for r, n in sorted(store.reject_counts().items())])  # fmt: skip
+    lines += _family("chot_gateway_devices_online", "gauge", "Scanners reporting online.",
+                     [({}, sum(1 for d in devices if d.online))])  # fmt: skip
+    lines += _family("chot_gateway_devices_known", "gauge", "Scanners the gateway heard of.",
+                     [({}, len(devices))])  # fmt: skip
+    lines += _family("chot_gateway_lane_per_minute", "gauge",
+                     "Scans per minute per lane over the last minute.",
+                     [({"lane": lane}, v["per_minute"]) for lane, v in load.items()])  # fmt: skip
+    lines += _family("chot_gateway_lane_capacity_per_minute", "gauge",
+                     "Configured lane capacity, people per minute.",
+                     [({"lane": lane}, v["capacity"]) for lane, v in load.items()])  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,213 @@
+"""Server-rendered pages: login/logout, the status page, manual entries, the audit log.
+
+The whole site requires login except /login, /healthz, /metrics, /openapi.json and /static.
+Every POST checks the session's CSRF token (login: the pre-login cookie's token).
+doc4 (last four ID characters of a manual entry) is shown on /manual only, to operators.
+"""
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from gateway.manual import MANUAL_CATEGORIES
+from gateway.web import status
+from gateway.web.auth import LOGIN_COOKIE, SESSION_COOKIE, Session
+from gateway.web.deps import WebState, client_ip, operator, web
+from protocol.ids import is_valid_id
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+CATEGORY_TEXT = {
+    "paper_declaration": "Paper declaration (ID card checked)",
+    "exempt": "Exempt (official duty, child with parent...)",
+    "other": "Other (explain to the supervisor)",
+}
+MANUAL_ERRORS = {
+    "category": "Choose a category.",
+    "doc4": "Type the last 4 letters or digits of the ID document.",
+    "lane": "Choose a lane.",
+    "failed": "The entry could not be saved. Try again or call the supervisor.",
+}
+
+
+def _clock(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S") if ms else "-"
+
+
+def _datetime(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
+templates.env.filters["clock"] = _clock
+templates.env.filters["datetime"] = _datetime
+
+
+def _page(request: Request, name: str, state: WebState, session: Session | None,
+          status_code: int = 200, **context: Any) -> HTMLResponse:  # fmt: skip
+    config = state.ctx.config
+    base = {
+        "gateway": config.id,
+        "site": config.site,
+        "user": session.user if session else None,
+        "csrf": state.sessions.csrf_token(session.sid) if session else "",
+        "refresh_ms": state.refresh_ms,
+    }
+    response = templates.TemplateResponse(request, name, {**base, **context},
+                                          status_code=status_code)  # fmt: skip
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _audit(state: WebState, actor: str, action: str, detail: str = "") -> None:
+    state.ctx.store.add_audit(actor if is_valid_id(actor) else "?", action, detail)
+
+
+def _csrf_ok(state: WebState, session: Session, token: str | None, request: Request) -> bool:
+    if state.sessions.check_csrf(session.sid, token):
+        return True
+    _audit(state, session.user, "csrf_refused", f"{request.method} {request.url.path}")
+    log.warning("CSRF token refused for %s on %s", session.user, request.url.path)
+    return False
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+def _login_page(request: Request, state: WebState, error: str | None = None,
+                status_code: int = 200) -> HTMLResponse:  # fmt: skip
+    cookie, token = state.sessions.login_nonce()
+    response = _page(request, "login.html", state, None, status_code, login_token=token,
+                     error=error)  # fmt: skip
+    response.set_cookie(LOGIN_COOKIE, cookie, max_age=600, httponly=True, samesite="strict",
+                        secure=state.secure_cookies, path="/login")  # fmt: skip
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, state: WebState = Depends(web)) -> HTMLResponse:
+    return _login_page(request, state)
+
+
+@router.post("/login")
+def login(request: Request, user: str = Form(""), password: str = Form(""),
+          csrf: str = Form(""), state: WebState = Depends(web)) -> Response:  # fmt: skip
+    user = user.strip()[:64]
+    if not state.sessions.check_login_nonce(request.cookies.get(LOGIN_COOKIE), csrf):
+        return _login_page(request, state, "The form expired. Please try again.", 400)
+    ip = client_ip(request)
+    keys = [f"ip:{ip}", f"user:{user}"]
+    if state.limiter.blocked(keys):
+        _audit(state, user, "login_rate_limited", f"ip={ip}")
+        return _login_page(request, state, "Too many failed logins. Wait a minute.", 429)
+    if not state.users.verify(user, password):
+        state.limiter.failed(keys)
+        _audit(state, user, "login_failed", f"ip={ip}")
+        log.warning("failed login for %r from %s", user if is_valid_id(user) else "?", ip)
+        return _login_page(request, state, "Wrong user name or password.", 401)
+    cookie, _ = state.sessions.issue(user)
+    _audit(state, user, "login", f"ip={ip}")
+    log.info("operator %s logged in from %s", user, ip)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=state.sessions.ttl_s, httponly=True,
+                        samesite="strict", secure=state.secure_cookies, path="/")  # fmt: skip
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form(""), session: Session = Depends(operator),
+           state: WebState = Depends(web)) -> Response:  # fmt: skip
+    if not _csrf_ok(state, session, csrf, request):
+        return Response("CSRF token missing or wrong", status_code=403)
+    state.sessions.revoke(session)
+    _audit(state, session.user, "logout")
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- status page ----------------------------------------------------------------------------
+
+
+@router.get("/")
+def index(request: Request, entered: str | None = None, error: str | None = None,
+          session: Session = Depends(operator), state: WebState = Depends(web)) -> HTMLResponse:  # fmt: skip
+    ctx = state.ctx
+    snap = status.snapshot(
+        ctx.store, ctx.config.id, ctx.config.lanes, ctx.now(), state.trend, ctx.health()
+    )
+    feed = [status.decision_dict(d) for d in ctx.store.recent_decisions(0, 30)]
+    feed = [row for row in feed if row["typ"] in ("scan", "manual")][::-1]  # newest first
+    return _page(request, "status.html", state, session, snap=snap, feed=feed,
+                 last_id=max((r["id"] for r in feed), default=0),
+                 **_manual_form_context(state, entered, error))  # fmt: skip
+
+
+# --- manual entry ---------------------------------------------------------------------------
+
+
+def _manual_form_context(state: WebState, entered: str | None, error: str | None) -> dict:
+    lanes = sorted(state.ctx.config.lanes)
+    return {
+        "categories": [(c, CATEGORY_TEXT.get(c, c)) for c in MANUAL_CATEGORIES],
+        "lanes": lanes,
+        "entered": entered if entered and len(entered) <= 32 and entered.isalnum() else None,
+        "form_error": MANUAL_ERRORS.get(error or ""),
+    }
+
+
+def _valid_manual(state: WebState, category: str, doc4: str, lane: str) -> str | None:
+    """The error code of the first wrong field, or None."""
+    if category not in MANUAL_CATEGORIES:
+        return "category"
+    if doc4 and not (len(doc4) == 4 and doc4.isascii() and doc4.isalnum()):
+        return "doc4"
+    if category == "paper_declaration" and not doc4:
+        return "doc4"  # the ID card was checked: its last four characters are the proof
+    lanes = state.ctx.config.lanes
+    if (lanes and lane not in lanes) or (lane and not is_valid_id(lane)):
+        return "lane"
+    return None
+
+
+@router.post("/manual")
+def manual_entry(request: Request, category: str = Form(""), doc4: str = Form(""),
+                 lane: str = Form(""), csrf: str = Form(""), back: str = Form("/"),
+                 session: Session = Depends(operator), state: WebState = Depends(web)) -> Response:  # fmt: skip
+    if not _csrf_ok(state, session, csrf, request):
+        return Response("CSRF token missing or wrong", status_code=403)
+    back = back if back in ("/", "/manual") else "/"
+    doc4 = doc4.strip().upper()
+    lane = lane.strip()
+    error = _valid_manual(state, category, doc4, lane)
+    if error:
+        return RedirectResponse(f"{back}?error={error}#manual", status_code=303)
+    try:
+        eid = state.ctx.record_manual_entry(category, doc4 or None, session.user, lane or None)
+    except Exception:
+        log.exception("manual entry by %s failed", session.user)
+        return RedirectResponse(f"{back}?error=failed#manual", status_code=303)
+    log.info("manual entry eid=%s by %s lane=%s", eid, session.user, lane or "-")
+    return RedirectResponse(f"{back}?entered={eid}#manual", status_code=303)
+
+
+@router.get("/manual")
+def manual_page(request: Request, entered: str | None = None, error: str | None = None,
+                session: Session = Depends(operator), state: WebState = Depends(web)) -> HTMLResponse:  # fmt: skip
+    entries = state.ctx.store.manual_entries(limit=200, include_doc4=True)
+    return _page(request, "manual.html", state, session, entries=entries,
+                 **_manual_form_context(state, entered, error))  # fmt: skip
+
+
+@router.get("/audit")
+def audit_page(request: Request, session: Session = Depends(operator),
+               state: WebState = Depends(web)) -> HTMLResponse:  # fmt: skip
+    return _page(request, "audit.html", state, session, rows=state.ctx.store.audit_log(300))

@@ -1,0 +1,213 @@
+"""What the store's numbers mean for a gate operator: device rows with alerts, per-lane
+counters and congestion, and one list of banners. Plain dicts, ready for JSON and templates.
+
+Nothing here carries personal data: the store's read API gives pseudonymous decisions only;
+manual entries' doc4 is read solely by the manual entries page (pages.py).
+"""
+
+import itertools
+import threading
+from datetime import datetime
+from typing import Any
+
+from gateway.store import Decision, DeviceInfo, Store
+from protocol.reasons import Reason, Verdict, verdict_for
+from protocol.trust import TRUST_TYPE
+
+OUTBOX_GROWING_MIN = 5  # below this a rising outbox is normal jitter
+TREND_SAMPLES = 3
+
+ALERT_TEXT = {
+    "offline": "offline",
+    "heartbeat_stale": "no heartbeat",
+    "sequence_gap": "missing events (sequence gap)",
+    "outbox_backlog": "outbox backlog",
+    "outbox_growing": "outbox growing",
+    "clock_bounded": "clock not synced",
+    "clock_unknown": "clock untrusted",
+    "trust_outdated": "old trust list",
+    "no_trust_list": "no trust list",
+}
+
+
+def verdict_of(reason: str | None) -> str:
+    try:
+        return verdict_for(Reason(reason)).value
+    except ValueError:
+        return Verdict.FAIL.value
+
+
+class OutboxTrend:
+    """Remembers each device's last heartbeats' outbox depths: strictly rising over
+    TREND_SAMPLES heartbeats means the device cannot deliver (a growing outbox)."""
+
+    def __init__(self) -> None:
+        self._samples: dict[str, list[tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+
+    def growing(self, dev: str, heartbeat_ms: int | None, depth: int | None) -> bool:
+        if heartbeat_ms is None or depth is None:
+            return False
+        with self._lock:
+            samples = self._samples.setdefault(dev, [])
+            if not samples or samples[-1][0] != heartbeat_ms:
+                samples.append((heartbeat_ms, depth))
+                del samples[:-TREND_SAMPLES]
+            depths = [d for _, d in samples]
+        return (
+            len(depths) == TREND_SAMPLES
+            and depths[-1] >= OUTBOX_GROWING_MIN
+            and all(a < b for a, b in itertools.pairwise(depths))
+        )
+
+
+def trust_version(store: Store) -> int | None:
+    """Version of the trust list this gateway publishes (None before the first one)."""
+    versions = [d["version"] for d in store.documents() if d["typ"] == TRUST_TYPE]
+    return max(versions) if versions else None
+
+
+def device_row(info: DeviceInfo, gateway_trust: int | None, trend: OutboxTrend) -> dict:
+    hb = info.heartbeat or {}
+    alerts = list(info.alerts)
+    device_trust = hb.get("trust_version")
+    if info.heartbeat is not None:
+        if device_trust is None:
+            alerts.append("no_trust_list")
+        elif gateway_trust is not None and device_trust < gateway_trust:
+            alerts.append("trust_outdated")
+    sent = hb.get("t")
+    hb_ms = int(sent * 1000) if isinstance(sent, int | float) else info.last_seen_ms
+    if trend.growing(info.dev, hb_ms, hb.get("outbox_depth")) and "outbox_backlog" not in alerts:
+        alerts.append("outbox_growing")
+    return {
+        "device": info.dev,
+        "lane": info.lane,
+        "online": info.online,
+        "state": info.status or "unknown",
+        "last_seen_ms": info.last_seen_ms,
+        "fps": hb.get("fps"),
+        "decoder_ms": hb.get("decoder_ms"),
+        "outbox_depth": hb.get("outbox_depth"),
+        "clock": hb.get("clock"),
+        "trust_version": device_trust,
+        "cpu_temp": hb.get("cpu_temp"),
+        "contiguous_seq": info.contiguous,
+        "open_gaps": info.open_gaps,
+        "alerts": alerts,
+        "alert_text": [ALERT_TEXT.get(a, a.replace("_", " ")) for a in alerts],
+    }
+
+
+def scanners(store: Store, now_ms: int, gateway_id: str) -> list[DeviceInfo]:
+    """The store's devices minus this gateway (its own manual/load events give it a row)."""
+    return [d for d in store.devices(now=now_ms) if d.dev != gateway_id]
+
+
+def devices(store: Store, now_ms: int, trend: OutboxTrend, gateway_id: str) -> list[dict]:
+    gateway_trust = trust_version(store)
+    return [device_row(d, gateway_trust, trend) for d in scanners(store, now_ms, gateway_id)]
+
+
+def day_start_ms(now_s: float) -> int:
+    """Local midnight: the counters are "today at this checkpoint"."""
+    local = datetime.fromtimestamp(now_s).astimezone()
+    return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
+def lanes(store: Store, capacities: dict[str, int], now_ms: int, since_ms: int) -> list[dict]:
+    """Per lane: passed / failed by reason / warned since `since_ms`, manual entries, and
+    the last minute's throughput against capacity with a queue estimate."""
+    counters = store.lane_counters(since_ms)
+    load = store.lane_load(capacities, 60, now=now_ms)
+    manual: dict[str, int] = {}
+    for entry in store.manual_entries(limit=5000):
+        if entry["t_ms"] >= since_ms:
+            lane = entry["lane"] or "-"
+            manual[lane] = manual.get(lane, 0) + 1
+    rows = []
+    for lane in sorted(set(counters) | set(load) | set(manual)):
+        by_reason = counters.get(lane, {})
+        totals = {Verdict.PASS.value: 0, Verdict.FAIL.value: 0, Verdict.WARN.value: 0}
+        failed_by_reason: dict[str, int] = {}
+        for reason, n in by_reason.items():
+            verdict = verdict_of(reason)
+            totals[verdict] += n
+            if verdict == Verdict.FAIL.value:
+                failed_by_reason[reason] = n
+        lane_load = load.get(lane, {})
+        capacity = int(lane_load.get("capacity", 0))
+        per_minute = float(lane_load.get("per_minute", 0.0))
+        rows.append({
+            "lane": lane,
+            "passed": totals["pass"],
+            "failed": totals["fail"],
+            "warned": totals["warn"],
+            "failed_by_reason": dict(sorted(failed_by_reason.items(), key=lambda kv: -kv[1])),
+            "manual": manual.get(lane, 0),
+            "per_minute": round(per_minute, 1),
+            "capacity": capacity,
+            "utilisation": round(float(lane_load.get("utilisation", 0.0)), 2),
+            "queue_estimate": round(float(lane_load.get("queue_estimate", 0.0))),
+            "over_capacity": bool(capacity) and per_minute > capacity,
+        })  # fmt: skip
+    return rows
+
+
+def banners(device_rows: list[dict], lane_rows: list[dict], store_alerts: list[str]) -> list[dict]:
+    """The alert strip at the top of the page: congestion first, then devices, then store."""
+    out = []
+    for lane in lane_rows:
+        if lane["over_capacity"]:
+            out.append({
+                "level": "fail", "kind": "congestion", "lane": lane["lane"],
+                "text": f"Lane {lane['lane']} over capacity: {lane['per_minute']:.0f}/min "
+                        f"for {lane['capacity']}/min, about {lane['queue_estimate']} waiting. "
+                        "Open another lane or send people to the next checkpoint.",
+            })  # fmt: skip
+    for dev in device_rows:
+        if dev["alerts"]:
+            level = "fail" if not dev["online"] else "warn"
+            text = f"Scanner {dev['device']}: " + ", ".join(dev["alert_text"])
+            out.append({"level": level, "kind": "device", "device": dev["device"], "text": text})
+    for alert in store_alerts:
+        out.append(
+            {"level": "warn", "kind": "gateway", "text": "Gateway: " + alert.replace("_", " ")}
+        )
+    return out
+
+
+def decision_dict(d: Decision) -> dict[str, Any]:
+    """One feed line: what the lights showed, where and when. No pass or person data."""
+    return {
+        "id": d.id,
+        "eid": d.eid,
+        "typ": d.typ,
+        "device": d.dev,
+        "lane": d.lane,
+        "verdict": d.verdict or verdict_of(d.reason),
+        "reason": d.reason,
+        "kind": d.kind,
+        "t_ms": d.t_ms,
+        "received_ms": d.received_ms,
+        "forwarded": d.state == "forwarded",
+    }
+
+
+def snapshot(store: Store, gateway_id: str, capacities: dict[str, int], now_s: float,
+             trend: OutboxTrend, health: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Everything the status page shows besides the live feed (also GET /api/status)."""
+    now_ms = int(now_s * 1000)
+    device_rows = devices(store, now_ms, trend, gateway_id)
+    lane_rows = lanes(store, capacities, now_ms, day_start_ms(now_s))
+    store_alerts = list(health.get("alerts", []))
+    return {
+        "now_ms": now_ms,
+        "gateway": health.get("gateway"),
+        "site": health.get("site"),
+        "devices": device_rows,
+        "devices_online": sum(1 for d in device_rows if d["online"]),
+        "lanes": lane_rows,
+        "banners": banners(device_rows, lane_rows, store_alerts),
+        "health": health,
+    }
