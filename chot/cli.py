@@ -10,28 +10,47 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# Packages that contribute command groups, in the order `chot --help` lists them.
-COMMAND_MODULES = ("chot.pass_cmd", "device.cli", "gateway.cli", "provisioning.cli", "central.cli",
-                   "chot.demo")  # fmt: skip
+# Command group -> the module that registers it, in the order `chot --help` lists them.
+# Only the chosen group's module is imported: a scanner running `chot device run` on a Pi does not
+# pay for the web framework, PostgreSQL driver and crypto tooling of the other parts.
+COMMAND_GROUPS = {
+    "pass": "chot.pass_cmd",
+    "scan": "device.cli",
+    "device": "device.cli",
+    "gateway": "gateway.cli",
+    "provision": "provisioning.cli",
+    "central": "central.cli",
+    "demo": "chot.demo",
+}
 
 
 class UsageError(Exception):
     """Raised by a handler for bad arguments: exit code 2 with the message."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chot", description="chot: checkpoint pass scanners, gateways and central store."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    chosen = _chosen_group(sys.argv[1:] if argv is None else argv)
+    modules = [COMMAND_GROUPS[chosen]] if chosen else list(dict.fromkeys(COMMAND_GROUPS.values()))
+    for name in modules:
         importlib.import_module(name).add_commands(sub)
     return parser
 
 
+def _chosen_group(argv: Sequence[str]) -> str | None:
+    """The command group named on the command line, if any (options before it skipped)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMAND_GROUPS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
