@@ -412,7 +412,7 @@ class DeviceApp:
         """The service entry: signals, READY=1, loop until SIGTERM/SIGINT, clean shutdown."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.request_stop)
-        self.notifier.ready()
+        self.notifier.ready("scanning")
         try:
             return self.run_for(seconds=seconds)
         finally:

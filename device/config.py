@@ -15,6 +15,7 @@ from typing import Any, Literal
 from nacl.signing import SigningKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from protocol.cose import public_key_from_hex
 from protocol.ids import is_valid_id
 from protocol.trust import PASS_KINDS
 
@@ -54,12 +55,7 @@ class TrustSection(_Strict):
     @classmethod
     def _hex32(cls, keys: list[str]) -> list[str]:
         for key in keys:
-            try:
-                ok = len(bytes.fromhex(key)) == 32
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"{key!r} is not a 32-byte public key in hex")
+            public_key_from_hex(key)
         return keys
 
     def root_keys(self) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""Health numbers for the heartbeat, and systemd's notify/watchdog protocol.
+"""Health numbers for the heartbeat (systemd's notify protocol lives in chot/systemd.py).
 
 ``Health`` is fed by the scan loop (one call per frame, O(1)) and read by the uplink thread.
 ``SystemdNotifier`` speaks sd_notify(3) over ``$NOTIFY_SOCKET`` with a plain datagram socket
@@ -6,12 +6,12 @@
 that hangs (camera driver, decoder) is restarted by systemd.
 """
 
-import os
-import socket
 import threading
 import time
 from collections import deque
 from pathlib import Path
+
+from chot.systemd import SystemdNotifier  # noqa: F401  (re-exported for device.app)
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -56,50 +56,3 @@ class Health:
             return 0.0
         span = max(recent[-1] - recent[0], 1e-6)
         return (len(recent) - 1) / span
-
-
-class SystemdNotifier:
-    """sd_notify without libsystemd. Does nothing when not started by systemd."""
-
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
-        self._address = env.get("NOTIFY_SOCKET")
-        usec = env.get("WATCHDOG_USEC")
-        self.watchdog_s = int(usec) / 1e6 if usec and usec.isdigit() else None
-        self._last_ping = float("-inf")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
-    def notify(self, message: str) -> bool:
-        if not self._address:
-            return False
-        address = self._address
-        if address.startswith("@"):  # abstract namespace socket
-            address = "\0" + address[1:]
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.connect(address)
-                sock.sendall(message.encode())
-        except OSError:
-            return False
-        return True
-
-    def ready(self) -> None:
-        self.notify("READY=1\nSTATUS=scanning")
-
-    def stopping(self) -> None:
-        self.notify("STOPPING=1")
-
-    def status(self, text: str) -> None:
-        self.notify(f"STATUS={text}")
-
-    def watchdog(self, now: float | None = None) -> None:
-        """Ping at most every half watchdog period (the usual sd_watchdog_enabled advice)."""
-        if self.watchdog_s is None:
-            return
-        now = time.monotonic() if now is None else now
-        if now - self._last_ping >= self.watchdog_s / 2:
-            self._last_ping = now
-            self.notify("WATCHDOG=1")

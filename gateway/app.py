@@ -11,9 +11,7 @@ The web layer (gateway/web/) reads `app.store` and `app.health()`; `web_app()` i
 
 import json
 import logging
-import os
 import signal
-import socket
 import ssl
 import threading
 import time
@@ -24,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from chot.systemd import SystemdNotifier
 from gateway.config import GatewayConfig, read_secret
 from gateway.distribution import Distributor
 from gateway.forwarder import Forwarder
@@ -33,23 +32,6 @@ from gateway.store import Store
 from protocol import topics
 
 log = logging.getLogger(__name__)
-
-
-def sd_notify(message: str) -> bool:
-    """systemd notify protocol (Type=notify) without extra deps: one datagram to
-    $NOTIFY_SOCKET. Returns False when not running under systemd."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    if path.startswith("@"):
-        path = "\0" + path[1:]  # abstract socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), path)
-    except OSError as exc:
-        log.warning("sd_notify failed: %s", exc)
-        return False
-    return True
 
 
 def load_signing_key(path: Path):
@@ -73,6 +55,7 @@ class GatewayApp:
         self.client: mqtt.Client | None = None
         self.registry: RegistrySource | None = None
         self.web_server: Any = None
+        self.notifier = SystemdNotifier()
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -191,8 +174,8 @@ class GatewayApp:
     def run(self, duration: float | None = None) -> None:
         """Periodic work until SIGTERM/SIGINT or `duration` seconds."""
         self._install_signals()
-        sd_notify("READY=1")
-        watchdog_s = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
+        self.notifier.ready()
+        watchdog_s = self.notifier.watchdog_s or 0.0
         deadline = time.monotonic() + duration if duration else None
         next_maintain = time.monotonic()
         next_load = time.monotonic() + self.config.load_interval_s
@@ -213,9 +196,8 @@ class GatewayApp:
                     next_docs = now + 5
             except Exception:
                 log.exception("periodic task failed")
-            if watchdog_s:
-                sd_notify("WATCHDOG=1")
-            self.stopping.wait(min(1.0, watchdog_s or 1.0))
+            self.notifier.watchdog()
+            self.stopping.wait(min(1.0, watchdog_s / 2 or 1.0))
         self.stop()
 
     def _install_signals(self) -> None:
@@ -235,7 +217,7 @@ class GatewayApp:
     def stop(self) -> None:
         """Clean exit: drain and commit what is queued, say "stopped", close."""
         self.stopping.set()
-        sd_notify("STOPPING=1")
+        self.notifier.stopping()
         if self.web_server is not None:
             self.web_server.stop()
         if self.ingest:

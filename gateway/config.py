@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from protocol.cose import public_key_from_hex
 from protocol.ids import require_id
 
 
@@ -110,12 +111,7 @@ class GatewayConfig(_Strict):
     @classmethod
     def _hex_keys(cls, keys: list[str]) -> list[str]:
         for key in keys:
-            try:
-                ok = len(bytes.fromhex(key)) == 32
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError("each root key must be 64 hex characters (Ed25519)")
+            public_key_from_hex(key)
         return keys
 
     @property

@@ -24,6 +24,17 @@ HDR_KID = 4
 SIGNATURE_LENGTH = 64
 
 
+def public_key_from_hex(text: str) -> bytes:
+    """A raw 32-byte Ed25519 public key from hex (config files); ValueError otherwise."""
+    try:
+        key = bytes.fromhex(text)
+    except (ValueError, TypeError):
+        key = b""
+    if len(key) != 32:
+        raise ValueError(f"{text!r} is not a 32-byte Ed25519 public key in hex")
+    return key
+
+
 def kid_for(public_key: bytes) -> bytes:
     """Key id of an Ed25519 public key: SHA-256(raw 32-byte key)[0:8] (chot pass v1)."""
     return hashlib.sha256(bytes(public_key)).digest()[:8]
