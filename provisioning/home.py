@@ -264,6 +264,7 @@ class OpsHome:
         self.state.trust_version = version
         self.save()
         _write_public(self.path / "trust.cose", data)
+        sites.refresh_gateway_bundles(self)
         return data
 
     def sign_revocation_list(
@@ -284,6 +285,7 @@ class OpsHome:
         self.state.revocation_version = version
         self.save()
         _write_public(self.path / "revocations.cose", data)
+        sites.refresh_gateway_bundles(self)
         return data
 
     def trust_list_bytes(self) -> bytes:

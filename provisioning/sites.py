@@ -124,6 +124,7 @@ def add_device(
     registry = home.registry()
     registry.add(Signer(name, site, "device", public_key, lane=lane))
     registry.save(home.path / "registry.json")
+    refresh_gateway_bundles(home, site)  # the site's gateways must know the new device
     _copy_public_files(home, site, folder)
     text = bundles.device_config(
         device_id=name,
@@ -165,6 +166,7 @@ def add_gateway(
     registry.for_site(site).save(folder / "registry.json")
     if name not in record.gateways:
         record.gateways.append(name)
+    record.gateway_bundles[name] = str(folder.resolve())
     home.save()
     write_acl(home, site)
     _copy_public_files(home, site, folder)
@@ -220,7 +222,32 @@ def revoke_signer(home: "OpsHome", unit_id: str, *, now: int | None = None) -> b
     home.save()
     write_acl(home, signer.site)
     log.info("%s %s revoked at site %s", signer.role, unit_id, signer.site)
-    return home.sign_revocation_list(now=now)
+    revocations = home.sign_revocation_list(now=now)
+    refresh_gateway_bundles(home, signer.site)
+    return revocations
+
+
+def refresh_gateway_bundles(home: "OpsHome", site: str | None = None) -> list[Path]:
+    """Bring the site's gateway bundles up to date: registry and the newest signed lists.
+
+    A running gateway watches both (registry file mtime, documents/ folder), so a revocation
+    reaches it, and through it the site's scanners, without a restart. Returns the folders."""
+    refreshed = []
+    for site_id, record in home.state.sites.items():
+        if site is not None and site_id != site:
+            continue
+        for gateway, folder in record.gateway_bundles.items():
+            bundle = Path(folder)
+            if gateway not in record.gateways or not (bundle / "documents").is_dir():
+                continue
+            home.registry().for_site(site_id).save(bundle / "registry.json")
+            for document in ("trust.cose", "revocations.cose"):
+                target = bundle / bundles.DOCUMENTS_DIR / document
+                tmp = target.with_suffix(".tmp")
+                shutil.copyfile(home.path / document, tmp)
+                tmp.replace(target)
+            refreshed.append(bundle)
+    return refreshed
 
 
 def add_operator(home: "OpsHome", site: str, user: str, password: str) -> Path:

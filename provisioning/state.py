@@ -34,6 +34,8 @@ class SiteRecord:
     broker_host: str = "chot-gw.local"
     broker_port: int = 8883
     gateways: list[str] = field(default_factory=list)
+    # gateway id -> bundle folder, kept current (registry, signed lists) after every change
+    gateway_bundles: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
