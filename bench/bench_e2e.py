@@ -1,0 +1,86 @@
+"""The whole chain on this machine: 4 scanner-unit processes -> TLS Mosquitto -> gateway ->
+central store (SQLite), everything provisioned by the ops tool (tests/support/e2e_site.py).
+
+The units are fed distinct passes (first paced, then flat out) through their keyboard-wedge pipe.
+Figures, all from the stores themselves:
+- scan-to-central latency at a steady 80 scans/s for the site (far above a checkpoint's human
+  pace, below the chain's capacity): central `received_at` minus the unit's decision time `t`
+  (both Unix ms on this one clock), p50 and p99;
+- sustained chain rate: scans / (last central arrival - first decision);
+- reference, same run: the gateway's own ingest rate (its `received_ms` column), i.e. how fast
+  the first half of the chain delivered; the ratio shows what forwarding to the centre costs.
+
+Run: `python bench/bench_e2e.py [--quick]`.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench._table import markdown, percentile, row  # noqa: E402
+from tests.e2e.rounds import Round  # noqa: E402
+from tests.support.e2e_site import E2ESite, make_scans  # noqa: E402
+
+PACED_RATE = 20.0  # scans/s per unit in the latency phase: 80/s for the site, well below capacity
+
+
+def measure(paced: int, flat_out: int) -> dict[str, float]:
+    """Phase 1: `paced` scans per unit at PACED_RATE (latency). Phase 2: `flat_out` scans per
+    unit as fast as they go (throughput)."""
+    with tempfile.TemporaryDirectory(prefix="chot-bench-e2e-") as tmp:
+        site = E2ESite(Path(tmp))
+        try:
+            scans = make_scans(site.site, [paced + flat_out] * 4, now=site.now)
+            site.start()
+            Round(site, [s[:paced] for s in scans], PACED_RATE).start().finish(timeout=300)
+            lat_rows = site.central_fetch("SELECT t, received_at FROM events WHERE typ = 'scan'")
+            Round(site, [s[paced:] for s in scans], None).start().finish(timeout=300)
+            rows = site.central_fetch(
+                f"SELECT t, received_at FROM events WHERE typ = 'scan' AND seq > {paced}"
+            )
+            gw = site.gateway_query(
+                "SELECT MIN(received_ms), MAX(received_ms), COUNT(*) FROM events "
+                "WHERE typ = 'scan' AND seq > ?",
+                (paced,),
+            )[0]
+        finally:
+            site.close()
+    latencies = [int(r["received_at"]) - int(r["t"]) for r in lat_rows]
+    first = min(int(r["t"]) for r in rows)
+    last = max(int(r["received_at"]) for r in rows)
+    return {
+        "n": len(lat_rows),
+        "flat_n": len(rows),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "chain_per_s": len(rows) / max(0.001, (last - first) / 1000),
+        "gateway_per_s": gw[2] / max(0.001, (gw[1] - gw[0]) / 1000),
+    }
+
+
+def run(quick: bool = False) -> list[dict]:
+    m = measure(*((100, 500) if quick else (300, 2500)))
+    n, site_rate = int(m["n"]), 4 * PACED_RATE
+    return [
+        row(f"e2e scan->central latency p50 (4 units, TLS broker, gateway, SQLite central; "
+            f"{site_rate:.0f} scans/s)", f"{m['p50_ms']:.0f} ms", "-", None, "< 1,000 ms",
+            m["p50_ms"] < 1000),
+        row(f"e2e scan->central latency p99 ({n} scans at {site_rate:.0f} scans/s)",
+            f"{m['p99_ms']:.0f} ms", "-", None, "< 2,000 ms", m["p99_ms"] < 2000),
+        row(f"e2e sustained chain rate, units fed flat out ({int(m['flat_n'])} scans)",
+            f"{m['chain_per_s']:.0f} scans/s",
+            f"{m['gateway_per_s']:.0f} scans/s (gateway ingest, same run)",
+            m["chain_per_s"] / m["gateway_per_s"] if m["gateway_per_s"] else None,
+            ">= 40 scans/s (4 lanes at 10 people/s)", m["chain_per_s"] >= 40),
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    print(markdown(run(quick="--quick" in sys.argv)))
+    print(f"\n({time.monotonic() - started:.0f} s)")
