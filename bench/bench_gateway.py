@@ -25,6 +25,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from nacl.signing import SigningKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,6 +39,7 @@ from tests.support.gateway_core import to_toml  # noqa: E402
 from tests.support.mosquitto import Broker, free_port  # noqa: E402
 
 SITE = "HN-01"
+RAW_SITE = "HN-02"  # the raw reference's copy of the burst: same bytes, topic not ours
 RAW_CLIENT = "bench-raw"
 
 
@@ -70,9 +73,10 @@ def make_site(workdir: Path, devices: int) -> tuple[dict[str, SigningKey], Path]
     return keys, workdir / "registry.json"
 
 
-def signed_events(keys: dict[str, SigningKey], per_device: int) -> list[tuple[str, bytes]]:
+def signed_events(keys: dict[str, SigningKey], per_device: int,
+                  first_seq: int = 1) -> list[tuple[str, bytes]]:  # fmt: skip
     out = []
-    for seq in range(1, per_device + 1):
+    for seq in range(first_seq, first_seq + per_device):
         for dev, key in keys.items():
             event = Event(eid=new_event_id(), typ="scan", dev=dev, site=SITE, seq=seq,
                           t_ms=int(time.time() * 1000), clock="synced", verdict="pass",
@@ -82,15 +86,16 @@ def signed_events(keys: dict[str, SigningKey], per_device: int) -> list[tuple[st
     return out
 
 
-def publish_all(broker: Broker, events: list[tuple[str, bytes]]) -> float:
-    """Publish QoS 1 as fast as paho allows; returns the start time."""
+def publish_all(broker: Broker, events: list[tuple[str, bytes]], site: str = SITE) -> float:
+    """Publish QoS 1 as fast as paho allows; returns the start time. `site` only changes the
+    topic (same length), so the raw reference can get the same bytes without the gateway."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect(broker.host, broker.port)
     client.loop_start()
     start = time.time()
-    infos = [client.publish(topics.event_topic(SITE, dev), raw, qos=1) for dev, raw in events]
+    infos = [client.publish(topics.event_topic(site, dev), raw, qos=1) for dev, raw in events]
     for info in infos:
         info.wait_for_publish(60)
     client.loop_stop()
@@ -98,11 +103,15 @@ def publish_all(broker: Broker, events: list[tuple[str, bytes]]) -> float:
     return start
 
 
+RECEIVE_MAXIMUM = 2000  # both subscribers: the broker may have this many unacked in flight
+SESSION_EXPIRY_S = 7 * 86400  # the gateway's default
+
+
 def gateway_config(workdir: Path, broker: Broker, registry: Path) -> Path:
     data = {"id": "gw-a", "site": SITE, "state_dir": str(workdir / "state"),
             "signing_key_file": str(workdir / "gw.key"), "registry_file": str(registry),
             "root_public_keys": [bytes(SigningKey.generate().verify_key).hex()],
-            "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": 2000}}  # fmt: skip
+            "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": RECEIVE_MAXIMUM}}  # fmt: skip
     path = workdir / "gateway.toml"
     path.write_text(to_toml(data))
     return path
@@ -116,15 +125,17 @@ def start_gateway(config: Path, workdir: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def start_raw(broker: Broker, n: int, out: Path) -> subprocess.Popen:
-    """A bare paho QoS 1 subscriber (auto ack), persistent session, in its own process."""
+def start_raw(broker: Broker, n: int, out: Path, site: str = SITE) -> subprocess.Popen:
+    """A bare paho QoS 1 subscriber (paho acks in its network thread as each message
+    arrives), with the gateway's session settings, in its own process."""
     return subprocess.Popen(
-        [sys.executable, __file__, "--raw-subscriber", broker.host, str(broker.port), str(n), str(out)],
+        [sys.executable, __file__, "--raw-subscriber", broker.host, str(broker.port), str(n),
+         str(out), site],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
 
 
-def raw_subscriber(host: str, port: int, n: int, out: Path) -> None:
+def raw_subscriber(host: str, port: int, n: int, out: Path, site: str = SITE) -> None:
     seen = 0
     done = threading.Event()
     first = [0.0]
@@ -138,15 +149,19 @@ def raw_subscriber(host: str, port: int, n: int, out: Path) -> None:
             done.set()
 
     def on_connect(client, userdata, flags, reason_code, properties):
-        client.subscribe(topics.site_device_filter(SITE, "event"), qos=1)
+        client.subscribe(topics.site_device_filter(site, "event"), qos=1)
         Path(str(out) + ".ready").write_text("1")
 
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=RAW_CLIENT, clean_session=False
-    )
+    # the same protocol and session as the gateway (MQTT 5 persistent session, receive
+    # maximum), so the two differ only in what happens to each message
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{RAW_CLIENT}-{site}",
+                         protocol=mqtt.MQTTv5)  # fmt: skip
     client.on_message = on_message
     client.on_connect = on_connect
-    client.connect(host, port)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY_S
+    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    client.connect(host, port, clean_start=False, properties=props)
     client.loop_start()
     done.wait(600)
     Path(out).write_text(json.dumps({"last": time.time(), "first": first[0], "seen": seen}))
@@ -216,46 +231,81 @@ def wait_gateway_ready(db: Path) -> None:
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak RSS (VmHWM) of the gateway plus its child processes (the verifier process)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    total = 0.0
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
-def live_burst(workdir: Path, quick: bool) -> list[dict]:
+def live_burst(workdir: Path, quick: bool, rounds: int = 3) -> list[dict]:
+    """Interleaved rounds (raw, gateway, gateway, raw, ...), best of `rounds` each.
+
+    Both are fed by the same publisher with the same signed bytes; the raw reference's copy
+    goes to a sibling site's topics (same length) that the gateway does not subscribe to, so
+    the gateway stays connected (warm) and neither sees the other's traffic. A warm-up burst
+    goes through both first.
+    """
     per_device = 500 if quick else 2000
     keys, registry = make_site(workdir, 10)
     devices = list(keys)
     n = per_device * len(devices)
     broker = new_broker(workdir)
+    raw_rates: list[float] = []
+    gw_rates: list[float] = []
+    lost = 0
     try:
-        # reference: bare subscriber
-        out = workdir / "raw.json"
-        raw = start_raw(broker, n, out)
-        wait_file(Path(str(out) + ".ready"), 30)
-        start = publish_all(broker, signed_events(keys, per_device))
-        result = wait_file(out)
-        raw.wait(30)
-        raw_rate = result["seen"] / (result["last"] - start)
-        # gateway
         config = gateway_config(workdir, broker, registry)
         db = workdir / "state" / "gateway.db"
         gw = start_gateway(config, workdir)
         wait_gateway_ready(db)
         watcher = AckWatcher(broker)
-        start = publish_all(broker, signed_events(keys, per_device))
-        last_ack = watcher.wait(devices, per_device)
-        gw_rate = n / (last_ack - start)
-        stored = count(db)
+        next_seq = 1
+
+        def gateway_round(count: int) -> float:
+            nonlocal next_seq
+            start = publish_all(broker, signed_events(keys, count, next_seq))
+            next_seq += count
+            last_ack = watcher.wait(devices, next_seq - 1)
+            return count * len(devices) / (last_ack - start)
+
+        def raw_round(count: int) -> float:
+            out = workdir / "raw.json"
+            for path in (out, Path(str(out) + ".ready")):
+                path.unlink(missing_ok=True)
+            raw = start_raw(broker, count * len(devices), out, RAW_SITE)
+            wait_file(Path(str(out) + ".ready"), 30)
+            time.sleep(0.3)  # subscription settled
+            start = publish_all(broker, signed_events(keys, count), RAW_SITE)
+            result = wait_file(out)
+            raw.wait(30)
+            return result["seen"] / (result["last"] - start)
+
+        raw_round(50)  # warm-up: both paths, broker and page cache
+        gateway_round(50)
+        for i in range(rounds):
+            order = (raw_round, gateway_round) if i % 2 == 0 else (gateway_round, raw_round)
+            for fn in order:
+                (raw_rates if fn is raw_round else gw_rates).append(fn(per_device))
+        lost = (next_seq - 1) * len(devices) - count(db)
         watcher.close()
         gw.terminate()
         gw.wait(20)
     finally:
         broker.stop()
+    gw_rate, raw_rate = max(gw_rates), max(raw_rates)
     ratio = gw_rate / raw_rate
-    return [row(f"gateway durable ingest, {n:,} events from 10 devices (verified, committed, acked)",
-                f"{gw_rate:,.0f} ev/s, {n - stored} lost", f"{raw_rate:,.0f} msg/s bare paho QoS 1",
-                ratio, ">= 0.8x, zero loss", ratio >= 0.8 and stored == n)]  # fmt: skip
+    runs = lambda rates: ", ".join(f"{r:,.0f}" for r in rates)  # noqa: E731
+    return [row(f"gateway durable ingest, {n:,} events from 10 devices (verified, committed, acked), "
+                f"best of {rounds} interleaved",
+                f"{gw_rate:,.0f} ev/s ({runs(gw_rates)}), {lost} lost",
+                f"{raw_rate:,.0f} msg/s ({runs(raw_rates)}) bare paho QoS 1",
+                ratio, ">= 0.8x, zero loss", ratio >= 0.8 and lost == 0)]  # fmt: skip
 
 
 def storm(workdir: Path, quick: bool) -> list[dict]:
@@ -301,7 +351,7 @@ def storm(workdir: Path, quick: bool) -> list[dict]:
         row(f"reconnect storm drain, {scale}", f"{gw_s:.1f} s ({n / gw_s:,.0f} ev/s), "
             f"{n - stored} lost", f"{raw_s:.1f} s bare paho", raw_s / gw_s,
             ">= 0.8x bare, zero loss", raw_s / gw_s >= 0.8 and stored == n),
-        row("gateway peak RSS (VmHWM) after the storm", f"{rss:.0f} MB", "", None, "<= 150 MB",
+        row("gateway peak RSS (VmHWM, incl. verifier process) after the storm", f"{rss:.0f} MB", "", None, "<= 150 MB",
             rss <= 150),
     ]  # fmt: skip
 
@@ -317,6 +367,12 @@ def run(quick: bool = False) -> list[dict]:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--raw-subscriber":
-        raw_subscriber(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]))
+        raw_subscriber(
+            sys.argv[2],
+            int(sys.argv[3]),
+            int(sys.argv[4]),
+            Path(sys.argv[5]),
+            sys.argv[6] if len(sys.argv) > 6 else SITE,
+        )
     else:
         print(markdown(run(quick="--quick" in sys.argv)))

@@ -2,10 +2,12 @@
 
 One scan's path: the broker delivers the signed event (QoS 1) -> `Ingest.on_message` (paho's
 network thread) only queues it -> the writer thread verifies a batch (signature against the
-site registry, topic device = event device, event site = our site), commits the batch to the
-store in ONE transaction -> only then sends the MQTT PUBACKs (paho `manual_ack=True`), so the
+site registry, topic device = event device, event site = our site; the signature and CBOR work
+runs in a verifier process, see below) -> the committer thread commits the batch to the store
+in ONE transaction -> only then sends the MQTT PUBACKs (paho `manual_ack=True`), so the
 broker redelivers anything that was not committed -> publishes the end-to-end ack
-`{"seq": n}` (highest contiguous seq stored) to each device it heard from.
+`{"seq": n}` (highest contiguous seq stored) to each device it heard from. Batches go through
+the two stages in order, so batch N+1 is verified while batch N is committed and acked.
 
 Bad input never stops the loop: every failure becomes a `Rejected` with a stable reason code,
 counted in the store. Payloads are never logged (they are signed personal-ish data); only
@@ -14,11 +16,13 @@ device ids, event ids and reason codes are.
 
 import json
 import logging
+import multiprocessing
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +98,53 @@ def verify_event(payload: bytes, topic_dev: str, site: str, registry: Registry) 
                     lane=ev.lane or signer.lane, kind=ev.kind, clock=ev.clock)  # fmt: skip
 
 
+# --- the verifier process -----------------------------------------------------------------
+# Signature checks and CBOR parsing are about half of the gateway's CPU per event. Done in a
+# separate process they run in parallel with paho's network thread and the SQLite commit
+# instead of competing for one GIL. The worker gets the registry snapshot the writer thread
+# chose (sent again only when it changes, or to a new worker) and returns plain tuples; the
+# writer rebuilds the Accepted records around the payload bytes it already holds.
+
+_worker_registry: list = [-1, None]  # [version, Registry] cached in the verifier process
+
+
+def _verify_in_worker(site: str, version: int, registry: Registry | None,
+                      events: list[tuple[str, bytes]]) -> list[tuple]:  # fmt: skip
+    """In the verifier process: per event, Accepted fields minus raw, or (reason, detail)."""
+    if registry is not None:
+        _worker_registry[:] = [version, registry]
+    elif _worker_registry[0] != version:
+        raise RuntimeError("verifier process has no registry of this version")
+    registry = _worker_registry[1]
+    out: list[tuple] = []
+    for dev, payload in events:
+        try:
+            a = verify_event(payload, dev, site, registry)
+            out.append((a.eid, a.dev, a.seq, a.typ, a.t_ms, a.verdict, a.reason, a.lane, a.kind,
+                        a.clock))  # fmt: skip
+        except ProtocolError as exc:
+            out.append((exc.reason.value, exc.detail))
+        except Exception as exc:  # unexpected: the event is rejected, never accepted
+            out.append(("bad_event", type(exc).__name__))
+    return out
+
+
+def _worker_ready() -> bool:
+    return True
+
+
+def _worker_init(parent_pid: int) -> None:
+    """The verifier must not outlive the gateway (kill -9 included): it would hold a
+    worker's memory forever, and a restarted gateway starts its own."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 @dataclass(frozen=True)
 class Inbound:
     """One message handed from paho's thread to the writer."""
@@ -106,11 +157,16 @@ class Inbound:
     generation: int  # connection it arrived on: a PUBACK is only valid on that connection
 
 
+_Verified = tuple[list[Accepted], list[Rejected], list[tuple[str, str]],
+                  list[tuple[str, dict]], list[tuple[str, int]]]  # fmt: skip
+
+
 class Ingest:
     """Queue + writer thread. `client` is set by the app once the MQTT client exists."""
 
     def __init__(self, store: Store, site: str, registry: RegistrySource, *,
-                 batch_max: int = 500, batch_ms: int = 20, peer_acks: bool = False) -> None:  # fmt: skip
+                 batch_max: int = 500, batch_ms: int = 20, peer_acks: bool = False,
+                 verify_process: bool = True) -> None:  # fmt: skip
         self.store = store
         self.site = site
         self.registry = registry
@@ -125,6 +181,12 @@ class Ingest:
         self.on_batch: Callable[[BatchResult], None] | None = None
         self.totals = {"stored": 0, "duplicates": 0, "rejected": 0, "batches": 0}
         self.registry_check_s = 5.0
+        # verified batches waiting for the committer; small, so memory stays bounded and
+        # the broker (receive maximum) does the buffering
+        self.verify_process = verify_process
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_registry: tuple[Registry | None, int] = (None, 0)  # last sent to the pool
+        self._verified: queue.Queue[tuple[list[Inbound], _Verified] | None] = queue.Queue(2)
 
     def subscriptions(self, shared_group: str | None) -> list[tuple[str, int]]:
         """(filter, qos): events shared between a pair; status/heartbeat/acks to each."""
@@ -161,6 +223,8 @@ class Ingest:
     # --- writer thread ---------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.verify_process:
+            self._start_pool()
         self._thread = threading.Thread(target=self._run, name="gateway-ingest", daemon=True)
         self._thread.start()
 
@@ -170,6 +234,23 @@ class Ingest:
         self.queue.put(None)
         if self._thread:
             self._thread.join(timeout)
+        self._stop_pool()
+
+    def _start_pool(self) -> None:
+        try:
+            # spawn: a clean interpreter, nothing inherited from this threaded process
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_init, initargs=(os.getpid(),))  # fmt: skip
+            self._pool_registry = (None, self._pool_registry[1])  # a new worker knows none
+            self._pool.submit(_worker_ready)  # start it now, not on the first event
+        except Exception:
+            log.exception("verifier process not started; verifying in the writer thread")
+            self._pool = None
+
+    def _stop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _drain(self) -> list[Inbound]:
         items: list[Inbound] = []
@@ -195,27 +276,56 @@ class Ingest:
         return items
 
     def _run(self) -> None:
+        """Two stages so verifying batch N+1 overlaps committing (fsync) and acking batch N:
+        this thread verifies, the committer thread commits then acks, in order."""
+        committer = threading.Thread(target=self._commit_loop, name="gateway-commit", daemon=True)
+        committer.start()
         next_registry_check = 0.0
-        while not (self._stop.is_set() and self.queue.empty()):
-            if time.monotonic() >= next_registry_check:
-                self.registry.maybe_reload()
-                next_registry_check = time.monotonic() + self.registry_check_s
-            items = self._drain()
-            if items:
-                self.process(items)
+        try:
+            while not (self._stop.is_set() and self.queue.empty()):
+                if time.monotonic() >= next_registry_check:
+                    self.registry.maybe_reload()
+                    next_registry_check = time.monotonic() + self.registry_check_s
+                items = self._drain()
+                if items:
+                    self._verified.put((items, self._verify(items)))
+        finally:
+            self._verified.put(None)
+            committer.join()
+
+    def _commit_loop(self) -> None:
+        while (work := self._verified.get()) is not None:
+            try:
+                self._finish(*work)
+            except Exception:
+                # only reached when stopping (commit retries otherwise): nothing acked
+                log.exception("ingest batch of %d messages not committed", len(work[0]))
 
     def process(self, items: list[Inbound]) -> BatchResult:
         """Verify, commit (retrying on storage errors), then PUBACK and end-to-end ack."""
+        return self._finish(items, self._verify(items))
+
+    def _verify(self, items: list[Inbound]) -> "_Verified":
         accepted: list[Accepted] = []
         rejected: list[Rejected] = []
         statuses: list[tuple[str, str]] = []
         heartbeats: list[tuple[str, dict]] = []
         peer_acks: list[tuple[str, int]] = []
         registry = self.registry.registry
+        site = self.site
+        remote = self._verify_remote(items, registry)
         for item in items:
             try:
                 if item.leaf == "event":
-                    accepted.append(verify_event(item.payload, item.dev, self.site, registry))
+                    if remote is None:
+                        accepted.append(verify_event(item.payload, item.dev, site, registry))
+                        continue
+                    r = next(remote)
+                    if len(r) == 2:
+                        raise ProtocolError(Reason(r[0]), r[1])
+                    eid, dev, seq, typ, t_ms, verdict, reason, lane, kind, clock = r
+                    accepted.append(Accepted(eid, dev, seq, typ, t_ms, item.payload, verdict,
+                                             reason, lane, kind, clock))  # fmt: skip
                 elif item.leaf == "status":
                     statuses.append((item.dev, str(_json(item.payload)["state"])[:16]))
                 elif item.leaf == "heartbeat":
@@ -227,6 +337,41 @@ class Ingest:
                 log.info("reject device=%s reason=%s", item.dev, exc.reason.value)
             except Exception as exc:  # malformed JSON status/heartbeat or anything unexpected
                 rejected.append(Rejected(f"bad_{item.leaf}", type(exc).__name__, item.dev))
+        return accepted, rejected, statuses, heartbeats, peer_acks
+
+    def _verify_remote(self, items: list[Inbound], registry: Registry) -> "Iterator[tuple] | None":
+        """The batch's events verified in the verifier process, in order; None means verify
+        here (no pool, or it failed: then it is restarted for the next batch)."""
+        if self._pool is None:
+            if not self.verify_process or self._thread is None or self._stop.is_set():
+                return None  # not started (a direct `process()` call), or stopping
+            self._start_pool()
+            if self._pool is None:
+                return None
+        events = [(item.dev, item.payload) for item in items if item.leaf == "event"]
+        if not events:
+            return None
+        send: Registry | None = None
+        if self._pool_registry[0] is not registry:
+            send, self._pool_registry = registry, (registry, self._pool_registry[1] + 1)
+        try:
+            future: Future = self._pool.submit(_verify_in_worker, self.site,
+                                               self._pool_registry[1], send, events)  # fmt: skip
+            results = future.result()
+        except Exception:
+            log.exception("verifier process failed; verifying this batch in the writer thread")
+            pool, self._pool = self._pool, None
+            self._pool_registry = (None, self._pool_registry[1])
+            pool.shutdown(wait=False, cancel_futures=True)
+            return None
+        if len(results) != len(events):
+            log.error("verifier process returned %d results for %d events", len(results),
+                      len(events))  # fmt: skip
+            return None
+        return iter(results)
+
+    def _finish(self, items: list[Inbound], verified: "_Verified") -> BatchResult:
+        accepted, rejected, statuses, heartbeats, peer_acks = verified
         result = self._commit(accepted, rejected, statuses, heartbeats)
         for dev, seq in peer_acks:
             try:
