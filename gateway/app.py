@@ -64,7 +64,7 @@ class GatewayApp:
         c.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(c.store_path, max_bytes=c.store.max_bytes,
                            disk_alert_free_bytes=c.store.disk_alert_free_bytes,
-                           retention_days=c.store.retention_days)  # fmt: skip
+                           retention_days=c.store.retention_days, own_id=c.id)  # fmt: skip
 
     def init_ingest(self) -> None:
         c = self.config

@@ -77,7 +77,7 @@ def _open_store(config):
     s = config.store
     return Store(config.store_path, max_bytes=s.max_bytes,
                  disk_alert_free_bytes=s.disk_alert_free_bytes,
-                 retention_days=s.retention_days)  # fmt: skip
+                 retention_days=s.retention_days, own_id=config.id)  # fmt: skip
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -199,8 +199,12 @@ class Store:
     """Thread-safe facade over one SQLite file; every method opens its own short transaction."""
 
     def __init__(self, path: Path, *, max_bytes: int = 2_000_000_000,
-                 disk_alert_free_bytes: int = 500_000_000, retention_days: float = 14) -> None:  # fmt: skip
+                 disk_alert_free_bytes: int = 500_000_000, retention_days: float = 14,
+                 own_id: str | None = None) -> None:  # fmt: skip
         self.path = Path(path)
+        # this gateway's own signer id: its manual/load events keep a sequence row like a
+        # device's, but it is not a scanner and must not show up (offline) among them
+        self.own_id = own_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.disk_alert_free_bytes = disk_alert_free_bytes
@@ -571,7 +575,8 @@ class Store:
         out = []
         for dev, contiguous, highest, lane, last_ms, status, hb, hb_ms in db.execute(
             "SELECT dev, contiguous, highest, lane, last_event_ms, status, heartbeat, "
-            "heartbeat_ms FROM devices ORDER BY dev"
+            "heartbeat_ms FROM devices WHERE dev IS NOT ? ORDER BY dev",
+            (self.own_id,),
         ).fetchall():
             health = json.loads(hb) if hb else None
             alerts = []

@@ -27,9 +27,7 @@ _healthz_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name
 
 def _snapshot(state: WebState) -> dict[str, Any]:
     ctx = state.ctx
-    return status.snapshot(
-        ctx.store, ctx.config.id, ctx.config.lanes, ctx.now(), state.trend, ctx.health()
-    )
+    return status.snapshot(ctx.store, ctx.config.lanes, ctx.now(), state.trend, ctx.health())
 
 
 @api.get("/status", summary="Everything on the status page except the feed")
@@ -39,7 +37,7 @@ def get_status(state: WebState = Depends(web)) -> dict[str, Any]:
 
 @api.get("/devices", summary="Scanners: online, last seen, heartbeat health, alerts")
 def get_devices(state: WebState = Depends(web)) -> list[dict[str, Any]]:
-    return status.devices(state.ctx.store, state.ctx.now_ms(), state.trend, state.ctx.config.id)
+    return status.devices(state.ctx.store, state.ctx.now_ms(), state.trend)
 
 
 @api.get("/lanes", summary="Per lane counters today, throughput, capacity, queue estimate")
@@ -102,5 +100,5 @@ async def healthz(state: WebState = Depends(web)) -> JSONResponse:
 @probes.get("/metrics", summary="Prometheus text exposition", response_class=PlainTextResponse)
 def get_metrics(state: WebState = Depends(web)) -> PlainTextResponse:
     ctx = state.ctx
-    text = metrics.render(ctx.store, ctx.config.id, ctx.config.lanes, ctx.now_ms())
+    text = metrics.render(ctx.store, ctx.config.lanes, ctx.now_ms())
     return PlainTextResponse(text, media_type=metrics.CONTENT_TYPE)

@@ -24,9 +24,9 @@ def _family(name: str, kind: str, help_text: str, samples: list[tuple[dict, floa
     return lines
 
 
-def render(store: Store, gateway_id: str, capacities: dict[str, int], now_ms: int) -> str:
+def render(store: Store, capacities: dict[str, int], now_ms: int) -> str:
     depth = store.depth()
-    devices = scanners(store, now_ms, gateway_id)
+    devices = scanners(store, now_ms)
     load = store.lane_load(capacities, 60, now=now_ms)
     lines: list[str] = []
     lines += _family("chot_gateway_ingest_rate", "gauge",

@@ -141,9 +141,7 @@ def logout(request: Request, csrf: str = Form(""), session: Session = Depends(op
 def index(request: Request, entered: str | None = None, error: str | None = None,
           session: Session = Depends(operator), state: WebState = Depends(web)) -> HTMLResponse:  # fmt: skip
     ctx = state.ctx
-    snap = status.snapshot(
-        ctx.store, ctx.config.id, ctx.config.lanes, ctx.now(), state.trend, ctx.health()
-    )
+    snap = status.snapshot(ctx.store, ctx.config.lanes, ctx.now(), state.trend, ctx.health())
     feed = [status.decision_dict(d) for d in ctx.store.recent_decisions(0, 30)]
     feed = [row for row in feed if row["typ"] in ("scan", "manual")][::-1]  # newest first
     return _page(request, "status.html", state, session, snap=snap, feed=feed,

@@ -99,14 +99,14 @@ def device_row(info: DeviceInfo, gateway_trust: int | None, trend: OutboxTrend) 
     }
 
 
-def scanners(store: Store, now_ms: int, gateway_id: str) -> list[DeviceInfo]:
-    """The store's devices minus this gateway (its own manual/load events give it a row)."""
-    return [d for d in store.devices(now=now_ms) if d.dev != gateway_id]
+def scanners(store: Store, now_ms: int) -> list[DeviceInfo]:
+    """The scanners the gateway heard of (the store leaves the gateway itself out)."""
+    return store.devices(now=now_ms)
 
 
-def devices(store: Store, now_ms: int, trend: OutboxTrend, gateway_id: str) -> list[dict]:
+def devices(store: Store, now_ms: int, trend: OutboxTrend) -> list[dict]:
     gateway_trust = trust_version(store)
-    return [device_row(d, gateway_trust, trend) for d in scanners(store, now_ms, gateway_id)]
+    return [device_row(d, gateway_trust, trend) for d in scanners(store, now_ms)]
 
 
 def day_start_ms(now_s: float) -> int:
@@ -194,11 +194,11 @@ def decision_dict(d: Decision) -> dict[str, Any]:
     }
 
 
-def snapshot(store: Store, gateway_id: str, capacities: dict[str, int], now_s: float,
+def snapshot(store: Store, capacities: dict[str, int], now_s: float,
              trend: OutboxTrend, health: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Everything the status page shows besides the live feed (also GET /api/status)."""
     now_ms = int(now_s * 1000)
-    device_rows = devices(store, now_ms, trend, gateway_id)
+    device_rows = devices(store, now_ms, trend)
     lane_rows = lanes(store, capacities, now_ms, day_start_ms(now_s))
     store_alerts = list(health.get("alerts", []))
     return {

@@ -122,3 +122,15 @@ def test_read_api_for_the_status_page(tmp_path):
     assert store.ingest_rate(60) == 3 / 60
     store.add_audit("op1", "login")
     assert store.audit_log()[0]["action"] == "login"
+
+
+def test_the_gateway_itself_is_not_listed_as_a_scanner(tmp_path):
+    from nacl.signing import SigningKey
+
+    from gateway.manual import GatewaySigner
+
+    store = Store(tmp_path / "gateway.db", own_id="gw1")
+    GatewaySigner(store, SigningKey.generate(), "gw1", "SITE-01").record_load({"lane-1": 12}, 60)
+    store.commit_batch([], statuses=[("d01", "online")])
+    assert [d.dev for d in store.devices()] == ["d01"]
+    assert store.event_count() == 1  # the load event itself is kept and forwarded

@@ -89,7 +89,7 @@ def build_site(root: Path, *, lanes: dict[str, int] | None = None,
                 "session_secret_file": str(root / "session.secret"), **(web or {})},
     })  # fmt: skip
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.store_path)
+    store = Store(config.store_path, own_id=config.id)
     signer = GatewaySigner(store, key, config.id, config.site)
 
     def record_manual_entry(category: str, doc4: str | None, operator: str,
