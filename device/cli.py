@@ -6,15 +6,14 @@ ms; the QR text itself only with --show-payload (it holds name, doc4 and dob in 
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from chot.cli import UsageError
+from chot.trust_args import add_trust_arguments, load_trust_lists
 from protocol.clock import Clock
 from protocol.pass_v1 import verify_pass
 from protocol.reasons import ProtocolError
-from protocol.trust import open_revocation_list, open_trust_list, root_keyring
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,15 +22,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--json", action="store_true", help="one JSON object per line")
     scan.add_argument("--show-payload", action="store_true", help="also print the QR text")
     scan.add_argument("--decoder", choices=("zxing", "zbar"), default="zxing")
-    scan.add_argument("--trust", type=Path, help="signed trust list (trust.cose)")
-    scan.add_argument("--revocations", type=Path, help="signed revocation list")
-    scan.add_argument(
-        "--root-key",
-        action="append",
-        default=[],
-        metavar="HEX",
-        help="ops root public key that signs --trust (repeatable; default $CHOT_ROOT_PUBLIC_KEY)",
-    )
+    add_trust_arguments(scan)
     scan.add_argument("--at", type=int, help="verify as of this Unix time (default: now)")
     scan.set_defaults(func=run_scan)
 
@@ -43,36 +34,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=run_device)
 
 
-def _load_lists(args: argparse.Namespace):
-    if args.trust is None:
-        return None, None
-    hexes = list(args.root_key)
-    if not hexes and os.environ.get("CHOT_ROOT_PUBLIC_KEY"):
-        hexes = os.environ["CHOT_ROOT_PUBLIC_KEY"].split(",")
-    if not hexes:
-        raise UsageError("--trust needs the ops root public key: --root-key HEX")
-    try:
-        keys = root_keyring(bytes.fromhex(h.strip()) for h in hexes)
-    except ValueError:
-        raise UsageError("--root-key must be hex") from None
-    try:
-        trust = open_trust_list(args.trust.read_bytes(), keys)
-        revocations = (
-            open_revocation_list(args.revocations.read_bytes(), keys) if args.revocations else None
-        )
-    except OSError as exc:
-        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    except ProtocolError as exc:
-        raise UsageError(f"trust or revocation list refused: {exc}") from None
-    return trust, revocations
-
-
 def run_scan(args: argparse.Namespace) -> int:
     import cv2
 
     from device.decode import make_decoder
 
-    trust, revocations = _load_lists(args)
+    try:
+        trust, revocations = load_trust_lists(args)
+    except ProtocolError as exc:
+        raise UsageError(f"trust or revocation list refused: {exc}") from None
     decoder = make_decoder(args.decoder)
     clock = Clock.synced(args.at if args.at is not None else int(time.time()))
     status = 0
