@@ -55,11 +55,14 @@ def run(quick: bool = False) -> list[dict]:
     def bare(item):
         verify_key.verify(item[0], item[1])
 
-    # interleave rounds so both see the same machine state
+    # interleave small blocks so both see the same machine state (this host's speed drifts
+    # by +-20 % over seconds; whole-run rounds turned that drift into ratio noise)
     chain_samples, bare_samples = [], []
+    block = 50
     for _ in range(3):
-        bare_samples += time_each(bare, signed)
-        chain_samples += time_each(chain, texts)
+        for i in range(0, n, block):
+            bare_samples += time_each(bare, signed[i : i + block])
+            chain_samples += time_each(chain, texts[i : i + block])
     chain_rate, bare_rate = rate(chain_samples), rate(bare_samples)
     ratio = bare_rate / chain_rate
     return [

@@ -5,6 +5,7 @@ crashes all become one `bad_cbor` reason instead of an exception escaping to the
 """
 
 import io
+import threading
 from typing import Any
 
 import cbor2
@@ -43,19 +44,33 @@ def _tag_hook(*args: Any) -> Any:
     return tag
 
 
-def loads_strict(data: bytes) -> Any:
-    """Decode exactly one CBOR item that spans all of `data`; any problem is `bad_cbor`."""
-    try:
-        stream = io.BytesIO(data)
-        decoder = cbor2.CBORDecoder(
-            stream,
+_local = threading.local()
+
+
+def _decoder() -> cbor2.CBORDecoder:
+    """One configured decoder per thread, pointed at each new input: building one with these
+    options costs about as much as decoding a pass, three times per scan."""
+    decoder = getattr(_local, "decoder", None)
+    if decoder is None:
+        decoder = _local.decoder = cbor2.CBORDecoder(
+            io.BytesIO(b""),
             tag_hook=_tag_hook,
             semantic_decoders=_REFUSED_TAGS,
             max_depth=MAX_DEPTH,
             allow_duplicate_keys=False,
         )
+    return decoder
+
+
+def loads_strict(data: bytes) -> Any:
+    """Decode exactly one CBOR item that spans all of `data`; any problem is `bad_cbor`."""
+    try:
+        stream = io.BytesIO(data)
+        decoder = _decoder()
+        decoder.fp = stream
         value = decoder.decode()
     except Exception as exc:  # cbor2 raises many types (incl. RecursionError, MemoryError)
+        _local.decoder = None  # never reuse a decoder left in an unknown state
         raise ProtocolError(Reason.BAD_CBOR, type(exc).__name__) from None
     if stream.tell() != len(data):
         raise ProtocolError(Reason.BAD_CBOR, "trailing bytes after CBOR item")

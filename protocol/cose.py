@@ -40,7 +40,7 @@ def kid_for(public_key: bytes) -> bytes:
     return hashlib.sha256(bytes(public_key)).digest()[:8]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Sign1:
     """A parsed, not yet verified COSE_Sign1 message."""
 
@@ -93,10 +93,11 @@ def sign1(payload: bytes, key: SigningKey) -> bytes:
 
 def parse_sign1(data: bytes) -> Sign1:
     """Parse the structure, not the signature. Raises ProtocolError bad_cbor/bad_cose/bad_alg."""
-    item = cbor.loads_strict(data)
+    tagged = data[:1] == _TAG18  # the usual form: skip the generic tag machinery
+    item = cbor.loads_strict(data[1:] if tagged else data)
     if isinstance(item, cbor2.CBORTag):
-        if item.tag != COSE_SIGN1_TAG:
-            raise ProtocolError(Reason.BAD_COSE, f"tag {item.tag} is not COSE_Sign1")
+        if tagged or item.tag != COSE_SIGN1_TAG:
+            raise ProtocolError(Reason.BAD_COSE, f"tag {item.tag} is not COSE_Sign1 (or nested)")
         item = item.value
     if not isinstance(item, list | tuple) or len(item) != 4:
         raise ProtocolError(Reason.BAD_COSE, "COSE_Sign1 must be an array of 4")
@@ -105,13 +106,7 @@ def parse_sign1(data: bytes) -> Sign1:
         raise ProtocolError(Reason.BAD_COSE, "bad header types")
     if not isinstance(payload, bytes) or not isinstance(signature, bytes):
         raise ProtocolError(Reason.BAD_COSE, "payload and signature must be byte strings")
-    if protected_bytes:
-        try:
-            protected = cbor.loads_strict(protected_bytes)
-        except ProtocolError:
-            raise ProtocolError(Reason.BAD_COSE, "protected header is not CBOR") from None
-    else:
-        protected = {}
+    protected = _parse_protected(protected_bytes)
     if not isinstance(protected, Mapping):
         raise ProtocolError(Reason.BAD_COSE, "protected header must be a map")
     if protected.get(HDR_ALG) != ALG_EDDSA:
@@ -119,6 +114,24 @@ def parse_sign1(data: bytes) -> Sign1:
     if len(signature) != SIGNATURE_LENGTH:
         raise ProtocolError(Reason.BAD_COSE, f"signature is {len(signature)} bytes, not 64")
     return Sign1(protected_bytes, protected, unprotected, payload, signature)
+
+
+_TAG18 = b"\xd2"
+# {1: -8, 4: h'<8 bytes>'} in deterministic CBOR: what every chot signer writes
+_EDDSA_KID_HEADER = bytes.fromhex("a201270448")
+
+
+def _parse_protected(protected_bytes: bytes) -> Mapping[Any, Any]:
+    """The protected header map. chot's own header is recognised byte for byte (it is on the
+    hot path of every scan); anything else goes through the strict decoder."""
+    if len(protected_bytes) == 13 and protected_bytes.startswith(_EDDSA_KID_HEADER):
+        return {HDR_ALG: ALG_EDDSA, HDR_KID: protected_bytes[5:]}
+    if not protected_bytes:
+        return {}
+    try:
+        return cbor.loads_strict(protected_bytes)
+    except ProtocolError:
+        raise ProtocolError(Reason.BAD_COSE, "protected header is not CBOR") from None
 
 
 def require_protected_kid(msg: Sign1) -> bytes:

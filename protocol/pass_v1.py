@@ -30,9 +30,11 @@ CLAIM_ISS, CLAIM_EXP, CLAIM_NBF, CLAIM_IAT, CLAIM_CTI = 1, 4, 5, 6, 7
 CLAIM_CHOT = -70001
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PassClaims:
-    """The CWT claims of a pass. `name`, `doc4` and `dob` never leave the device."""
+    """The CWT claims of a pass. `name`, `doc4` and `dob` never leave the device.
+
+    Slotted, not frozen: a frozen dataclass costs ~2 µs more to build, on every scan."""
 
     iss: str
     iat: int
@@ -164,7 +166,7 @@ def parse_claims(payload: bytes) -> PassClaims:
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DecodedPass:
     """A pass decoded without trust: structure checked, signature NOT checked."""
 
