@@ -15,7 +15,7 @@ from typing import Any, Literal
 from nacl.signing import SigningKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from protocol.cose import public_key_from_hex
+from chot.config_types import PublicKeyHex
 from protocol.ids import is_valid_id
 from protocol.trust import PASS_KINDS
 
@@ -46,17 +46,12 @@ class DeviceSection(_Strict):
 
 
 class TrustSection(_Strict):
-    root_public_keys: list[str] = Field(min_length=1, description="pinned ops root keys (hex)")
+    root_public_keys: list[PublicKeyHex] = Field(
+        min_length=1, description="pinned ops root keys (hex)"
+    )
     trust_list_file: Path | None = None
     revocation_list_file: Path | None = None
     skew_s: int = Field(300, ge=0, le=3600)
-
-    @field_validator("root_public_keys")
-    @classmethod
-    def _hex32(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            public_key_from_hex(key)
-        return keys
 
     def root_keys(self) -> list[bytes]:
         return [bytes.fromhex(k) for k in self.root_public_keys]

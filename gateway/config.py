@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from protocol.cose import public_key_from_hex
+from chot.config_types import PublicKeyHex
 from protocol.ids import require_id
 
 
@@ -86,7 +86,7 @@ class GatewayConfig(_Strict):
     state_dir: Path = Field(description="store and runtime files")
     signing_key_file: Path = Field(description="gateway Ed25519 seed (manual and load events)")
     registry_file: Path = Field(description="site registry JSON: device keys, revocations")
-    root_public_keys: list[str] = Field(
+    root_public_keys: list[PublicKeyHex] = Field(
         min_length=1, description="hex Ed25519 ops root keys that sign trust lists and configs"
     )
     documents_dir: Path | None = Field(
@@ -106,13 +106,6 @@ class GatewayConfig(_Strict):
     @classmethod
     def _valid_id(cls, value: str) -> str:
         return require_id(value)
-
-    @field_validator("root_public_keys")
-    @classmethod
-    def _hex_keys(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            public_key_from_hex(key)
-        return keys
 
     @property
     def root_keys(self) -> list[bytes]:

@@ -44,7 +44,7 @@ def test_example_config_is_valid_and_paths_resolve_next_to_it(tmp_path):
         ({"store": {"retention_days": 0}}, "store.retention_days"),
         ({"web": {"port": "x"}}, "web.port"),
         ({"site": "bad site"}, "site"),
-        ({"root_public_keys": ["abcd"]}, "root_public_keys"),
+        ({"root_public_keys": ["abcd"]}, "root_public_keys.0"),  # the bad list item
         ({"colour": "red"}, "colour"),
     ],
 )
