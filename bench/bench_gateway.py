@@ -95,9 +95,13 @@ def publish_all(broker: Broker, events: list[tuple[str, bytes]], site: str = SIT
     client.connect(broker.host, broker.port)
     client.loop_start()
     start = time.time()
-    infos = [client.publish(topics.event_topic(site, dev), raw, qos=1) for dev, raw in events]
-    for info in infos:
-        info.wait_for_publish(60)
+    # paho's message ids are 16-bit: never have more than 30,000 unconfirmed at once, or a
+    # wrapped id collides with one still queued (the full storm publishes 100,000)
+    for i in range(0, len(events), 30_000):
+        chunk = events[i : i + 30_000]
+        infos = [client.publish(topics.event_topic(site, dev), raw, qos=1) for dev, raw in chunk]
+        for info in infos:
+            info.wait_for_publish(60)
     client.loop_stop()
     client.disconnect()
     return start

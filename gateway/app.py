@@ -70,7 +70,8 @@ class GatewayApp:
         c = self.config
         self.registry = RegistrySource(c.registry_file, c.site)
         self.ingest = Ingest(self.store, c.site, self.registry, batch_max=c.store.batch_max,
-                             batch_ms=c.store.batch_ms, peer_acks=bool(c.mqtt.shared_group))  # fmt: skip
+                             batch_ms=c.store.batch_ms, peer_acks=bool(c.mqtt.shared_group),
+                             verify_process=c.verify_process)  # fmt: skip
         self.ingest.registry_check_s = c.registry_check_s
 
     def init_forwarder(self) -> None:
