@@ -37,6 +37,7 @@ def test_unit_killed_mid_write_replays_its_outbox(fault_site) -> None:
     assert 0 < committed < ROUND
     # its broker session ends without a goodbye: the last will tells the gateway
     wait_until(lambda: site.device_status(victim.id) == "offline", 15, "unit 1 shown offline")
+    assert "offline" in site.status_page_devices()[victim.id]["alerts"]  # the operators see it
     rnd.assert_deciding(site.devices[1:])
     victim.start()
     rnd.resume(victim)  # the queue of people carries on from the next one
@@ -76,6 +77,8 @@ def test_gateway_killed_and_restarted(fault_site) -> None:
     after = site.gateway_status()
     assert after["counters"]["stored"] > before["stored"]
     assert after["depth"]["pending"] == 0
+    shown = site.status_page()  # the restarted gateway's page is back, every unit online
+    assert shown["devices_online"] == len(site.devices)
     assert "start" in {row[0] for row in site.gateway_query("SELECT action FROM audit")}
 
 
@@ -109,8 +112,12 @@ def test_unit_cut_from_the_network(fault_site) -> None:
     status = site.gateway_status()
     unit = next(d for d in status["devices"] if d["dev"] == victim.id)
     assert not unit["online"] and "offline" in unit["alerts"]
+    page = site.status_page_devices()  # what the gate operator sees
+    assert not page[victim.id]["online"] and "offline" in page[victim.id]["alerts"]
+    assert all(page[d.id]["online"] for d in site.devices if d is not victim)
     proxy.restore()
     wait_until(lambda: site.device_status(victim.id) == "online", 20, "unit 4 back online")
+    assert site.status_page_devices()[victim.id]["online"]
     rnd.finish()
     assert outbox_state(victim.outbox)["depth"] == 0
 
@@ -145,6 +152,7 @@ def test_gateway_disk_full(fault_site) -> None:
             assert acked <= stored[0][0], f"{dev.id}: acked {acked} but only {stored} stored"
         assert "store commit failed" in _gateway_log(site)
         assert "disk_low" in site.gateway_status()["alerts"]
+        assert "disk_low" in site.status_page()["health"]["alerts"]  # the operators see it
     finally:
         ballast.unlink()
     rnd.finish()

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -34,11 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from nacl.signing import SigningKey
 
 from central.store import open_store
 from chot.system import (
     HOUR,
+    OPERATOR,
     SITE,
     ProvisionedSite,
     Service,
@@ -477,6 +480,25 @@ class E2ESite:
     def device_status(self, dev: str) -> str | None:
         rows = self.gateway_query("SELECT status FROM devices WHERE dev = ?", (dev,))
         return rows[0][0] if rows else None
+
+    def status_page_devices(self) -> dict[str, dict[str, Any]]:
+        """The scanner table of the operators' status page, by device id."""
+        return {row["device"]: row for row in self.status_page("/api/devices")}
+
+    def status_page(self, path: str = "/api/status") -> Any:
+        """What the operators' status page shows, read as a gate operator would: log in with
+        the provisioned operator account, then the page's own JSON."""
+        base = f"http://127.0.0.1:{self.site.web_port}"
+        with httpx.Client(base_url=base, timeout=10) as web:
+            page = web.get("/login").text
+            token = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert token, "no CSRF token on the login page"
+            answer = web.post("/login", data={"user": OPERATOR, "csrf": token.group(1),
+                                              "password": self.site.operator_password})  # fmt: skip
+            assert answer.status_code in (200, 303), answer.status_code
+            shown = web.get(path)
+            shown.raise_for_status()
+            return shown.json()
 
     def gateway_status(self) -> dict[str, Any]:
         """`chot gateway status --config X --json`, as an operator would run it."""
