@@ -37,6 +37,10 @@ from protocol.registry import Registry
 
 log = logging.getLogger(__name__)
 
+# While a backlog drains, end-to-end acks go out at most this often (one per device); when the
+# gateway is caught up they go out after every batch. Devices wait 15 s before resending.
+ACK_COALESCE_S = 0.5
+
 
 class RegistrySource:
     """The site registry, reloaded when its file changes (mtime poll) or on request (SIGHUP).
@@ -187,6 +191,8 @@ class Ingest:
         self._pool: ProcessPoolExecutor | None = None
         self._pool_registry: tuple[Registry | None, int] = (None, 0)  # last sent to the pool
         self._verified: queue.Queue[tuple[list[Inbound], _Verified] | None] = queue.Queue(2)
+        self._pending_acks: dict[str, int] = {}  # device -> seq not yet published
+        self._acks_flushed_at = 0.0
 
     def subscriptions(self, shared_group: str | None) -> list[tuple[str, int]]:
         """(filter, qos): events shared between a pair; status/heartbeat/acks to each."""
@@ -294,12 +300,20 @@ class Ingest:
             committer.join()
 
     def _commit_loop(self) -> None:
-        while (work := self._verified.get()) is not None:
+        while True:
+            try:
+                work = self._verified.get(timeout=ACK_COALESCE_S)
+            except queue.Empty:
+                self._flush_acks()  # idle: nothing waits behind these acks any more
+                continue
+            if work is None:
+                break
             try:
                 self._finish(*work)
             except Exception:
                 # only reached when stopping (commit retries otherwise): nothing acked
                 log.exception("ingest batch of %d messages not committed", len(work[0]))
+        self._flush_acks()
 
     def process(self, items: list[Inbound]) -> BatchResult:
         """Verify, commit (retrying on storage errors), then PUBACK and end-to-end ack."""
@@ -409,6 +423,23 @@ class Ingest:
             if item.qos and item.generation == self.generation:
                 client.ack(item.mid, item.qos)
         for dev, seq in result.acks.items():
+            self._pending_acks[dev] = max(seq, self._pending_acks.get(dev, 0))
+        backlog = not (self.queue.empty() and self._verified.empty())
+        if not backlog or time.monotonic() - self._acks_flushed_at >= ACK_COALESCE_S:
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        """Publish the end-to-end acks gathered since the last flush, one per device.
+
+        An ack carries the highest contiguous seq, so the newest replaces the older ones:
+        while a backlog drains (a reconnect storm), batches come back to back and would
+        otherwise send one ack per device per batch, as many messages as events."""
+        client, pending = self.client, self._pending_acks
+        self._pending_acks = {}
+        self._acks_flushed_at = time.monotonic()
+        if client is None:
+            return
+        for dev, seq in pending.items():
             client.publish(topics.ack_topic(self.site, dev), json.dumps({"seq": seq}), qos=1)
 
 
