@@ -233,6 +233,7 @@ def refresh_gateway_bundles(home: "OpsHome", site: str | None = None) -> list[Pa
     A running gateway watches both (registry file mtime, documents/ folder), so a revocation
     reaches it, and through it the site's scanners, without a restart. Returns the folders."""
     refreshed = []
+    registry = home.registry()  # read once, not once per gateway
     for site_id, record in home.state.sites.items():
         if site is not None and site_id != site:
             continue
@@ -240,7 +241,7 @@ def refresh_gateway_bundles(home: "OpsHome", site: str | None = None) -> list[Pa
             bundle = Path(folder)
             if gateway not in record.gateways or not (bundle / "documents").is_dir():
                 continue
-            home.registry().for_site(site_id).save(bundle / "registry.json")
+            registry.for_site(site_id).save(bundle / "registry.json")
             for document in ("trust.cose", "revocations.cose"):
                 target = bundle / bundles.DOCUMENTS_DIR / document
                 tmp = target.with_suffix(".tmp")
