@@ -46,6 +46,10 @@ class GatewayApp:
         self.config = config
         self.stopping = threading.Event()
         self.connected = threading.Event()
+        # set once the broker granted our subscriptions: only then is an event published
+        # by a scanner sure to reach us (a fresh session holds nothing before that)
+        self.ready = threading.Event()
+        self._subscribe_mid: int | None = None
         self.started_at = time.time()
         self.store: Store | None = None
         self.ingest: Ingest | None = None
@@ -111,6 +115,7 @@ class GatewayApp:
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self.ingest.on_message
         self.client = client
@@ -128,8 +133,9 @@ class GatewayApp:
                 log.error("broker refused the connection: %s", reason_code)
                 return
             self.ingest.new_connection()
-            client.subscribe(self.ingest.subscriptions(self.config.mqtt.shared_group))
-            self._publish_status("online")
+            _, self._subscribe_mid = client.subscribe(
+                self.ingest.subscriptions(self.config.mqtt.shared_group)
+            )
             n = self.distributor.republish_all()
             self.connected.set()
             log.info("connected to broker (session present=%s), republished %d documents",
@@ -137,8 +143,22 @@ class GatewayApp:
         except Exception:
             log.exception("on_connect failed")
 
+    def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
+        """The gateway says "online" only once the broker granted its subscriptions."""
+        if mid != self._subscribe_mid:
+            return
+        filters = self.ingest.subscriptions(self.config.mqtt.shared_group)
+        refused = [f for (f, _), rc in zip(filters, reason_code_list, strict=False)
+                   if rc.is_failure]  # fmt: skip
+        for topic_filter in refused:
+            log.error("broker refused subscription %s (check the broker ACL)", topic_filter)
+        self._publish_status("online")
+        self.ready.set()
+        log.info("subscribed to %d topic filters", len(filters) - len(refused))
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self.ready.clear()
         if not self.stopping.is_set():
             log.warning("disconnected from broker: %s; paho reconnects", reason_code)
 

@@ -175,6 +175,33 @@ class Scanner:
         self.client.disconnect()
 
 
+def wait_gateways_online(broker, gateways: list[str], timeout: float = 20) -> bool:
+    """True once each gateway's retained status says "online": a gateway publishes that only
+    after the broker granted its subscriptions, so events published from then on reach it."""
+    online: set[str] = set()
+    done = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:
+        gateway = msg.topic.split("/")[-2]
+        if json.loads(msg.payload).get("state") == "online":
+            online.add(gateway)
+        if online >= set(gateways):
+            done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{os.getpid()}")
+    client.username_pw_set("gw", USERS["gw"])
+    client.on_message = on_message
+    client.connect(broker.host, broker.port)
+    for gateway in gateways:
+        client.subscribe(topics.gateway_status_topic(SITE, gateway), qos=1)
+    client.loop_start()
+    try:
+        return done.wait(timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 def wait_for(predicate, timeout: float = 20, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
