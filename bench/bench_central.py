@@ -4,8 +4,10 @@
 
 1. Ingest: signed events (real Ed25519 keys) posted in batches of 1000 by 4 client threads to
    a real `uvicorn` server (2 worker processes) running central.api against a fresh
-   PostgreSQL database; every event is verified, deduplicated and stored. Same-run reference:
-   a bare COPY of the same rows into an unindexed table (no HTTP, no verification).
+   PostgreSQL database; every event is verified, deduplicated and stored. Same-run references:
+   a bare COPY of the same rows into an unindexed table (no HTTP, no verification), and bare
+   PyNaCl verification of the same signatures on every core (no parsing, HTTP or database):
+   the ceiling for any ingest that verifies each event.
 2. Tracing: `visits` and `contacts` (±30 min) latency at 10 M stored events (quick: 1 M),
    generated in the database with generate_series; reference: the same visits query with
    index scans disabled (what the (sub, t) index buys).
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import socket
@@ -31,7 +34,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere, without installi
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
-from nacl.signing import SigningKey  # noqa: E402
+from nacl.signing import SigningKey, VerifyKey  # noqa: E402
 
 from bench._table import machine, markdown  # noqa: E402
 from bench._table import row as table_row  # noqa: E402
@@ -39,7 +42,7 @@ from central import queries  # noqa: E402
 from central.ingest import to_row  # noqa: E402
 from central.migrate import migrate  # noqa: E402
 from central.store import COLUMNS, DAY_MS, day_of, open_store  # noqa: E402
-from protocol import cbor  # noqa: E402
+from protocol import cbor, cose  # noqa: E402
 from protocol.events import Event, new_event_id, open_event, sign_event  # noqa: E402
 from protocol.registry import Registry, Signer  # noqa: E402
 
@@ -137,9 +140,36 @@ def bench_ingest(n: int) -> dict:
                 server.terminate()
                 server.wait(10)
             copy_rate = _bare_copy(url, registry, events)
+            verify_rate = _bare_verify(registry, events)
     finally:
         _drop(url)
-    return {"n": n, "stored": stored[0], "http_rate": n / stored[1], "copy_rate": copy_rate}
+    return {"n": n, "stored": stored[0], "http_rate": n / stored[1], "copy_rate": copy_rate,
+            "verify_rate": verify_rate}  # fmt: skip
+
+
+def _verify_chunk(work: list[tuple[bytes, bytes, bytes]]) -> int:
+    ok = 0
+    for public_key, message, signature in work:
+        VerifyKey(public_key).verify(message, signature)
+        ok += 1
+    return ok
+
+
+def _bare_verify(registry: Registry, events: list[bytes]) -> float:
+    """The other limit: bare PyNaCl verify of the same signatures, one process per core
+    (no parsing, no HTTP, no database). Ingest cannot beat it: every event is verified."""
+    work = []
+    for raw in events:
+        msg = cose.parse_sign1(raw)
+        dev = cbor.loads_strict(msg.payload)["dev"]
+        work.append((registry.signers[dev].public_key, msg.to_be_signed(), msg.signature))
+    cores = os.cpu_count() or 1
+    chunks = [work[i::cores] for i in range(cores)]
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        pool.map(_verify_chunk, [c[:10] for c in chunks])  # warm: imports, page cache
+        start = time.perf_counter()
+        verified = sum(pool.map(_verify_chunk, chunks))
+        return verified / (time.perf_counter() - start)
 
 
 def _post_all(base: str, bodies: list[bytes]) -> tuple[int, float]:
@@ -265,7 +295,9 @@ def run(quick: bool = False) -> list[dict]:
             f"central ingest: HTTP batches of {BATCH} -> PostgreSQL, Ed25519-verified, "
             f"{ingest['n']:,} events, {WORKERS} uvicorn workers (events/s)",
             f"{ingest['http_rate']:,.0f}/s ({ingest['stored']:,} stored)",
-            f"bare COPY of the same rows: {ingest['copy_rate']:,.0f}/s",
+            f"bare COPY of the same rows: {ingest['copy_rate']:,.0f}/s; bare Ed25519 verify "
+            f"of the same events on {os.cpu_count()} cores: {ingest['verify_rate']:,.0f}/s "
+            f"(ingest = {ingest['http_rate'] / ingest['verify_rate']:.2f}x of it)",
             ratio, ">= 0.5x COPY and >= 20,000/s",
             ratio >= 0.5 and ingest["http_rate"] >= 20_000,
         ),

@@ -104,7 +104,8 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
             return _error(exc.status, exc.reason, exc.detail)
         now_ms = int(time.time() * 1000)
         result = await run_in_threadpool(ingest_batch, items, gateway, registry, store, now_ms)
-        return result.to_json()
+        # plain lists of strings: skip FastAPI's per-element jsonable_encoder walk
+        return JSONResponse(result.to_json())
 
     def operator(request: Request, role: str) -> str:
         token = _bearer(request)

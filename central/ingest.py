@@ -130,16 +130,18 @@ def verify_item(item: Any, gateway: Signer, registry: Registry) -> Event:
 
 def to_row(event: Event, raw: bytes, gateway_id: str, now_ms: int) -> EventRow:
     """The stored form; raises ProtocolError(bad_event) for an `extra` JSON cannot hold."""
-    try:
-        extra = json.dumps(event.extra, sort_keys=True, default=_json_default)
-    except (TypeError, ValueError):
-        raise ProtocolError(Reason.BAD_EVENT, "extra cannot be stored as JSON") from None
+    extra = None
+    if event.extra:  # most events carry none: skip the encoder on the hot path
+        try:
+            extra = json.dumps(event.extra, sort_keys=True, default=_json_default)
+        except (TypeError, ValueError):
+            raise ProtocolError(Reason.BAD_EVENT, "extra cannot be stored as JSON") from None
     return EventRow(
         eid=event.eid, typ=event.typ, dev=event.dev, site=event.site, lane=event.lane,
         seq=event.seq, t=event.t_ms, received_at=now_ms, gateway=gateway_id,
         verdict=event.verdict, reason=event.reason, ref=event.ref, sub=event.sub,
         kid=event.kid, kind=event.kind, tlv=event.tlv, clock=event.clock,
-        dec_us=event.dec_us, ver_us=event.ver_us, extra=extra if event.extra else None, raw=raw,
+        dec_us=event.dec_us, ver_us=event.ver_us, extra=extra, raw=raw,
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from central.store import COLUMNS, DAY_MS, EventRow, Store, day_of
 
@@ -37,6 +38,12 @@ _MOVE = (
     f"INSERT INTO events ({_COLS}) SELECT {', '.join('s.' + c for c in COLUMNS)} "
     "FROM staging s JOIN new ON new.eid = s.eid RETURNING eid"
 )
+# PostgreSQL types of COLUMNS, in order, for the binary COPY
+_COPY_TYPES = [
+    "bytea", "text", "text", "text", "text", "int8", "int8", "int8", "text", "text",
+    "text", "bytea", "bytea", "bytea", "text", "int8", "text", "int4", "int4", "jsonb", "bytea",
+]  # fmt: skip
+_EXTRA = COLUMNS.index("extra")
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _PARTITION_NAME = re.compile(r"^events_(\d{8})$")
 _LOCK_PARTITIONS = 0x63686F74  # "chot": advisory lock id for partition DDL and migrations
@@ -112,9 +119,15 @@ class PostgresStore(Store):
                 conn.execute(_STAGING)  # lives as long as the connection
                 self._staged.add(conn)
             with conn.cursor() as cur:
-                with cur.copy(f"COPY staging ({_COLS}) FROM STDIN") as copy:
+                # binary COPY: no text escaping of the bytea columns on either side
+                with cur.copy(f"COPY staging ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(_COPY_TYPES)
                     for row in rows:
-                        copy.write_row(row.values())
+                        values = row.values()
+                        if values[_EXTRA] is not None:  # already JSON text: send it as is
+                            values = (*values[:_EXTRA], Jsonb(values[_EXTRA], dumps=_as_is),
+                                      *values[_EXTRA + 1 :])  # fmt: skip
+                        copy.write_row(values)
                 cur.execute(_MOVE)
                 return {r["eid"] for r in cur.fetchall()}
 
@@ -198,6 +211,10 @@ class PostgresStore(Store):
                 "INSERT INTO schema_version VALUES (%s, %s, extract(epoch FROM now())::bigint)",
                 (version, name),
             )
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _pg_sql(sql: str) -> str:

@@ -10,8 +10,8 @@ from tests.central.fixtures import DAY, HOUR, T0, Fleet
 
 def test_migrations_are_numbered_once_and_idempotent(store: Store) -> None:
     expected = [m.version for m in migrations_for(store.dialect)]
-    assert expected == [1, 2]
-    assert store.applied_versions() == {1, 2}
+    assert expected == [1, 2, 3]
+    assert store.applied_versions() == {1, 2, 3}
     assert migrate(store) == []
     with open_store(store.url) as second:
         assert migrate(second) == []
@@ -61,3 +61,21 @@ def test_partitions_are_created_per_utc_day(store: Store, fleet: Fleet) -> None:
             "SELECT tableoid::regclass::text, t FROM events ORDER BY t").fetchall()  # fmt: skip
     assert rows == [("events_20210731", T0 - 1), ("events_20210801", T0)]
     assert T0 % DAY_MS == 0
+
+
+def test_load_query_uses_the_partial_index_not_a_scan_of_every_scan(store: Store) -> None:
+    """Migration 0003: only `load` rows are indexed by (dev, t); the query still finds them."""
+    plan_sql = (
+        "EXPLAIN QUERY PLAN SELECT dev, MAX(t) FROM events WHERE typ = 'load' GROUP BY dev"
+        if store.dialect == "sqlite"
+        else "EXPLAIN SELECT dev, MAX(t) FROM events WHERE typ = 'load' GROUP BY dev"
+    )
+    names = {r["name"] for r in store.fetch(
+        "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'events'"
+        if store.dialect == "postgresql"
+        else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+    )}  # fmt: skip
+    assert "events_load_dev_t" in names and "events_typ_t" not in names
+    if store.dialect == "sqlite":
+        plan = " ".join(str(v) for r in store.fetch(plan_sql) for v in r.values())
+        assert "events_load_dev_t" in plan
