@@ -9,8 +9,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import ConfigError, load_config
-
 
 def add_commands(sub) -> None:
     gw = sub.add_parser("gateway", help="site gateway: ingest, store, forward, distribute")
@@ -42,6 +40,10 @@ def add_commands(sub) -> None:
 
 
 def _config(args: argparse.Namespace):
+    # imported here, not at the top: the verifier process re-imports this module (the
+    # gateway's __main__) and needs none of pydantic
+    from gateway.config import ConfigError, load_config
+
     try:
         return load_config(args.config)
     except (ConfigError, OSError) as exc:

@@ -3,7 +3,7 @@
 One scan's path: the broker delivers the signed event (QoS 1) -> `Ingest.on_message` (paho's
 network thread) only queues it -> the writer thread verifies a batch (signature against the
 site registry, topic device = event device, event site = our site; the signature and CBOR work
-runs in a verifier process, see below) -> the committer thread commits the batch to the store
+runs in a verifier process, see verifier.py) -> the committer thread commits the batch to the store
 in ONE transaction -> only then sends the MQTT PUBACKs (paho `manual_ack=True`), so the
 broker redelivers anything that was not committed -> publishes the end-to-end ack
 `{"seq": n}` (highest contiguous seq stored) to each device it heard from. Batches go through
@@ -30,8 +30,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from gateway.store import Accepted, BatchResult, Rejected, Store
+from gateway.verifier import verify_event, verify_in_worker, worker_init, worker_ready
 from protocol import topics
-from protocol.events import open_event
 from protocol.reasons import ProtocolError, Reason
 from protocol.registry import Registry
 
@@ -81,74 +81,6 @@ class RegistrySource:
             self.reload()
 
 
-def verify_event(payload: bytes, topic_dev: str, site: str, registry: Registry) -> Accepted:
-    """Check one signed event from a device topic; raises ProtocolError with the reason."""
-
-    def key_for(dev: str) -> bytes | None:
-        signer = registry.signers.get(dev)
-        if signer is None or signer.site != site or signer.role != "device":
-            return None
-        if signer.revoked:
-            raise ProtocolError(Reason.DEVICE_REVOKED, f"device {dev} is revoked")
-        return signer.public_key
-
-    verified = open_event(payload, key_for)
-    ev = verified.event
-    if ev.dev != topic_dev or ev.site != site:
-        raise ProtocolError(Reason.TOPIC_MISMATCH, f"event of {ev.dev}@{ev.site} on {topic_dev}")
-    signer = registry.signers[ev.dev]
-    return Accepted(eid=ev.eid, dev=ev.dev, seq=ev.seq, typ=ev.typ, t_ms=ev.t_ms,
-                    raw=verified.raw, verdict=ev.verdict, reason=ev.reason,
-                    lane=ev.lane or signer.lane, kind=ev.kind, clock=ev.clock)  # fmt: skip
-
-
-# --- the verifier process -----------------------------------------------------------------
-# Signature checks and CBOR parsing are about half of the gateway's CPU per event. Done in a
-# separate process they run in parallel with paho's network thread and the SQLite commit
-# instead of competing for one GIL. The worker gets the registry snapshot the writer thread
-# chose (sent again only when it changes, or to a new worker) and returns plain tuples; the
-# writer rebuilds the Accepted records around the payload bytes it already holds.
-
-_worker_registry: list = [-1, None]  # [version, Registry] cached in the verifier process
-
-
-def _verify_in_worker(site: str, version: int, registry: Registry | None,
-                      events: list[tuple[str, bytes]]) -> list[tuple]:  # fmt: skip
-    """In the verifier process: per event, Accepted fields minus raw, or (reason, detail)."""
-    if registry is not None:
-        _worker_registry[:] = [version, registry]
-    elif _worker_registry[0] != version:
-        raise RuntimeError("verifier process has no registry of this version")
-    registry = _worker_registry[1]
-    out: list[tuple] = []
-    for dev, payload in events:
-        try:
-            a = verify_event(payload, dev, site, registry)
-            out.append((a.eid, a.dev, a.seq, a.typ, a.t_ms, a.verdict, a.reason, a.lane, a.kind,
-                        a.clock))  # fmt: skip
-        except ProtocolError as exc:
-            out.append((exc.reason.value, exc.detail))
-        except Exception as exc:  # unexpected: the event is rejected, never accepted
-            out.append(("bad_event", type(exc).__name__))
-    return out
-
-
-def _worker_ready() -> bool:
-    return True
-
-
-def _worker_init(parent_pid: int) -> None:
-    """The verifier must not outlive the gateway (kill -9 included): it would hold a
-    worker's memory forever, and a restarted gateway starts its own."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 @dataclass(frozen=True)
 class Inbound:
     """One message handed from paho's thread to the writer."""
@@ -163,6 +95,9 @@ class Inbound:
 
 _Verified = tuple[list[Accepted], list[Rejected], list[tuple[str, str]],
                   list[tuple[str, dict]], list[tuple[str, int]]]  # fmt: skip
+# a batch on its way through the verifier: the registry it is checked against, the verifier
+# process's future (None: verify in this process) and the pool that holds it
+_Submitted = tuple[Registry, "Future | None", "ProcessPoolExecutor | None"]
 
 
 class Ingest:
@@ -189,8 +124,10 @@ class Ingest:
         # the broker (receive maximum) does the buffering
         self.verify_process = verify_process
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # the writer starts pools, the committer drops them
         self._pool_registry: tuple[Registry | None, int] = (None, 0)  # last sent to the pool
-        self._verified: queue.Queue[tuple[list[Inbound], _Verified] | None] = queue.Queue(2)
+        # batches handed to the verifier, in arrival order, for the committer to collect
+        self._submitted: queue.Queue[tuple[list[Inbound], _Submitted] | None] = queue.Queue(3)
         self._pending_acks: dict[str, int] = {}  # device -> seq not yet published
         self._acks_flushed_at = 0.0
 
@@ -245,13 +182,15 @@ class Ingest:
     def _start_pool(self) -> None:
         try:
             # spawn: a clean interpreter, nothing inherited from this threaded process
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init, initargs=(os.getpid(),))  # fmt: skip
-            self._pool_registry = (None, self._pool_registry[1])  # a new worker knows none
-            self._pool.submit(_worker_ready)  # start it now, not on the first event
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=worker_init, initargs=(os.getpid(),))  # fmt: skip
+            pool.submit(worker_ready)  # start it now, not on the first event
         except Exception:
             log.exception("verifier process not started; verifying in the writer thread")
-            self._pool = None
+            return
+        with self._pool_lock:
+            self._pool = pool
+            self._pool_registry = (None, self._pool_registry[1])  # a new worker knows none
 
     def _stop_pool(self) -> None:
         pool, self._pool = self._pool, None
@@ -282,8 +221,10 @@ class Ingest:
         return items
 
     def _run(self) -> None:
-        """Two stages so verifying batch N+1 overlaps committing (fsync) and acking batch N:
-        this thread verifies, the committer thread commits then acks, in order."""
+        """A pipeline, in order: this thread batches messages and hands each batch to the
+        verifier process without waiting for it; the committer thread collects the verified
+        batches, commits, then acks. So the verifier works on batch N+1 (and N+2) while batch N
+        is committed (fsync) and acked, and never waits for a batch to be gathered."""
         committer = threading.Thread(target=self._commit_loop, name="gateway-commit", daemon=True)
         committer.start()
         next_registry_check = 0.0
@@ -294,40 +235,47 @@ class Ingest:
                     next_registry_check = time.monotonic() + self.registry_check_s
                 items = self._drain()
                 if items:
-                    self._verified.put((items, self._verify(items)))
+                    self._submitted.put((items, self._submit(items)))
         finally:
-            self._verified.put(None)
+            self._submitted.put(None)
             committer.join()
 
     def _commit_loop(self) -> None:
         while True:
             try:
-                work = self._verified.get(timeout=ACK_COALESCE_S)
+                work = self._submitted.get(timeout=ACK_COALESCE_S)
             except queue.Empty:
                 self._flush_acks()  # idle: nothing waits behind these acks any more
                 continue
             if work is None:
                 break
+            items, submitted = work
             try:
-                self._finish(*work)
+                self._finish(items, self._collect(items, submitted))
             except Exception:
                 # only reached when stopping (commit retries otherwise): nothing acked
-                log.exception("ingest batch of %d messages not committed", len(work[0]))
+                log.exception("ingest batch of %d messages not committed", len(items))
         self._flush_acks()
 
     def process(self, items: list[Inbound]) -> BatchResult:
         """Verify, commit (retrying on storage errors), then PUBACK and end-to-end ack."""
-        return self._finish(items, self._verify(items))
+        return self._finish(items, self._collect(items, self._submit(items)))
 
-    def _verify(self, items: list[Inbound]) -> "_Verified":
+    def _submit(self, items: list[Inbound]) -> "_Submitted":
+        """Start verifying a batch's events in the verifier process (when there is one)."""
+        registry = self.registry.registry
+        return (registry, *self._submit_remote(items, registry))
+
+    def _collect(self, items: list[Inbound], submitted: "_Submitted") -> "_Verified":
+        """The batch sorted into accepted / rejected / statuses / heartbeats / peer acks."""
         accepted: list[Accepted] = []
         rejected: list[Rejected] = []
         statuses: list[tuple[str, str]] = []
         heartbeats: list[tuple[str, dict]] = []
         peer_acks: list[tuple[str, int]] = []
-        registry = self.registry.registry
+        registry, future, pool = submitted
         site = self.site
-        remote = self._verify_remote(items, registry)
+        remote = self._remote_results(future, pool, sum(item.leaf == "event" for item in items))
         for item in items:
             try:
                 if item.leaf == "event":
@@ -353,36 +301,58 @@ class Ingest:
                 rejected.append(Rejected(f"bad_{item.leaf}", type(exc).__name__, item.dev))
         return accepted, rejected, statuses, heartbeats, peer_acks
 
-    def _verify_remote(self, items: list[Inbound], registry: Registry) -> "Iterator[tuple] | None":
-        """The batch's events verified in the verifier process, in order; None means verify
-        here (no pool, or it failed: then it is restarted for the next batch)."""
+    def _submit_remote(self, items: list[Inbound], registry: Registry
+                       ) -> "tuple[Future | None, ProcessPoolExecutor | None]":  # fmt: skip
+        """The batch's events sent to the verifier process, and that process's pool; no future
+        means verify here (no pool, or it could not take the batch: then it is restarted for
+        the next one)."""
         if self._pool is None:
             if not self.verify_process or self._thread is None or self._stop.is_set():
-                return None  # not started (a direct `process()` call), or stopping
+                return None, None  # not started (a direct `process()` call), or stopping
             self._start_pool()
-            if self._pool is None:
-                return None
+        pool = self._pool
         events = [(item.dev, item.payload) for item in items if item.leaf == "event"]
-        if not events:
-            return None
+        if pool is None or not events:
+            return None, None
         send: Registry | None = None
         if self._pool_registry[0] is not registry:
             send, self._pool_registry = registry, (registry, self._pool_registry[1] + 1)
         try:
-            future: Future = self._pool.submit(_verify_in_worker, self.site,
-                                               self._pool_registry[1], send, events)  # fmt: skip
+            future = pool.submit(verify_in_worker, self.site, self._pool_registry[1], send,
+                                 events)  # fmt: skip
+        except Exception:
+            log.exception("verifier process refused a batch; verifying it in this process")
+            self._drop_pool(pool)
+            return None, None
+        return future, pool
+
+    def _remote_results(self, future: "Future | None", pool: "ProcessPoolExecutor | None",
+                        n_events: int) -> "Iterator[tuple] | None":  # fmt: skip
+        """The verifier's answers in order, or None: verify here instead (never accept an
+        event the verifier did not answer for)."""
+        if future is None:
+            return None
+        try:
             results = future.result()
         except Exception:
-            log.exception("verifier process failed; verifying this batch in the writer thread")
-            pool, self._pool = self._pool, None
-            self._pool_registry = (None, self._pool_registry[1])
-            pool.shutdown(wait=False, cancel_futures=True)
+            log.exception("verifier process failed; verifying this batch in the gateway")
+            self._drop_pool(pool)
             return None
-        if len(results) != len(events):
+        if len(results) != n_events:
             log.error("verifier process returned %d results for %d events", len(results),
-                      len(events))  # fmt: skip
+                      n_events)  # fmt: skip
             return None
         return iter(results)
+
+    def _drop_pool(self, pool: "ProcessPoolExecutor | None") -> None:
+        """Forget a broken verifier process (only that one: the batches it held fail too, and
+        must not take down its successor); the writer starts a new one for the next batch."""
+        with self._pool_lock:
+            if pool is None or pool is not self._pool:
+                return
+            self._pool = None
+            self._pool_registry = (None, self._pool_registry[1])
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def _finish(self, items: list[Inbound], verified: "_Verified") -> BatchResult:
         accepted, rejected, statuses, heartbeats, peer_acks = verified
@@ -424,7 +394,7 @@ class Ingest:
                 client.ack(item.mid, item.qos)
         for dev, seq in result.acks.items():
             self._pending_acks[dev] = max(seq, self._pending_acks.get(dev, 0))
-        backlog = not (self.queue.empty() and self._verified.empty())
+        backlog = not (self.queue.empty() and self._submitted.empty())
         if not backlog or time.monotonic() - self._acks_flushed_at >= ACK_COALESCE_S:
             self._flush_acks()
 

@@ -195,6 +195,12 @@ class PendingEvent:
     raw: bytes
 
 
+def _chunks(items: list, size: int = 500) -> Iterator[list]:
+    """Slices small enough for SQLite's limit on bound parameters."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
 class Store:
     """Thread-safe facade over one SQLite file; every method opens its own short transaction."""
 
@@ -267,24 +273,34 @@ class Store:
         received_ms = received_ms or now_ms()
         result = BatchResult()
         counts: Counter[str] = Counter()
-        seqs: dict[str, list] = {}  # device -> [contiguous, highest, lane], written once
+        accepted = list(accepted)
         with self._tx() as db:
+            # Set-wise, not row by row: a reconnect storm brings batches of hundreds of events
+            # from hundreds of devices, and each statement is a trip through Python.
+            seen = self._stored_eids(db, [ev.eid for ev in accepted])
+            new: list[Accepted] = []
             for ev in accepted:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO events (eid, dev, seq, typ, t_ms, received_ms, "
-                    "verdict, reason, lane, kind, clock, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (ev.eid, ev.dev, ev.seq, ev.typ, ev.t_ms, received_ms, ev.verdict,
-                     ev.reason, ev.lane, ev.kind, ev.clock, ev.raw),
-                )  # fmt: skip
-                state = seqs.get(ev.dev) or seqs.setdefault(ev.dev, self._seq_state(db, ev.dev))
-                if cur.rowcount == 0:
+                if ev.eid in seen:
                     result.duplicates += 1
                     counts["duplicate"] += 1
-                    continue
-                result.stored += 1
-                counts["stored"] += 1
+                else:
+                    seen.add(ev.eid)
+                    new.append(ev)
+            db.executemany(
+                "INSERT INTO events (eid, dev, seq, typ, t_ms, received_ms, verdict, reason, "
+                "lane, kind, clock, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(ev.eid, ev.dev, ev.seq, ev.typ, ev.t_ms, received_ms, ev.verdict, ev.reason,
+                  ev.lane, ev.kind, ev.clock, ev.raw) for ev in new],
+            )  # fmt: skip
+            # every device heard from is acked, duplicates included: a device that resends
+            # after a lost ack can then trim its outbox
+            seqs = self._seq_states(db, {ev.dev for ev in accepted})
+            for ev in new:  # all rows are in: a late arrival can walk over later seqs
+                state = seqs[ev.dev]
                 self._advance_seq(db, ev.dev, ev.seq, state, received_ms, counts)
                 state[2] = ev.lane or state[2]
+            result.stored = len(new)
+            counts["stored"] += len(new)
             for rej in rejected:
                 result.rejected += 1
                 counts[f"reject.{rej.reason}"] += 1
@@ -293,14 +309,13 @@ class Store:
                     "VALUES (?,?,?,?,?)",
                     (received_ms, rej.topic_dev, rej.eid, rej.reason, rej.detail[:200]),
                 )
-            for dev, (contiguous, highest, lane, _) in seqs.items():
-                db.execute(
-                    "UPDATE devices SET contiguous=?, highest=?, last_event_ms=?, lane=? "
-                    "WHERE dev=?",
-                    (contiguous, highest, received_ms, lane, dev),
-                )
-                self._close_gaps(db, dev, contiguous, received_ms, counts)
-                result.acks[dev] = contiguous
+            db.executemany(
+                "UPDATE devices SET contiguous=?, highest=?, last_event_ms=?, lane=? WHERE dev=?",
+                [(st[0], st[1], received_ms, st[2], dev) for dev, st in seqs.items()],
+            )
+            for dev in self._devices_with_open_gaps(db, list(seqs)):
+                self._close_gaps(db, dev, seqs[dev][0], received_ms, counts)
+            result.acks = {dev: st[0] for dev, st in seqs.items()}
             for dev, state in statuses:
                 self._set_status(db, dev, state, received_ms)
             for dev, health in heartbeats:
@@ -309,15 +324,40 @@ class Store:
         return result
 
     @staticmethod
-    def _seq_state(db: sqlite3.Connection, dev: str) -> list:
-        """[contiguous, highest, lane, fresh] of a device, read once per batch."""
-        row = db.execute(
-            "SELECT contiguous, highest, lane FROM devices WHERE dev=?", (dev,)
-        ).fetchone()
-        if row is None:
-            db.execute("INSERT INTO devices (dev) VALUES (?)", (dev,))
-            return [0, 0, None, True]
-        return [row[0], row[1], row[2], row[:2] == (0, 0)]
+    def _stored_eids(db: sqlite3.Connection, eids: list[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for chunk in _chunks(eids):
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in db.execute(
+                f"SELECT eid FROM events WHERE eid IN ({marks})", chunk))  # fmt: skip
+        return found
+
+    @staticmethod
+    def _seq_states(db: sqlite3.Connection, devices: set[str]) -> dict[str, list]:
+        """Device -> [contiguous, highest, lane, fresh], read once per batch; a device seen
+        for the first time gets its row now."""
+        states: dict[str, list] = {}
+        for chunk in _chunks(sorted(devices)):
+            marks = ",".join("?" * len(chunk))
+            for dev, contiguous, highest, lane in db.execute(
+                f"SELECT dev, contiguous, highest, lane FROM devices WHERE dev IN ({marks})",
+                chunk,
+            ):
+                states[dev] = [contiguous, highest, lane, (contiguous, highest) == (0, 0)]
+        missing = devices - states.keys()
+        db.executemany("INSERT INTO devices (dev) VALUES (?)", [(dev,) for dev in missing])
+        states.update({dev: [0, 0, None, True] for dev in missing})
+        return states
+
+    @staticmethod
+    def _devices_with_open_gaps(db: sqlite3.Connection, devices: list[str]) -> list[str]:
+        found: list[str] = []
+        for chunk in _chunks(devices):
+            marks = ",".join("?" * len(chunk))
+            found += [r[0] for r in db.execute(
+                f"SELECT DISTINCT dev FROM gaps WHERE closed_ms IS NULL AND dev IN ({marks})",
+                chunk)]  # fmt: skip
+        return found
 
     def _advance_seq(self, db: sqlite3.Connection, dev: str, seq: int, state: list,
                      t_ms: int, counts: Counter[str]) -> None:  # fmt: skip

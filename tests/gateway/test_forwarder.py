@@ -7,9 +7,9 @@ import time
 import pytest
 
 from gateway.forwarder import Forwarder, ForwardError
-from gateway.ingest import verify_event
 from gateway.manual import GatewaySigner
 from gateway.store import Store
+from gateway.verifier import verify_event
 from tests.support.central_stub import CentralStub
 from tests.support.gateway_core import SITE, Site, make_event, wait_for
 
