@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from nacl.signing import VerifyKey  # noqa: E402
 
 from device import synthetic  # noqa: E402
-from device.camera import Frame  # noqa: E402
+from device.camera import Frame, write_pgm  # noqa: E402
 from device.decide import Decider, Policy  # noqa: E402
 from device.decode import decode_frame, make_decoder  # noqa: E402
 from protocol import cose  # noqa: E402
@@ -164,45 +164,77 @@ def empty_and_commit_rows(pki: Pki, quick: bool) -> list[dict]:
 SERVICE_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
+def _device_rss(pki: Pki, unit: Path, camera: dict, duration: int) -> tuple[float, float, int]:
+    """(median VmRSS of the 2nd half, VmHWM, events) of `chot device run` in `unit`, in MB."""
+    write_device(unit, pki, port=1, camera=camera)
+    env = os.environ | SERVICE_ENV | {"PYTHONPATH": str(ROOT), "CHOT_CLOCK_STATE": "synced"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "device", "run", "--config",
+         str(unit / "device.toml"), "--duration", str(duration)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    peak, samples = 0, []
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+                elif line.startswith("VmRSS:"):
+                    samples.append(int(line.split()[1]))
+        except OSError:
+            break
+        time.sleep(0.2)
+    proc.wait(30)
+    with sqlite3.connect(unit / "state" / "outbox.db") as db:
+        events = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0]
+    steady = float(np.median(samples[len(samples) // 2 :])) / 1024 if samples else float("nan")
+    return steady, peak / 1024, events
+
+
 def rss_rows(pki: Pki, quick: bool) -> list[dict]:
-    """VmRSS of `python -m device.cli device run` with a synthetic camera (the test renderer
-    and OpenCV run in the process too: about 17 MB a Pi camera source does not need)."""
+    """Device process memory, two ways.
+
+    Replay (the goal row): frames rendered here beforehand, saved as PGM and replayed by the
+    unit at 15 fps (`files` source, loop): the process holds what a Pi unit holds except
+    picamera2/libcamera, which cannot run here. Synthetic: the unit renders its own frames
+    (the test renderer and OpenCV in the process, plus their per-frame temporaries)."""
+    duration = 6 if quick else 15
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        unit = Path(tmp)
+        frames = unit / "frames"
+        frames.mkdir()
+        rng = np.random.default_rng(3)
+        held = pki.make_pass(0)
+        for i in range(45):  # 3 s of camera: a pass held up for 1 s, then 2 s of nothing
+            text = held if i < 15 else None
+            write_pgm(frames / f"{i:03d}.pgm", synthetic.render_frame(text, rng=rng))
+        steady, peak, events = _device_rss(
+            pki, unit, {"source": "files", "paths": ["frames"], "loop": True, "fps": 15}, duration
+        )
+        label = f"{duration} s, 640x480 frames replayed at 15 fps, {events} events"
+        rows += _rss_pair(steady, peak, label, goal=True)
     with tempfile.TemporaryDirectory() as tmp:
         unit = Path(tmp)
         (unit / "passes.txt").write_text("\n".join(pki.make_pass(i) for i in range(20)) + "\n")
-        write_device(unit, pki, port=1, camera={
+        steady, peak, events = _device_rss(pki, unit, {
             "source": "synthetic", "passes_file": "passes.txt", "fps": 15,
-            "arrival_per_min": 60, "hold_s": 1.0})  # fmt: skip
-        env = os.environ | SERVICE_ENV | {"PYTHONPATH": str(ROOT), "CHOT_CLOCK_STATE": "synced"}
-        duration = 6 if quick else 15
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "device.cli", "device", "run", "--config",
-             str(unit / "device.toml"), "--duration", str(duration)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        peak, samples = 0, []
-        while proc.poll() is None:
-            try:
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]))
-                    elif line.startswith("VmRSS:"):
-                        samples.append(int(line.split()[1]))
-            except OSError:
-                break
-            time.sleep(0.2)
-        proc.wait(30)
-        with sqlite3.connect(unit / "state" / "outbox.db") as db:
-            events = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0]
-    steady = float(np.median(samples[len(samples) // 2 :])) / 1024 if samples else float("nan")
-    label = f"{duration} s loop, 640x480 synthetic camera, {events} events"
+            "arrival_per_min": 60, "hold_s": 1.0}, duration)  # fmt: skip
+        label = f"{duration} s, 640x480 synthetic camera rendering in-process, {events} events"
+        rows += _rss_pair(steady, peak, label, goal=False)
+    return rows
+
+
+def _rss_pair(steady: float, peak: float, label: str, goal: bool) -> list[dict]:
+    """Steady and peak rows; only the replay rows are judged against the 80 MB goal."""
+    judged = "<= 80 MB" if goal else "- (includes the test renderer)"
     return [
         {"figure": f"device process RSS MB, median of 2nd half ({label})",
          "chot": round(steady, 1), "reference": 80, "ratio": round(steady / 80, 2),
-         "goal": "<= 80 MB", "ok": steady <= 80},
-        {"figure": f"device process peak RSS MB, VmHWM ({label})", "chot": round(peak / 1024, 1),
-         "reference": 80, "ratio": round(peak / 1024 / 80, 2), "goal": "<= 80 MB",
-         "ok": peak / 1024 <= 80},
+         "goal": judged, "ok": steady <= 80 if goal else None},
+        {"figure": f"device process peak RSS MB, VmHWM ({label})", "chot": round(peak, 1),
+         "reference": 80, "ratio": round(peak / 80, 2), "goal": judged,
+         "ok": peak <= 80 if goal else None},
     ]  # fmt: skip
 
 

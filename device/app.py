@@ -109,7 +109,8 @@ def open_configured_source(config: DeviceConfig) -> camera.FrameSource:
     if kind == "opencv":
         return camera.open_source(kind, device=cam.device, width=cam.width, height=cam.height)
     if kind == "files":
-        return camera.open_source(kind, paths=cam.paths)
+        interval = 1.0 / cam.fps if cam.loop else 0.0  # a replay is paced like a camera
+        return camera.open_source(kind, paths=cam.paths, loop=cam.loop, interval=interval)
     if kind == "keyboard":
         return ThreadedSource(camera.open_source(kind))
     passes: list[str] = []

@@ -139,12 +139,16 @@ class OpenCVSource(FrameSource):
 
 
 class ImageFileSource(FrameSource):
-    """Image files in the given order; a directory stands for its images sorted by name."""
+    """Image files in the given order; a directory stands for its images sorted by name.
 
-    def __init__(self, paths: Iterable[str | Path]) -> None:
-        import cv2
+    ``loop`` replays them forever, paced ``interval`` seconds apart, like a camera: frames
+    recorded at a venue replayed on the bench. Greyscale PGM (what a recorded Y plane is
+    saved as) is read with numpy alone; other formats load OpenCV on first use.
+    """
 
-        self._cv2 = cv2
+    def __init__(
+        self, paths: Iterable[str | Path], *, loop: bool = False, interval: float = 0.0
+    ) -> None:
         self._paths: list[Path] = []
         for p in map(Path, paths):
             if p.is_dir():
@@ -153,20 +157,66 @@ class ImageFileSource(FrameSource):
                 self._paths.append(p)
             else:
                 raise CameraError(f"no such image file or directory: {p}")
+        if loop and not self._paths:
+            raise CameraError("no image files to loop over")
+        self._loop, self._interval = loop, interval
         self._iter = iter(self._paths)
         self._counter = _Counter()
 
     def read(self) -> Frame | None:
         path = next(self._iter, None)
+        if path is None and self._loop:
+            self._iter = iter(self._paths)
+            path = next(self._iter, None)
         if path is None:
             return None
-        gray = self._cv2.imread(str(path), self._cv2.IMREAD_GRAYSCALE)
+        if self._interval:
+            time.sleep(self._interval)
+        gray = _read_pgm(path) if path.suffix.lower() == ".pgm" else None
+        if gray is None:
+            import cv2
+
+            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if gray is None:
             raise CameraError(f"cannot read image {path}")
         return self._counter.frame(gray)
 
     def close(self) -> None:
         self._iter = iter(())
+        self._loop = False
+
+
+def _read_pgm(path: Path) -> np.ndarray | None:
+    """Binary 8-bit PGM (P5) -> 2-D uint8 array; None for any other variant (OpenCV then)."""
+    data = path.read_bytes()
+    fields: list[bytes] = []
+    pos = 0
+    while len(fields) < 4:  # magic, width, height, maxval; '#' comments allowed between
+        while pos < len(data) and data[pos : pos + 1].isspace():
+            pos += 1
+        if data[pos : pos + 1] == b"#":
+            pos = data.find(b"\n", pos) + 1 or len(data)
+            continue
+        end = pos
+        while end < len(data) and not data[end : end + 1].isspace():
+            end += 1
+        if end == pos:
+            return None
+        fields.append(data[pos:end])
+        pos = end
+    pos += 1  # the single whitespace before the pixels
+    if fields[0] != b"P5" or not all(f.isdigit() for f in fields[1:]) or fields[3] != b"255":
+        return None
+    width, height = int(fields[1]), int(fields[2])
+    if len(data) - pos < width * height:
+        return None
+    return np.frombuffer(data, np.uint8, width * height, pos).reshape(height, width)
+
+
+def write_pgm(path: Path, gray: np.ndarray) -> None:
+    """Save a greyscale frame (a picamera2 lores Y plane, say) for replay with ``loop``."""
+    gray = np.ascontiguousarray(gray, dtype=np.uint8)
+    path.write_bytes(b"P5\n%d %d\n255\n" % (gray.shape[1], gray.shape[0]) + gray.tobytes())
 
 
 class SyntheticSource(FrameSource):

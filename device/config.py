@@ -98,9 +98,10 @@ class CameraSection(_Strict):
     source: Literal["picamera2", "picamera", "opencv", "files", "synthetic", "keyboard"]
     width: int = Field(640, ge=64, le=4096)
     height: int = Field(480, ge=64, le=4096)
-    fps: float = Field(15.0, gt=0, le=120, description="pace of synthetic frames")
+    fps: float = Field(15.0, gt=0, le=120, description="pace of synthetic or looped frames")
     device: int | str = 0
     paths: list[Path] = Field(default_factory=list)
+    loop: bool = Field(False, description="files: replay forever at fps, like a camera")
     # synthetic queue: people arrive at a rate and hold their pass for a while
     passes_file: Path | None = Field(None, description="QR texts, one per line (synthetic)")
     arrival_per_min: float = Field(20.0, gt=0, le=600)

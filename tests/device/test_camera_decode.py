@@ -20,6 +20,7 @@ from device.camera import (
     OpenCVSource,
     SyntheticSource,
     open_source,
+    write_pgm,
 )
 from device.decode import (
     DEFAULT_DECODER,
@@ -146,6 +147,34 @@ def test_image_file_source_errors(tmp_path: Path) -> None:
     source = ImageFileSource([broken])
     with pytest.raises(CameraError, match="cannot read image"):
         source.read()
+
+
+def test_pgm_frames_replay_in_a_loop_without_opencv(tmp_path: Path, decoders) -> None:
+    """Recorded Y planes saved as PGM replay like a camera; numpy reads them (same pixels
+    as OpenCV), and a PGM variant numpy does not handle still goes through OpenCV."""
+    rng = np.random.default_rng(5)
+    frames = [synthetic.render_frame(QR_TEXT, rng=rng, difficulty="easy"), np.zeros((48, 64))]
+    for i, gray in enumerate(frames):
+        write_pgm(tmp_path / f"f{i}.pgm", gray)
+    assert np.array_equal(cv2.imread(str(tmp_path / "f0.pgm"), cv2.IMREAD_GRAYSCALE), frames[0])
+    with ImageFileSource([tmp_path], loop=True) as source:
+        got = [source.read() for _ in range(5)]
+    assert [f.index for f in got] == [0, 1, 2, 3, 4]
+    assert [f.gray.shape for f in got] == [(480, 640), (48, 64)] * 2 + [(480, 640)]
+    assert np.array_equal(got[4].gray, frames[0])
+    assert decode_frame(decoders["zxing"], got[2]) == [QR_TEXT]
+    commented = tmp_path / "commented.pgm"
+    commented.write_bytes(b"P5\n# from a camera\n2 1\n255\n\x00\xff")
+    assert ImageFileSource([commented]).read().gray.tolist() == [[0, 255]]
+    ascii_pgm = tmp_path / "ascii.pgm"  # P2: not ours to parse, OpenCV reads it
+    ascii_pgm.write_bytes(b"P2\n2 1\n255\n0 255\n")
+    assert ImageFileSource([ascii_pgm]).read().gray.tolist() == [[0, 255]]
+    truncated = tmp_path / "truncated.pgm"
+    truncated.write_bytes(b"P5\n4 4\n255\n\x00")
+    with pytest.raises(CameraError, match="cannot read image"):
+        ImageFileSource([truncated]).read()
+    with pytest.raises(CameraError, match="no image files to loop"):
+        ImageFileSource([], loop=True)
 
 
 def test_opencv_source_reads_a_video_file(tmp_path: Path, decoders) -> None:
