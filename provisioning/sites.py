@@ -158,6 +158,8 @@ def add_gateway(
     public_key, password = _new_unit(home, name, folder, "gateway.key")
     token = secrets.token_urlsafe(32)
     write_secret(folder / "central.token", (token + "\n").encode())
+    # signs the status page's session cookies: operators stay logged in across restarts
+    write_secret(folder / bundles.WEB_SECRET_NAME, (secrets.token_hex(32) + "\n").encode())
     mqtt_auth.set_password(site_dir(home, site) / "passwd", name, password)
     registry = home.registry()
     registry.add(Signer(name, site, "gateway", public_key))

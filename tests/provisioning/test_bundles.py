@@ -13,6 +13,7 @@ from device.config import load_config as load_device_config
 from device.config import load_signing_key
 from gateway.config import load_config as load_gateway_config
 from gateway.config import read_secret
+from gateway.web.auth import load_secret
 from protocol.clock import Clock
 from protocol.pass_v1 import verify_pass
 from protocol.reasons import Verdict
@@ -60,6 +61,11 @@ def test_gateway_bundle_is_what_gateway_config_reads(home: OpsHome) -> None:
                                                                        "trust.cose"]  # fmt: skip
     token = read_secret(config.central.token_file)
     assert token and stat.S_IMODE(config.central.token_file.stat().st_mode) == 0o600
+    # the status page's session secret: generated, private, and what the web app loads
+    secret_file = config.web.session_secret_file
+    assert secret_file is not None and stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert load_secret(secret_file) == secret_file.read_bytes().strip()
+    assert len(load_secret(secret_file)) == 64
     # only the hash is kept: the central store's registry accepts the token, the files don't
     # hold it in plain text
     central = home.registry()
