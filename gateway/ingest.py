@@ -1,13 +1,14 @@
 """Ingest: MQTT messages from the site's scanners -> verified, deduplicated, committed, acked.
 
 One scan's path: the broker delivers the signed event (QoS 1) -> `Ingest.on_message` (paho's
-network thread) only queues it -> the writer thread verifies a batch (signature against the
-site registry, topic device = event device, event site = our site; the signature and CBOR work
-runs in a verifier process, see verifier.py) -> the committer thread commits the batch to the store
-in ONE transaction -> only then sends the MQTT PUBACKs (paho `manual_ack=True`), so the
-broker redelivers anything that was not committed -> publishes the end-to-end ack
-`{"seq": n}` (highest contiguous seq stored) to each device it heard from. Batches go through
-the two stages in order, so batch N+1 is verified while batch N is committed and acked.
+network thread) only queues it -> the writer thread gathers a batch and hands it to the
+verifier process (signature against the site registry, topic device = event device, event
+site = our site; see verifier.py) -> the committer thread collects the verified batch and
+commits it to the store in ONE transaction -> only then sends the MQTT PUBACKs (paho
+`manual_ack=True`), so the broker redelivers anything that was not committed -> publishes the
+end-to-end ack `{"seq": n}` (highest contiguous seq stored) to each device it heard from.
+Batches keep their order through the pipeline: batch N+1 is verified while batch N is
+committed and acked.
 
 Bad input never stops the loop: every failure becomes a `Rejected` with a stable reason code,
 counted in the store. Payloads are never logged (they are signed personal-ish data); only

@@ -195,10 +195,12 @@ class PendingEvent:
     raw: bytes
 
 
-def _chunks(items: list, size: int = 500) -> Iterator[list]:
-    """Slices small enough for SQLite's limit on bound parameters."""
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _rows_in(db: sqlite3.Connection, sql: str, values: list, size: int = 500) -> Iterator[tuple]:
+    """Rows of `sql`, whose `IN ({})` takes `values`, bound in slices small enough for
+    SQLite's limit on parameters."""
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        yield from db.execute(sql.format(",".join("?" * len(chunk))), chunk)
 
 
 class Store:
@@ -313,7 +315,8 @@ class Store:
                 "UPDATE devices SET contiguous=?, highest=?, last_event_ms=?, lane=? WHERE dev=?",
                 [(st[0], st[1], received_ms, st[2], dev) for dev, st in seqs.items()],
             )
-            for dev in self._devices_with_open_gaps(db, list(seqs)):
+            with_gaps = self._devices_with_open_gaps(db, list(seqs))
+            for dev in (dev for dev in seqs if dev in with_gaps):
                 self._close_gaps(db, dev, seqs[dev][0], received_ms, counts)
             result.acks = {dev: st[0] for dev, st in seqs.items()}
             for dev, state in statuses:
@@ -325,39 +328,27 @@ class Store:
 
     @staticmethod
     def _stored_eids(db: sqlite3.Connection, eids: list[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
-        for chunk in _chunks(eids):
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in db.execute(
-                f"SELECT eid FROM events WHERE eid IN ({marks})", chunk))  # fmt: skip
-        return found
+        return {r[0] for r in _rows_in(db, "SELECT eid FROM events WHERE eid IN ({})", eids)}
 
     @staticmethod
     def _seq_states(db: sqlite3.Connection, devices: set[str]) -> dict[str, list]:
         """Device -> [contiguous, highest, lane, fresh], read once per batch; a device seen
         for the first time gets its row now."""
-        states: dict[str, list] = {}
-        for chunk in _chunks(sorted(devices)):
-            marks = ",".join("?" * len(chunk))
-            for dev, contiguous, highest, lane in db.execute(
-                f"SELECT dev, contiguous, highest, lane FROM devices WHERE dev IN ({marks})",
-                chunk,
-            ):
-                states[dev] = [contiguous, highest, lane, (contiguous, highest) == (0, 0)]
+        states = {
+            dev: [contiguous, highest, lane, (contiguous, highest) == (0, 0)]
+            for dev, contiguous, highest, lane in _rows_in(
+                db, "SELECT dev, contiguous, highest, lane FROM devices WHERE dev IN ({})",
+                sorted(devices))
+        }  # fmt: skip
         missing = devices - states.keys()
         db.executemany("INSERT INTO devices (dev) VALUES (?)", [(dev,) for dev in missing])
         states.update({dev: [0, 0, None, True] for dev in missing})
         return states
 
     @staticmethod
-    def _devices_with_open_gaps(db: sqlite3.Connection, devices: list[str]) -> list[str]:
-        found: list[str] = []
-        for chunk in _chunks(devices):
-            marks = ",".join("?" * len(chunk))
-            found += [r[0] for r in db.execute(
-                f"SELECT DISTINCT dev FROM gaps WHERE closed_ms IS NULL AND dev IN ({marks})",
-                chunk)]  # fmt: skip
-        return found
+    def _devices_with_open_gaps(db: sqlite3.Connection, devices: list[str]) -> set[str]:
+        return {r[0] for r in _rows_in(
+            db, "SELECT dev FROM gaps WHERE closed_ms IS NULL AND dev IN ({})", devices)}  # fmt: skip
 
     def _advance_seq(self, db: sqlite3.Connection, dev: str, seq: int, state: list,
                      t_ms: int, counts: Counter[str]) -> None:  # fmt: skip
