@@ -148,11 +148,10 @@ def bench_ingest(n: int) -> dict:
 
 
 def _verify_chunk(work: list[tuple[bytes, bytes, bytes]]) -> int:
-    ok = 0
+    keys = {public_key: VerifyKey(public_key) for public_key, _, _ in work}  # built once each
     for public_key, message, signature in work:
-        VerifyKey(public_key).verify(message, signature)
-        ok += 1
-    return ok
+        keys[public_key].verify(message, signature)
+    return len(work)
 
 
 def _bare_verify(registry: Registry, events: list[bytes]) -> float:
