@@ -20,6 +20,7 @@ from tests.support.gateway_core import (
     USERS,
     Scanner,
     Site,
+    TopicReader,
     make_event,
     start_gateway_process,
     wait_for,
@@ -253,17 +254,10 @@ def test_distribution_publishes_verified_documents_retained_and_refuses_rollback
     )
     (docs / "trust.cbor").write_bytes(trust_v2)
     app = GatewayApp(parse_config(site.config(broker, documents_dir=str(docs)))).start()
-    seen: dict[str, bytes] = {}
     try:
         assert app.ready.wait(10)
-        import paho.mqtt.client as mqtt
-
-        reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="reader")
-        reader.username_pw_set("gw2", USERS["gw2"])
-        reader.on_message = lambda c, u, m: seen.__setitem__(m.topic, m.payload)
-        reader.connect(broker.host, broker.port)
-        reader.subscribe("chot/v1/#", qos=1)
-        reader.loop_start()
+        reader = TopicReader(broker, ["chot/v1/#"])
+        seen = reader.seen
         assert wait_for(lambda: seen.get(topics.trust_topic(SITE)) == trust_v2)  # retained
         dist = app.distributor
         revs = sign_revocation_list(pass_refs=[b"\x01" * 16], kids=[], devices=["d09"], version=1,
@@ -285,8 +279,7 @@ def test_distribution_publishes_verified_documents_retained_and_refuses_rollback
         assert dist.offer(trust_v2).changed is False  # the same document again: nothing to do
         assert seen[topics.trust_topic(SITE)] == trust_v2
         assert [d["version"] for d in app.store.documents()] == [1, 1, 2]
-        reader.loop_stop()
-        reader.disconnect()
+        reader.close()
     finally:
         app.stop()
     # a restart republishes what the store holds, even if the broker lost its retained state
@@ -299,17 +292,9 @@ def test_distribution_publishes_verified_documents_retained_and_refuses_rollback
     app = GatewayApp(parse_config(site.config(broker))).start()
     try:
         assert app.ready.wait(10)
-        got: dict[str, bytes] = {}
-        import paho.mqtt.client as mqtt
-
-        reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="reader2")
-        reader.username_pw_set("gw2", USERS["gw2"])
-        reader.on_message = lambda c, u, m: got.__setitem__(m.topic, m.payload)
-        reader.connect(broker.host, broker.port)
-        reader.subscribe("chot/v1/+/trust", qos=1)
-        reader.loop_start()
+        reader = TopicReader(broker, ["chot/v1/+/trust"], "reader2")
+        got = reader.seen
         assert wait_for(lambda: got.get(topics.trust_topic(SITE)) == trust_v2)
-        reader.loop_stop()
-        reader.disconnect()
+        reader.close()
     finally:
         app.stop()

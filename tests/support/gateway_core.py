@@ -175,31 +175,40 @@ class Scanner:
         self.client.disconnect()
 
 
+class TopicReader:
+    """Records the last payload seen on each topic under a filter (retained ones included)."""
+
+    def __init__(self, broker, topic_filters: list[str], name: str = "reader") -> None:
+        self.seen: dict[str, bytes] = {}
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"{name}-{os.getpid()}")  # fmt: skip
+        self.client.username_pw_set("gw2", USERS["gw2"])
+        self.client.on_message = lambda c, u, m: self.seen.__setitem__(m.topic, m.payload)
+        self.client.connect(broker.host, broker.port)
+        for topic_filter in topic_filters:
+            self.client.subscribe(topic_filter, qos=1)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def wait_gateways_online(broker, gateways: list[str], timeout: float = 20) -> bool:
     """True once each gateway's retained status says "online": a gateway publishes that only
     after the broker granted its subscriptions, so events published from then on reach it."""
-    online: set[str] = set()
-    done = threading.Event()
+    reader = TopicReader(broker, [topics.gateway_status_topic(SITE, gw) for gw in gateways],
+                         "watch")  # fmt: skip
+    wanted = {topics.gateway_status_topic(SITE, gw) for gw in gateways}
 
-    def on_message(client, userdata, msg) -> None:
-        gateway = msg.topic.split("/")[-2]
-        if json.loads(msg.payload).get("state") == "online":
-            online.add(gateway)
-        if online >= set(gateways):
-            done.set()
+    def all_online() -> bool:
+        seen = dict(reader.seen)
+        return all(t in seen and json.loads(seen[t]).get("state") == "online" for t in wanted)
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{os.getpid()}")
-    client.username_pw_set("gw", USERS["gw"])
-    client.on_message = on_message
-    client.connect(broker.host, broker.port)
-    for gateway in gateways:
-        client.subscribe(topics.gateway_status_topic(SITE, gateway), qos=1)
-    client.loop_start()
     try:
-        return done.wait(timeout)
+        return bool(wait_for(all_online, timeout))
     finally:
-        client.loop_stop()
-        client.disconnect()
+        reader.close()
 
 
 def wait_for(predicate, timeout: float = 20, interval: float = 0.05):
