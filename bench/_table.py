@@ -39,8 +39,9 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples) if samples else float("nan")
 
 
-def row(figure: str, chot: str, reference: str, ratio: float | None, goal: str,
-        ok: bool | None) -> Row:  # fmt: skip
+def row(
+    figure: str, chot: str, reference: str, ratio: float | None, goal: str, ok: bool | None
+) -> Row:
     return {
         "figure": figure,
         "chot": chot,

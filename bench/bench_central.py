@@ -91,10 +91,25 @@ def _events(keys: dict[str, SigningKey], n: int) -> list[bytes]:
     for i in range(n):
         dev = devices[i % len(devices)]
         seqs[dev] += 1
-        event = Event(eid=new_event_id(), typ="scan", dev=dev, site="HN-01", seq=seqs[dev],
-                      t_ms=T0 + i * 50, clock="synced", verdict="pass", reason="ok",
-                      lane="lane-1", ref=os.urandom(16), sub=os.urandom(16), kid=b"k" * 8,
-                      kind="declaration", tlv=3, dec_us=400, ver_us=70)  # fmt: skip
+        event = Event(
+            eid=new_event_id(),
+            typ="scan",
+            dev=dev,
+            site="HN-01",
+            seq=seqs[dev],
+            t_ms=T0 + i * 50,
+            clock="synced",
+            verdict="pass",
+            reason="ok",
+            lane="lane-1",
+            ref=os.urandom(16),
+            sub=os.urandom(16),
+            kid=b"k" * 8,
+            kind="declaration",
+            tlv=3,
+            dec_us=400,
+            ver_us=70,
+        )
         out.append(sign_event(event, keys[dev]))
     return out
 
@@ -104,11 +119,25 @@ def _serve(directory: Path, store_url: str, port: int) -> subprocess.Popen:
     config.write_text(f'store = "{store_url}"\nregistry = "registry.json"\n')
     env = {**os.environ, "CHOT_CENTRAL_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "central.api:app_from_env",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS),
-         "--log-level", "warning", "--no-access-log"],
-        env=env, cwd=directory,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "central.api:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(WORKERS),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=directory,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -130,8 +159,10 @@ def bench_ingest(n: int) -> dict:
             with open_store(url) as store:
                 migrate(store)
                 store.insert_events([])  # nothing: the server creates partitions itself
-            bodies = [cbor.dumps({"gateway": "gw-1", "events": events[i : i + BATCH]})
-                      for i in range(0, n, BATCH)]  # fmt: skip
+            bodies = [
+                cbor.dumps({"gateway": "gw-1", "events": events[i : i + BATCH]})
+                for i in range(0, n, BATCH)
+            ]
             port = free_port()
             server = _serve(directory, url, port)
             try:
@@ -143,8 +174,13 @@ def bench_ingest(n: int) -> dict:
             verify_rate = _bare_verify(registry, events)
     finally:
         _drop(url)
-    return {"n": n, "stored": stored[0], "http_rate": n / stored[1], "copy_rate": copy_rate,
-            "verify_rate": verify_rate}  # fmt: skip
+    return {
+        "n": n,
+        "stored": stored[0],
+        "http_rate": n / stored[1],
+        "copy_rate": copy_rate,
+        "verify_rate": verify_rate,
+    }
 
 
 def _verify_chunk(work: list[tuple[bytes, bytes, bytes]]) -> int:
@@ -175,8 +211,11 @@ def _post_all(base: str, bodies: list[bytes]) -> tuple[int, float]:
     queue = list(range(len(bodies)))
     lock = threading.Lock()
     stored = [0]
-    headers = {"Authorization": f"Bearer {TOKEN}", "X-Chot-Gateway": "gw-1",
-               "Content-Type": "application/cbor"}  # fmt: skip
+    headers = {
+        "Authorization": f"Bearer {TOKEN}",
+        "X-Chot-Gateway": "gw-1",
+        "Content-Type": "application/cbor",
+    }
 
     def client() -> None:
         with httpx.Client(base_url=base, timeout=120) as http:
@@ -260,9 +299,16 @@ def bench_tracing(n: int, probes: int = 30) -> dict:
             seq_ms = _seqscan_visits(url, subs[:3], T0, T0 + span)
     finally:
         _drop(url)
-    return {"n": n, "load_s": load_s, "visits_ms": statistics.median(visits_ms),
-            "visits_p99": max(visits_ms), "contacts_ms": statistics.median(contacts_ms),
-            "contacts_p99": max(contacts_ms), "seq_ms": seq_ms, "visits_rows": rows / probes}  # fmt: skip
+    return {
+        "n": n,
+        "load_s": load_s,
+        "visits_ms": statistics.median(visits_ms),
+        "visits_p99": max(visits_ms),
+        "contacts_ms": statistics.median(contacts_ms),
+        "contacts_p99": max(contacts_ms),
+        "seq_ms": seq_ms,
+        "visits_rows": rows / probes,
+    }
 
 
 def _md5_sub(k: int) -> bytes:
@@ -278,8 +324,10 @@ def _seqscan_visits(url: str, subs: list[bytes], t_from: int, t_to: int) -> floa
         times = []
         for sub in subs:
             t = time.perf_counter()
-            conn.execute("SELECT t, site FROM events WHERE sub = %s AND t >= %s AND t < %s",
-                         (sub, t_from, t_to)).fetchall()  # fmt: skip
+            conn.execute(
+                "SELECT t, site FROM events WHERE sub = %s AND t >= %s AND t < %s",
+                (sub, t_from, t_to),
+            ).fetchall()
             times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
@@ -297,7 +345,8 @@ def run(quick: bool = False) -> list[dict]:
             f"bare COPY of the same rows: {ingest['copy_rate']:,.0f}/s; bare Ed25519 verify "
             f"of the same events on {os.cpu_count()} cores: {ingest['verify_rate']:,.0f}/s "
             f"(ingest = {ingest['http_rate'] / ingest['verify_rate']:.2f}x of it)",
-            ratio, ">= 0.5x COPY and >= 20,000/s",
+            ratio,
+            ">= 0.5x COPY and >= 20,000/s",
             ratio >= 0.5 and ingest["http_rate"] >= 20_000,
         ),
         table_row(
@@ -305,15 +354,19 @@ def run(quick: bool = False) -> list[dict]:
             f"{tracing['visits_ms']:.1f} / {tracing['visits_p99']:.1f} ms "
             f"({tracing['visits_rows']:.1f} rows)",
             f"same query, index scans off: {tracing['seq_ms']:.0f} ms",
-            tracing["visits_ms"] / tracing["seq_ms"], "< 100 ms", tracing["visits_ms"] < 100,
+            tracing["visits_ms"] / tracing["seq_ms"],
+            "< 100 ms",
+            tracing["visits_ms"] < 100,
         ),
         table_row(
             f"tracing `contacts` (±30 min, same site) at {size}, median / max ms",
             f"{tracing['contacts_ms']:.1f} / {tracing['contacts_p99']:.1f} ms",
             f"generating {tracing['n']:,} rows + indexes: {tracing['load_s']:.0f} s",
-            None, "< 500 ms", tracing["contacts_ms"] < 500,
+            None,
+            "< 500 ms",
+            tracing["contacts_ms"] < 500,
         ),
-    ]  # fmt: skip
+    ]
 
 
 def main() -> int:

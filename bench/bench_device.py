@@ -84,12 +84,16 @@ def latency_rows(pki: Pki, trust, quick: bool) -> list[dict]:
             label = f"{size[0]}x{size[1]} {name}"
             for q in (50, 99):
                 c, r = _pct(chot, q), _pct(ref, q)
-                rows.append({
-                    "figure": f"frame->decision p{q} ms, {label} ({len(chot)}/{count} decoded)",
-                    "chot": round(c, 3), "reference": round(r, 3),
-                    "ratio": round(c / r, 3) if r else float("nan"), "goal": "<= 1.15x",
-                    "ok": bool(r) and c / r <= 1.15,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "figure": f"frame->decision p{q} ms, {label} ({len(chot)}/{count} decoded)",
+                        "chot": round(c, 3),
+                        "reference": round(r, 3),
+                        "ratio": round(c / r, 3) if r else float("nan"),
+                        "goal": "<= 1.15x",
+                        "ok": bool(r) and c / r <= 1.15,
+                    }
+                )
     return rows
 
 
@@ -117,8 +121,9 @@ def empty_and_commit_rows(pki: Pki, quick: bool) -> list[dict]:
         os.environ.setdefault("CHOT_CLOCK_STATE", "synced")
         for name in ("zxing", "zbar"):
             config = write_device(Path(tmp) / name, pki, decoder={"name": name})
-            app = DeviceApp(config, source=_Frames(empties), backend=SimulatedBackend(),
-                            connect=False)  # fmt: skip
+            app = DeviceApp(
+                config, source=_Frames(empties), backend=SimulatedBackend(), connect=False
+            )
             decoder = make_decoder(name)
             app.run_for(frames=20)  # warm up
             step_s = bare_s = 0.0
@@ -131,13 +136,16 @@ def empty_and_commit_rows(pki: Pki, quick: bool) -> list[dict]:
                     decoder.decode(empties[i % len(empties)])
                 bare_s += time.perf_counter() - t0
             step_ms, bare_ms = step_s * 1000 / n, bare_s * 1000 / n
-            rows.append({
-                "figure": f"empty 640x480 frame, full loop step ms ({name}; ref: bare decode)",
-                "chot": round(step_ms, 3), "reference": round(bare_ms, 3),
-                "ratio": round(step_ms / bare_ms, 3),
-                "goal": "<= 1 ms" if name == "zxing" else "info (zbar is slow on empty frames)",
-                "ok": step_ms <= 1.0 if name == "zxing" else None,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "figure": f"empty 640x480 frame, full loop step ms ({name}; ref: bare decode)",
+                    "chot": round(step_ms, 3),
+                    "reference": round(bare_ms, 3),
+                    "ratio": round(step_ms / bare_ms, 3),
+                    "goal": "<= 1 ms" if name == "zxing" else "info (zbar is slow on empty frames)",
+                    "ok": step_ms <= 1.0 if name == "zxing" else None,
+                }
+            )
             if name == "zxing":
                 texts = [pki.make_pass(i) for i in range(50 if quick else 200)]
                 with_commit, decide_only = [], []
@@ -150,11 +158,15 @@ def empty_and_commit_rows(pki: Pki, quick: bool) -> list[dict]:
                     decide_only.append((t1 - t0) * 1000)
                     with_commit.append((t2 - t0) * 1000)
                 c, r = _pct(with_commit, 50), _pct(decide_only, 50)
-                rows.append({
-                    "figure": "decision + signed event committed (fsync) p50 ms (ref: decision)",
-                    "chot": round(c, 3), "reference": round(r, 3), "ratio": round(c / r, 2),
-                    "goal": "info (after the lights are on)",
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "figure": "decision + signed event committed (fsync) p50 ms (ref: decision)",
+                        "chot": round(c, 3),
+                        "reference": round(r, 3),
+                        "ratio": round(c / r, 2),
+                        "goal": "info (after the lights are on)",
+                    }
+                )
             app.close()
     return rows
 
@@ -169,10 +181,21 @@ def _device_rss(pki: Pki, unit: Path, camera: dict, duration: int) -> tuple[floa
     write_device(unit, pki, port=1, camera=camera)
     env = os.environ | SERVICE_ENV | {"PYTHONPATH": str(ROOT), "CHOT_CLOCK_STATE": "synced"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device.cli", "device", "run", "--config",
-         str(unit / "device.toml"), "--duration", str(duration)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "device.cli",
+            "device",
+            "run",
+            "--config",
+            str(unit / "device.toml"),
+            "--duration",
+            str(duration),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     peak, samples = 0, []
     while proc.poll() is None:
         try:
@@ -217,9 +240,18 @@ def rss_rows(pki: Pki, quick: bool) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         unit = Path(tmp)
         (unit / "passes.txt").write_text("\n".join(pki.make_pass(i) for i in range(20)) + "\n")
-        steady, peak, events = _device_rss(pki, unit, {
-            "source": "synthetic", "passes_file": "passes.txt", "fps": 15,
-            "arrival_per_min": 60, "hold_s": 1.0}, duration)  # fmt: skip
+        steady, peak, events = _device_rss(
+            pki,
+            unit,
+            {
+                "source": "synthetic",
+                "passes_file": "passes.txt",
+                "fps": 15,
+                "arrival_per_min": 60,
+                "hold_s": 1.0,
+            },
+            duration,
+        )
         label = f"{duration} s, 640x480 synthetic camera rendering in-process, {events} events"
         rows += _rss_pair(steady, peak, label, goal=False)
     return rows
@@ -229,13 +261,23 @@ def _rss_pair(steady: float, peak: float, label: str, goal: bool) -> list[dict]:
     """Steady and peak rows; only the replay rows are judged against the 80 MB goal."""
     judged = "<= 80 MB" if goal else "- (includes the test renderer)"
     return [
-        {"figure": f"device process RSS MB, median of 2nd half ({label})",
-         "chot": round(steady, 1), "reference": 80, "ratio": round(steady / 80, 2),
-         "goal": judged, "ok": steady <= 80 if goal else None},
-        {"figure": f"device process peak RSS MB, VmHWM ({label})", "chot": round(peak, 1),
-         "reference": 80, "ratio": round(peak / 80, 2), "goal": judged,
-         "ok": peak <= 80 if goal else None},
-    ]  # fmt: skip
+        {
+            "figure": f"device process RSS MB, median of 2nd half ({label})",
+            "chot": round(steady, 1),
+            "reference": 80,
+            "ratio": round(steady / 80, 2),
+            "goal": judged,
+            "ok": steady <= 80 if goal else None,
+        },
+        {
+            "figure": f"device process peak RSS MB, VmHWM ({label})",
+            "chot": round(peak, 1),
+            "reference": 80,
+            "ratio": round(peak / 80, 2),
+            "goal": judged,
+            "ok": peak <= 80 if goal else None,
+        },
+    ]
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -248,8 +290,10 @@ def run(quick: bool = False) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| figure | chot | reference | ratio | goal |", "|---|---|---|---|---|"]
-    lines += [f"| {r['figure']} | {r['chot']} | {r['reference']} | {r['ratio']} | {r['goal']} |"
-              for r in rows]  # fmt: skip
+    lines += [
+        f"| {r['figure']} | {r['chot']} | {r['reference']} | {r['ratio']} | {r['goal']} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 

@@ -45,12 +45,22 @@ RAW_CLIENT = "bench-raw"
 
 def broker_conf(port: int, workdir: Path) -> str:
     (workdir / "data").mkdir(parents=True, exist_ok=True)
-    return "\n".join([
-        f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence true",
-        f"persistence_location {workdir}/data/", "autosave_interval 60",
-        "max_queued_messages 0", "max_inflight_messages 1000", "user root" if os.geteuid() == 0 else "",
-        f"log_dest file {workdir}/mosquitto.log",
-    ]) + "\n"  # fmt: skip
+    return (
+        "\n".join(
+            [
+                f"listener {port} 127.0.0.1",
+                "allow_anonymous true",
+                "persistence true",
+                f"persistence_location {workdir}/data/",
+                "autosave_interval 60",
+                "max_queued_messages 0",
+                "max_inflight_messages 1000",
+                "user root" if os.geteuid() == 0 else "",
+                f"log_dest file {workdir}/mosquitto.log",
+            ]
+        )
+        + "\n"
+    )
 
 
 def new_broker(workdir: Path) -> Broker:
@@ -73,15 +83,27 @@ def make_site(workdir: Path, devices: int) -> tuple[dict[str, SigningKey], Path]
     return keys, workdir / "registry.json"
 
 
-def signed_events(keys: dict[str, SigningKey], per_device: int,
-                  first_seq: int = 1) -> list[tuple[str, bytes]]:  # fmt: skip
+def signed_events(
+    keys: dict[str, SigningKey], per_device: int, first_seq: int = 1
+) -> list[tuple[str, bytes]]:
     out = []
     for seq in range(first_seq, first_seq + per_device):
         for dev, key in keys.items():
-            event = Event(eid=new_event_id(), typ="scan", dev=dev, site=SITE, seq=seq,
-                          t_ms=int(time.time() * 1000), clock="synced", verdict="pass",
-                          reason="ok", lane="lane-1", ref=os.urandom(16), sub=os.urandom(16),
-                          kind="declaration")  # fmt: skip
+            event = Event(
+                eid=new_event_id(),
+                typ="scan",
+                dev=dev,
+                site=SITE,
+                seq=seq,
+                t_ms=int(time.time() * 1000),
+                clock="synced",
+                verdict="pass",
+                reason="ok",
+                lane="lane-1",
+                ref=os.urandom(16),
+                sub=os.urandom(16),
+                kind="declaration",
+            )
             out.append((dev, sign_event(event, key)))
     return out
 
@@ -112,10 +134,15 @@ SESSION_EXPIRY_S = 7 * 86400  # the gateway's default
 
 
 def gateway_config(workdir: Path, broker: Broker, registry: Path) -> Path:
-    data = {"id": "gw-a", "site": SITE, "state_dir": str(workdir / "state"),
-            "signing_key_file": str(workdir / "gw.key"), "registry_file": str(registry),
-            "root_public_keys": [bytes(SigningKey.generate().verify_key).hex()],
-            "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": RECEIVE_MAXIMUM}}  # fmt: skip
+    data = {
+        "id": "gw-a",
+        "site": SITE,
+        "state_dir": str(workdir / "state"),
+        "signing_key_file": str(workdir / "gw.key"),
+        "registry_file": str(registry),
+        "root_public_keys": [bytes(SigningKey.generate().verify_key).hex()],
+        "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": RECEIVE_MAXIMUM},
+    }
     path = workdir / "gateway.toml"
     path.write_text(to_toml(data))
     return path
@@ -124,19 +151,30 @@ def gateway_config(workdir: Path, broker: Broker, registry: Path) -> Path:
 def start_gateway(config: Path, workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "gateway", "run", "--config", str(config)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
         stderr=(workdir / "gateway.log").open("ab"),
-    )  # fmt: skip
+    )
 
 
 def start_raw(broker: Broker, n: int, out: Path, site: str = SITE) -> subprocess.Popen:
     """A bare paho QoS 1 subscriber (paho acks in its network thread as each message
     arrives), with the gateway's session settings, in its own process."""
     return subprocess.Popen(
-        [sys.executable, __file__, "--raw-subscriber", broker.host, str(broker.port), str(n),
-         str(out), site],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            __file__,
+            "--raw-subscriber",
+            broker.host,
+            str(broker.port),
+            str(n),
+            str(out),
+            site,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def raw_subscriber(host: str, port: int, n: int, out: Path, site: str = SITE) -> None:
@@ -158,8 +196,9 @@ def raw_subscriber(host: str, port: int, n: int, out: Path, site: str = SITE) ->
 
     # the same protocol and session as the gateway (MQTT 5 persistent session, receive
     # maximum), so the two differ only in what happens to each message
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{RAW_CLIENT}-{site}",
-                         protocol=mqtt.MQTTv5)  # fmt: skip
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{RAW_CLIENT}-{site}", protocol=mqtt.MQTTv5
+    )
     client.on_message = on_message
     client.on_connect = on_connect
     props = Properties(PacketTypes.CONNECT)
@@ -305,11 +344,17 @@ def live_burst(workdir: Path, quick: bool, rounds: int = 3) -> list[dict]:
     gw_rate, raw_rate = max(gw_rates), max(raw_rates)
     ratio = gw_rate / raw_rate
     runs = lambda rates: ", ".join(f"{r:,.0f}" for r in rates)  # noqa: E731
-    return [row(f"gateway durable ingest, {n:,} events from 10 devices (verified, committed, acked), "
-                f"best of {rounds} interleaved",
-                f"{gw_rate:,.0f} ev/s ({runs(gw_rates)}), {lost} lost",
-                f"{raw_rate:,.0f} msg/s ({runs(raw_rates)}) bare paho QoS 1",
-                ratio, ">= 0.8x, zero loss", ratio >= 0.8 and lost == 0)]  # fmt: skip
+    return [
+        row(
+            f"gateway durable ingest, {n:,} events from 10 devices (verified, committed, acked), "
+            f"best of {rounds} interleaved",
+            f"{gw_rate:,.0f} ev/s ({runs(gw_rates)}), {lost} lost",
+            f"{raw_rate:,.0f} msg/s ({runs(raw_rates)}) bare paho QoS 1",
+            ratio,
+            ">= 0.8x, zero loss",
+            ratio >= 0.8 and lost == 0,
+        )
+    ]
 
 
 def storm(workdir: Path, quick: bool) -> list[dict]:
@@ -352,12 +397,23 @@ def storm(workdir: Path, quick: bool) -> list[dict]:
         broker.stop()
     scale = f"{n_dev} devices x {per_device} queued" + (" (quick: scaled down)" if quick else "")
     return [
-        row(f"reconnect storm drain, {scale}", f"{gw_s:.1f} s ({n / gw_s:,.0f} ev/s), "
-            f"{n - stored} lost", f"{raw_s:.1f} s bare paho", raw_s / gw_s,
-            ">= 0.8x bare, zero loss", raw_s / gw_s >= 0.8 and stored == n),
-        row("gateway peak RSS (VmHWM, incl. verifier process) after the storm", f"{rss:.0f} MB", "", None, "<= 150 MB",
-            rss <= 150),
-    ]  # fmt: skip
+        row(
+            f"reconnect storm drain, {scale}",
+            f"{gw_s:.1f} s ({n / gw_s:,.0f} ev/s), {n - stored} lost",
+            f"{raw_s:.1f} s bare paho",
+            raw_s / gw_s,
+            ">= 0.8x bare, zero loss",
+            raw_s / gw_s >= 0.8 and stored == n,
+        ),
+        row(
+            "gateway peak RSS (VmHWM, incl. verifier process) after the storm",
+            f"{rss:.0f} MB",
+            "",
+            None,
+            "<= 150 MB",
+            rss <= 150,
+        ),
+    ]
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -46,11 +46,23 @@ def run(quick: bool = False) -> list[dict]:
     ratio = issue_s / bare_s
     pdf_s = with_pdf_s - issue_s
     return [
-        row("pass issue from CSV: row -> QR text", f"{n / issue_s:,.0f} /s",
-            f"{n / bare_s:,.0f} /s bare Ed25519 sign", ratio, "informational", None),
-        row(f"printable cards: {n} passes -> A4 PDF", f"{pdf_s:.2f} s (+ issuing)",
-            "", None, f"{n} cards < 30 s", pdf_s < 30 * n / 1000),
-    ]  # fmt: skip
+        row(
+            "pass issue from CSV: row -> QR text",
+            f"{n / issue_s:,.0f} /s",
+            f"{n / bare_s:,.0f} /s bare Ed25519 sign",
+            ratio,
+            "informational",
+            None,
+        ),
+        row(
+            f"printable cards: {n} passes -> A4 PDF",
+            f"{pdf_s:.2f} s (+ issuing)",
+            "",
+            None,
+            f"{n} cards < 30 s",
+            pdf_s < 30 * n / 1000,
+        ),
+    ]
 
 
 if __name__ == "__main__":

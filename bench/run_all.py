@@ -20,8 +20,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench._table import machine, markdown, row  # noqa: E402
 
-MODULES = ("bench_protocol", "bench_decoders", "bench_device", "bench_gateway", "bench_central", "bench_provisioning",
-           "bench_e2e")  # fmt: skip
+MODULES = (
+    "bench_protocol",
+    "bench_decoders",
+    "bench_device",
+    "bench_gateway",
+    "bench_central",
+    "bench_provisioning",
+    "bench_e2e",
+)
 
 
 def main() -> int:

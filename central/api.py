@@ -91,8 +91,10 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
         registry = registries.get()
         gateway = authenticate_gateway(request, registry)
         if gateway is None:
-            log.warning("refused batch: bad token for gateway %r",
-                        request.headers.get("x-chot-gateway", "")[:64])  # fmt: skip
+            log.warning(
+                "refused batch: bad token for gateway %r",
+                request.headers.get("x-chot-gateway", "")[:64],
+            )
             return _error(401, "unauthorized", "unknown gateway or bad bearer token")
         body = await read_body(request)
         if body is None:
@@ -124,17 +126,22 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
 
     @app.get("/api/v1/visits")
     def get_visits(
-        request: Request, sub: str = Query(pattern="^[0-9a-f]{32}$"), from_ms: int = 0,
+        request: Request,
+        sub: str = Query(pattern="^[0-9a-f]{32}$"),
+        from_ms: int = 0,
         to_ms: int = 2**62,
-    ) -> list[dict]:  # fmt: skip
+    ) -> list[dict]:
         name = operator(request, "tracing")
         return queries.visits(store, bytes.fromhex(sub), from_ms, to_ms, operator=name, via="api")
 
     @app.get("/api/v1/contacts")
     def get_contacts(
-        request: Request, sub: str = Query(pattern="^[0-9a-f]{32}$"),
-        window_min: int = Query(30, ge=1, le=24 * 60), from_ms: int = 0, to_ms: int = 2**62,
-    ) -> list[dict]:  # fmt: skip
+        request: Request,
+        sub: str = Query(pattern="^[0-9a-f]{32}$"),
+        window_min: int = Query(30, ge=1, le=24 * 60),
+        from_ms: int = 0,
+        to_ms: int = 2**62,
+    ) -> list[dict]:
         name = operator(request, "tracing")
         return queries.contacts(
             store, bytes.fromhex(sub), window_min, from_ms, to_ms, operator=name, via="api"

@@ -171,8 +171,16 @@ def run_serve(args: argparse.Namespace) -> int:
         if not (args.store and args.registry):
             raise UsageError("serve needs --config FILE, or --store URL and --registry FILE")
         config = CentralConfig(store=args.store, registry=args.registry)
-    updates = {k: v for k, v in {"store": args.store, "registry": args.registry,
-                                 "host": args.host, "port": args.port}.items() if v}  # fmt: skip
+    updates = {
+        k: v
+        for k, v in {
+            "store": args.store,
+            "registry": args.registry,
+            "host": args.host,
+            "port": args.port,
+        }.items()
+        if v
+    }
     config = config.model_copy(update=updates)
     if not config.registry.exists():
         raise UsageError(f"registry {config.registry} not found")

@@ -38,9 +38,10 @@ class CentralConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8470, ge=1, le=65535)
     max_body_bytes: int = Field(
-        MAX_EVENTS * (MAX_EVENT_BYTES + 16) + 1024, ge=1024,
+        MAX_EVENTS * (MAX_EVENT_BYTES + 16) + 1024,
+        ge=1024,
         description="larger request bodies get 413 before they are read",
-    )  # fmt: skip
+    )
     retention_days: int | None = Field(None, ge=1, description="drop days older than this")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="local day for reports")
     operators: dict[str, Operator] = Field(default_factory=dict)

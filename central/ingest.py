@@ -92,8 +92,12 @@ def ingest_batch(
     result.duplicate.extend(in_batch_duplicates)
     log.info(
         "gateway %s: batch of %d: %d stored, %d duplicate, %d rejected",
-        gateway.id, len(items), len(result.stored), len(result.duplicate), len(result.rejected),
-    )  # fmt: skip
+        gateway.id,
+        len(items),
+        len(result.stored),
+        len(result.duplicate),
+        len(result.rejected),
+    )
     return result
 
 
@@ -137,12 +141,28 @@ def to_row(event: Event, raw: bytes, gateway_id: str, now_ms: int) -> EventRow:
         except (TypeError, ValueError):
             raise ProtocolError(Reason.BAD_EVENT, "extra cannot be stored as JSON") from None
     return EventRow(
-        eid=event.eid, typ=event.typ, dev=event.dev, site=event.site, lane=event.lane,
-        seq=event.seq, t=event.t_ms, received_at=now_ms, gateway=gateway_id,
-        verdict=event.verdict, reason=event.reason, ref=event.ref, sub=event.sub,
-        kid=event.kid, kind=event.kind, tlv=event.tlv, clock=event.clock,
-        dec_us=event.dec_us, ver_us=event.ver_us, extra=extra, raw=raw,
-    )  # fmt: skip
+        eid=event.eid,
+        typ=event.typ,
+        dev=event.dev,
+        site=event.site,
+        lane=event.lane,
+        seq=event.seq,
+        t=event.t_ms,
+        received_at=now_ms,
+        gateway=gateway_id,
+        verdict=event.verdict,
+        reason=event.reason,
+        ref=event.ref,
+        sub=event.sub,
+        kid=event.kid,
+        kind=event.kind,
+        tlv=event.tlv,
+        clock=event.clock,
+        dec_us=event.dec_us,
+        ver_us=event.ver_us,
+        extra=extra,
+        raw=raw,
+    )
 
 
 def _has_personal_keys(value: Any) -> bool:

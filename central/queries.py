@@ -23,9 +23,15 @@ def log_access(store: Store, operator: str, via: str, query: str, params: dict, 
     store.execute(
         "INSERT INTO access_log (at, operator, via, query, params, row_count) "
         "VALUES (:at, :operator, :via, :query, :params, :rows)",
-        {"at": int(time.time() * 1000), "operator": operator, "via": via, "query": query,
-         "params": json.dumps(params, sort_keys=True), "rows": rows},
-    )  # fmt: skip
+        {
+            "at": int(time.time() * 1000),
+            "operator": operator,
+            "via": via,
+            "query": query,
+            "params": json.dumps(params, sort_keys=True),
+            "rows": rows,
+        },
+    )
 
 
 def _require_operator(operator: str) -> None:
@@ -45,8 +51,9 @@ def visits(
         {"sub": sub, "t_from": t_from, "t_to": t_to},
     )
     result = [{**r, "ref": _hex(r["ref"])} for r in rows]
-    log_access(store, operator, via, "visits",
-               {"sub": sub.hex(), "from": t_from, "to": t_to}, len(result))  # fmt: skip
+    log_access(
+        store, operator, via, "visits", {"sub": sub.hex(), "from": t_from, "to": t_to}, len(result)
+    )
     return result
 
 
@@ -78,15 +85,27 @@ def contacts(
         near = store.fetch(
             "SELECT eid, sub, t FROM events WHERE site = :site AND t >= :lo AND t <= :hi "
             f"AND typ IN {PERSON_TYPES} AND sub IS NOT NULL AND sub <> :sub",
-            {"site": visit["site"], "lo": visit["t"] - window, "hi": visit["t"] + window,
-             "sub": sub},
-        )  # fmt: skip
+            {
+                "site": visit["site"],
+                "lo": visit["t"] - window,
+                "hi": visit["t"] + window,
+                "sub": sub,
+            },
+        )
         for other in near:
             key = (bytes(other["sub"]), visit["site"])
             gap = abs(other["t"] - visit["t"])
-            item = found.setdefault(key, {"sub": key[0].hex(), "site": key[1],
-                                          "first_t": other["t"], "last_t": other["t"],
-                                          "events": 0, "min_gap_ms": gap})  # fmt: skip
+            item = found.setdefault(
+                key,
+                {
+                    "sub": key[0].hex(),
+                    "site": key[1],
+                    "first_t": other["t"],
+                    "last_t": other["t"],
+                    "events": 0,
+                    "min_gap_ms": gap,
+                },
+            )
             item["first_t"] = min(item["first_t"], other["t"])
             item["last_t"] = max(item["last_t"], other["t"])
             item["min_gap_ms"] = min(item["min_gap_ms"], gap)
@@ -94,9 +113,14 @@ def contacts(
     for key, item in found.items():
         item["events"] = len(events[key])
     result = sorted(found.values(), key=lambda c: (c["min_gap_ms"], c["first_t"], c["sub"]))
-    log_access(store, operator, via, "contacts",
-               {"sub": sub.hex(), "window_min": window_min, "from": t_from, "to": t_to},
-               len(result))  # fmt: skip
+    log_access(
+        store,
+        operator,
+        via,
+        "contacts",
+        {"sub": sub.hex(), "window_min": window_min, "from": t_from, "to": t_to},
+        len(result),
+    )
     return result
 
 
@@ -127,9 +151,19 @@ def report(
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
             key = (r["site"], r["lane"] or "-")
-            group = groups.setdefault(key, {
-                "site": key[0], "day": current.isoformat(), "lane": key[1],
-                "total": 0, "pass": 0, "fail": 0, "warn": 0, "fail_reasons": {}})  # fmt: skip
+            group = groups.setdefault(
+                key,
+                {
+                    "site": key[0],
+                    "day": current.isoformat(),
+                    "lane": key[1],
+                    "total": 0,
+                    "pass": 0,
+                    "fail": 0,
+                    "warn": 0,
+                    "fail_reasons": {},
+                },
+            )
             verdict = r["verdict"] if r["verdict"] in ("pass", "fail", "warn") else "fail"
             group["total"] += r["n"]
             group[verdict] += r["n"]
@@ -153,10 +187,24 @@ def health(store: Store, t_from: int, t_to: int) -> list[dict[str, Any]]:
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for r in rows:
         key = (r["dev"], r["hour"])
-        item = out.setdefault(key, {
-            "dev": r["dev"], "site": r["site"], "hour": _iso(r["hour"] * HOUR_MS), "events": 0,
-            "pass": 0, "fail": 0, "warn": 0, "load": 0, "clock_synced": 0, "clock_bounded": 0,
-            "clock_unknown": 0, "last_t": 0, "last_received": 0})  # fmt: skip
+        item = out.setdefault(
+            key,
+            {
+                "dev": r["dev"],
+                "site": r["site"],
+                "hour": _iso(r["hour"] * HOUR_MS),
+                "events": 0,
+                "pass": 0,
+                "fail": 0,
+                "warn": 0,
+                "load": 0,
+                "clock_synced": 0,
+                "clock_bounded": 0,
+                "clock_unknown": 0,
+                "last_t": 0,
+                "last_received": 0,
+            },
+        )
         item["events"] += r["n"]
         if r["typ"] == "load":
             item["load"] += r["n"]
@@ -175,10 +223,11 @@ def load(store: Store, site: str | None = None, since_ms: int | None = None) -> 
         "SELECT e.site AS site, e.dev AS gateway, e.t AS t, e.received_at AS received_at, "
         "e.extra AS extra FROM events e JOIN (SELECT dev, MAX(t) AS t FROM events "
         "WHERE typ = 'load' AND t >= :since GROUP BY dev) last ON last.dev = e.dev "
-        "AND last.t = e.t WHERE e.typ = 'load'" + (" AND e.site = :site" if site else "")
+        "AND last.t = e.t WHERE e.typ = 'load'"
+        + (" AND e.site = :site" if site else "")
         + " ORDER BY e.site, e.dev",
         {"since": since_ms or 0, "site": site},
-    )  # fmt: skip
+    )
     return [{**r, "extra": json.loads(r["extra"]) if r["extra"] else {}} for r in rows]
 
 
@@ -199,13 +248,16 @@ def stats(store: Store) -> dict[str, Any]:
         "duplicates": int(total["n"] - total["d"]) + int(dev_seq["extra"]),
         "by_verdict": {(r["verdict"] or "none"): int(r["n"]) for r in verdicts},
         "by_device": {
-            r["dev"]: {"count": int(r["n"]), "min_seq": int(r["min_seq"]),
-                       "max_seq": int(r["max_seq"]),
-                       # gaps in 1..max_seq: devices number their events from 1
-                       "missing": int(r["max_seq"] - r["distinct_seq"])}
+            r["dev"]: {
+                "count": int(r["n"]),
+                "min_seq": int(r["min_seq"]),
+                "max_seq": int(r["max_seq"]),
+                # gaps in 1..max_seq: devices number their events from 1
+                "missing": int(r["max_seq"] - r["distinct_seq"]),
+            }
             for r in devices
         },
-    }  # fmt: skip
+    }
 
 
 def access_log(store: Store, limit: int = 100) -> list[dict[str, Any]]:

@@ -16,9 +16,28 @@ DAY_MS = 86_400_000
 
 # Column order of the events table in both dialects (the staging COPY relies on it).
 COLUMNS = (
-    "eid", "typ", "dev", "site", "lane", "seq", "t", "received_at", "gateway", "verdict",
-    "reason", "ref", "sub", "kid", "kind", "tlv", "clock", "dec_us", "ver_us", "extra", "raw",
-)  # fmt: skip
+    "eid",
+    "typ",
+    "dev",
+    "site",
+    "lane",
+    "seq",
+    "t",
+    "received_at",
+    "gateway",
+    "verdict",
+    "reason",
+    "ref",
+    "sub",
+    "kid",
+    "kind",
+    "tlv",
+    "clock",
+    "dec_us",
+    "ver_us",
+    "extra",
+    "raw",
+)
 
 
 @dataclass(frozen=True)

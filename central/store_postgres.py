@@ -40,9 +40,28 @@ _MOVE = (
 )
 # PostgreSQL types of COLUMNS, in order, for the binary COPY
 _COPY_TYPES = [
-    "bytea", "text", "text", "text", "text", "int8", "int8", "int8", "text", "text",
-    "text", "bytea", "bytea", "bytea", "text", "int8", "text", "int4", "int4", "jsonb", "bytea",
-]  # fmt: skip
+    "bytea",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "int8",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "bytea",
+    "bytea",
+    "bytea",
+    "text",
+    "int8",
+    "text",
+    "int4",
+    "int4",
+    "jsonb",
+    "bytea",
+]
 _EXTRA = COLUMNS.index("extra")
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _PARTITION_NAME = re.compile(r"^events_(\d{8})$")
@@ -125,8 +144,11 @@ class PostgresStore(Store):
                     for row in rows:
                         values = row.values()
                         if values[_EXTRA] is not None:  # already JSON text: send it as is
-                            values = (*values[:_EXTRA], Jsonb(values[_EXTRA], dumps=_as_is),
-                                      *values[_EXTRA + 1 :])  # fmt: skip
+                            values = (
+                                *values[:_EXTRA],
+                                Jsonb(values[_EXTRA], dumps=_as_is),
+                                *values[_EXTRA + 1 :],
+                            )
                         copy.write_row(values)
                 cur.execute(_MOVE)
                 return {r["eid"] for r in cur.fetchall()}

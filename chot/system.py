@@ -88,9 +88,13 @@ def make_passes(home: OpsHome, *, now: int, valid: int = 60) -> PassMix:
     stranger = SigningKey.generate()  # an issuer nobody trusts
     for _ in range(3):
         claims = PassClaims(
-            iss="VN-HN", iat=now - 600, exp=now + 72 * HOUR, cti=os.urandom(16),
-            sub=os.urandom(16), kind="declaration",
-        )  # fmt: skip
+            iss="VN-HN",
+            iat=now - 600,
+            exp=now + 72 * HOUR,
+            cti=os.urandom(16),
+            sub=os.urandom(16),
+            kind="declaration",
+        )
         mix.forged.append(encode_pass(claims, stranger))
     for i in range(3):
         text, claims = home.issue_pass(kind="declaration", doc_number=f"0017770{i:05d}", now=now)
@@ -135,21 +139,34 @@ def provision_site(
     device_configs = []
     for i in range(1, devices + 1):
         bundle = home.add_device(
-            SITE, f"demo-lane{i}", lane=f"lane-{i}", out=workdir / "devices" / f"demo-lane{i}",
-            broker_host="127.0.0.1", broker_port=broker_port, camera_source="synthetic",
+            SITE,
+            f"demo-lane{i}",
+            lane=f"lane-{i}",
+            out=workdir / "devices" / f"demo-lane{i}",
+            broker_host="127.0.0.1",
+            broker_port=broker_port,
+            camera_source="synthetic",
             gpio_backend="simulated",
-        )  # fmt: skip
+        )
         passes_file = bundle.folder / "passes.txt"
         passes_file.write_text("\n".join(mix.queue(i - 1)) + "\n")
         config = bundle.folder / "device.toml"
         _patch_toml(
             config,
-            camera={"source": "synthetic", "passes_file": "passes.txt", "fps": fps,
-                    "arrival_per_min": arrival_per_min, "hold_s": 1.0, "seed": i,
-                    "width": 640, "height": 480, "difficulty": "normal"},
+            camera={
+                "source": "synthetic",
+                "passes_file": "passes.txt",
+                "fps": fps,
+                "arrival_per_min": arrival_per_min,
+                "hold_s": 1.0,
+                "seed": i,
+                "width": 640,
+                "height": 480,
+                "difficulty": "normal",
+            },
             policy={"debounce_s": 3, "duplicate_window_s": 1800},
             mqtt={"heartbeat_s": 5},
-        )  # fmt: skip
+        )
         device_configs.append(config)
     password = os.urandom(9).hex()
     home.add_operator(SITE, OPERATOR, password)
@@ -159,18 +176,30 @@ def provision_site(
     gateway_config = gateway.folder / "gateway.toml"
     _patch_toml(
         gateway_config,
-        web={"enabled": True, "host": "127.0.0.1", "port": web_port,
-             "users_file": "operators.json"},
+        web={
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": web_port,
+            "users_file": "operators.json",
+        },
         root={"load_interval_s": 10},
-    )  # fmt: skip
+    )
     broker_dir = workdir / "broker"
     write_broker_config(home, SITE, broker_dir)
     broker_conf = write_local_config(broker_dir, broker_port)
     store = central_store or f"sqlite:///{workdir / 'central.db'}"
     return ProvisionedSite(
-        workdir, home, broker_port, central_port, web_port, password, gateway_config,
-        device_configs, store, broker_conf,
-    )  # fmt: skip
+        workdir,
+        home,
+        broker_port,
+        central_port,
+        web_port,
+        password,
+        gateway_config,
+        device_configs,
+        store,
+        broker_conf,
+    )
 
 
 def _patch_toml(path: Path, root: dict | None = None, **tables: dict) -> None:
@@ -196,9 +225,12 @@ class Service:
     def start(self, wait: bool = True) -> "Service":
         log_file = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         log_file.close()
         if wait and self.port:
             try:

@@ -120,13 +120,20 @@ def open_configured_source(config: DeviceConfig) -> camera.FrameSource:
         except OSError as exc:
             raise camera.CameraError(f"cannot read passes_file: {exc.strerror}") from None
     texts = arrival_texts(
-        passes, arrival_per_min=cam.arrival_per_min, hold_s=cam.hold_s, fps=cam.fps,
+        passes,
+        arrival_per_min=cam.arrival_per_min,
+        hold_s=cam.hold_s,
+        fps=cam.fps,
         seed=cam.seed,
-    )  # fmt: skip
+    )
     return camera.open_source(
-        "synthetic", texts=texts, size=(cam.width, cam.height), difficulty=cam.difficulty,
-        seed=cam.seed, interval=1.0 / cam.fps,
-    )  # fmt: skip
+        "synthetic",
+        texts=texts,
+        size=(cam.width, cam.height),
+        difficulty=cam.difficulty,
+        seed=cam.seed,
+        interval=1.0 / cam.fps,
+    )
 
 
 class DeviceApp:
@@ -171,9 +178,11 @@ class DeviceApp:
         )
         self._seed_documents()
         self.decider = Decider(
-            self.store.trust_list(), self.store.revocation_list(), self._policy(),
+            self.store.trust_list(),
+            self.store.revocation_list(),
+            self._policy(),
             self.clock.read,
-        )  # fmt: skip
+        )
         self.outbox = Outbox(
             state_dir / "outbox.db",
             self.device_id,
@@ -194,8 +203,12 @@ class DeviceApp:
                 health=self.health_snapshot,
             )
             self.uplink.start()
-        log.info("device %s: booted, outbox at seq %d (%d pending)", self.device_id,
-                 self.outbox.last_seq, self.outbox.depth)  # fmt: skip
+        log.info(
+            "device %s: booted, outbox at seq %d (%d pending)",
+            self.device_id,
+            self.outbox.last_seq,
+            self.outbox.depth,
+        )
 
     # -- boot helpers -----------------------------------------------------------------------
 
@@ -217,9 +230,10 @@ class DeviceApp:
     def _policy(self) -> Policy:
         p = self.config.policy
         values: dict[str, Any] = {
-            "allowed_kinds": p.allowed_kinds, "debounce_s": p.debounce_s,
+            "allowed_kinds": p.allowed_kinds,
+            "debounce_s": p.debounce_s,
             "duplicate_window_s": p.duplicate_window_s,
-        }  # fmt: skip
+        }
         doc = self.store.current("config")
         if doc is not None:
             values.update(parse_config_policy(doc.body))
@@ -228,12 +242,20 @@ class DeviceApp:
     def _mqtt_options(self) -> MqttOptions:
         m = self.config.mqtt
         return MqttOptions(
-            host=m.host, port=m.port, username=m.username, password=m.password(),
-            ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
-            keepalive_s=m.keepalive_s, heartbeat_s=m.heartbeat_s,
-            session_expiry_s=m.session_expiry_s, reconnect_max_s=m.reconnect_max_s,
-            window=m.window, ack_timeout_s=m.ack_timeout_s,
-        )  # fmt: skip
+            host=m.host,
+            port=m.port,
+            username=m.username,
+            password=m.password(),
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
+            keepalive_s=m.keepalive_s,
+            heartbeat_s=m.heartbeat_s,
+            session_expiry_s=m.session_expiry_s,
+            reconnect_max_s=m.reconnect_max_s,
+            window=m.window,
+            ack_timeout_s=m.ack_timeout_s,
+        )
 
     # -- documents from MQTT (paho thread) --------------------------------------------------
 
@@ -319,13 +341,20 @@ class DeviceApp:
     def _record(self, d: Decision, dec_us: int) -> None:
         claims = d.result.claims if signature_checked(d) else None
         fields: dict[str, Any] = {
-            "typ": "scan", "t_ms": int(time.time() * 1000), "clock": d.clock.state.value,
-            "verdict": d.verdict.value, "reason": d.reason.value,
-            "lane": self.config.device.lane, "ref": d.pass_ref,
-            "sub": claims.sub if claims else None, "kid": d.result.kid,
-            "kind": claims.kind if claims else None, "tlv": d.trust_version,
-            "dec_us": dec_us, "ver_us": d.ver_us,
-        }  # fmt: skip
+            "typ": "scan",
+            "t_ms": int(time.time() * 1000),
+            "clock": d.clock.state.value,
+            "verdict": d.verdict.value,
+            "reason": d.reason.value,
+            "lane": self.config.device.lane,
+            "ref": d.pass_ref,
+            "sub": claims.sub if claims else None,
+            "kid": d.result.kid,
+            "kind": claims.kind if claims else None,
+            "tlv": d.trust_version,
+            "dec_us": dec_us,
+            "ver_us": d.ver_us,
+        }
         if self._unrecorded_pending:
             fields["extra"] = {"unrecorded": self._unrecorded_pending}
         try:
@@ -335,8 +364,12 @@ class DeviceApp:
             self.health.unrecorded += 1
             self.stats.unrecorded += 1
             self._outbox_failed = True
-            log.error("device %s: decision not recorded (%s), %d so far", self.device_id,
-                      exc.reason, self.health.unrecorded)  # fmt: skip
+            log.error(
+                "device %s: decision not recorded (%s), %d so far",
+                self.device_id,
+                exc.reason,
+                self.health.unrecorded,
+            )
             return
         self._unrecorded_pending = 0
         self._outbox_failed = False

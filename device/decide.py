@@ -65,11 +65,21 @@ class Decision:
 
 # Reasons given before the issuer signature was checked: the claims are then unverified and
 # must not be reported as facts (no subject pseudonym or kind in the event).
-UNVERIFIED_REASONS = frozenset({
-    Reason.NOT_CHOT, Reason.BAD_BASE45, Reason.BAD_ZLIB, Reason.TOO_LARGE, Reason.BAD_CBOR,
-    Reason.BAD_COSE, Reason.BAD_ALG, Reason.UNKNOWN_KID, Reason.BAD_SIGNATURE,
-    Reason.BAD_CLAIMS, Reason.NO_TRUST_LIST,
-})  # fmt: skip
+UNVERIFIED_REASONS = frozenset(
+    {
+        Reason.NOT_CHOT,
+        Reason.BAD_BASE45,
+        Reason.BAD_ZLIB,
+        Reason.TOO_LARGE,
+        Reason.BAD_CBOR,
+        Reason.BAD_COSE,
+        Reason.BAD_ALG,
+        Reason.UNKNOWN_KID,
+        Reason.BAD_SIGNATURE,
+        Reason.BAD_CLAIMS,
+        Reason.NO_TRUST_LIST,
+    }
+)
 
 
 def signature_checked(decision: Decision) -> bool:

@@ -163,9 +163,11 @@ class Outbox:
         with self._lock:
             if seq > self._last_seq:
                 log.warning(
-                    "device %s: ack %d beyond last seq %d ignored", self.device_id, seq,
+                    "device %s: ack %d beyond last seq %d ignored",
+                    self.device_id,
+                    seq,
                     self._last_seq,
-                )  # fmt: skip
+                )
                 seq = self._last_seq
             if seq <= self._acked_seq:
                 return 0

@@ -97,8 +97,14 @@ class Uplink:
         self._marked_sent = 0
         self._ack_to = 0  # highest gateway ack received, applied by the pump
         self._last_heartbeat = float("-inf")
-        self.stats = {"published": 0, "republished": 0, "acks": 0, "callback_errors": 0,
-                      "connects": 0, "documents": 0}  # fmt: skip
+        self.stats = {
+            "published": 0,
+            "republished": 0,
+            "acks": 0,
+            "callback_errors": 0,
+            "connects": 0,
+            "documents": 0,
+        }
         self.client = self._make_client()
         self._pump = threading.Thread(target=self._pump_loop, name="uplink-pump", daemon=True)
 
@@ -214,8 +220,12 @@ class Uplink:
                 if seq is None:
                     return
                 if reason_code.is_failure:
-                    log.warning("device %s: broker refused event seq %d: %s", self.device_id,
-                                seq, reason_code)  # fmt: skip
+                    log.warning(
+                        "device %s: broker refused event seq %d: %s",
+                        self.device_id,
+                        seq,
+                        reason_code,
+                    )
                     return
                 self._broker_has = max(self._broker_has, seq)
         except Exception:
@@ -284,8 +294,10 @@ class Uplink:
             if outstanding and now - self._last_progress > self.options.ack_timeout_s:
                 log.warning(
                     "device %s: no ack beyond seq %d for %.0f s, republishing",
-                    self.device_id, acked, now - self._last_progress,
-                )  # fmt: skip
+                    self.device_id,
+                    acked,
+                    now - self._last_progress,
+                )
                 self._rewind = True
             if self._rewind:
                 self._rewind = False

@@ -66,16 +66,26 @@ class GatewayApp:
     def init_store(self) -> None:
         c = self.config
         c.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(c.store_path, max_bytes=c.store.max_bytes,
-                           disk_alert_free_bytes=c.store.disk_alert_free_bytes,
-                           retention_days=c.store.retention_days, own_id=c.id)  # fmt: skip
+        self.store = Store(
+            c.store_path,
+            max_bytes=c.store.max_bytes,
+            disk_alert_free_bytes=c.store.disk_alert_free_bytes,
+            retention_days=c.store.retention_days,
+            own_id=c.id,
+        )
 
     def init_ingest(self) -> None:
         c = self.config
         self.registry = RegistrySource(c.registry_file, c.site)
-        self.ingest = Ingest(self.store, c.site, self.registry, batch_max=c.store.batch_max,
-                             batch_ms=c.store.batch_ms, peer_acks=bool(c.mqtt.shared_group),
-                             verify_process=c.verify_process)  # fmt: skip
+        self.ingest = Ingest(
+            self.store,
+            c.site,
+            self.registry,
+            batch_max=c.store.batch_max,
+            batch_ms=c.store.batch_ms,
+            peer_acks=bool(c.mqtt.shared_group),
+            verify_process=c.verify_process,
+        )
         self.ingest.registry_check_s = c.registry_check_s
 
     def init_forwarder(self) -> None:
@@ -85,30 +95,44 @@ class GatewayApp:
             return
         token = read_secret(c.token_file) or ""
         self.forwarder = Forwarder(
-            self.store, self.config.id, c.url, token, batch_size=c.batch_size,
-            connect_timeout_s=c.connect_timeout_s, read_timeout_s=c.read_timeout_s,
-            backoff_initial_s=c.backoff_initial_s, backoff_max_s=c.backoff_max_s,
-            idle_poll_s=c.idle_poll_s, verify=str(c.ca_file) if c.ca_file else True,
-        )  # fmt: skip
+            self.store,
+            self.config.id,
+            c.url,
+            token,
+            batch_size=c.batch_size,
+            connect_timeout_s=c.connect_timeout_s,
+            read_timeout_s=c.read_timeout_s,
+            backoff_initial_s=c.backoff_initial_s,
+            backoff_max_s=c.backoff_max_s,
+            idle_poll_s=c.idle_poll_s,
+            verify=str(c.ca_file) if c.ca_file else True,
+        )
         self.ingest.on_batch = lambda result: self.forwarder.wake() if result.stored else None
 
     def init_signer_and_distribution(self) -> None:
         c = self.config
         self.signer = GatewaySigner(self.store, load_signing_key(c.signing_key_file), c.id, c.site)
-        self.distributor = Distributor(self.store, c.site, c.root_keys, self._publish_retained,
-                                       c.documents_dir)  # fmt: skip
+        self.distributor = Distributor(
+            self.store, c.site, c.root_keys, self._publish_retained, c.documents_dir
+        )
 
     def init_mqtt(self) -> None:
         c = self.config
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=c.client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)  # fmt: skip
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=c.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
         if c.mqtt.username:
             client.username_pw_set(c.mqtt.username, read_secret(c.mqtt.password_file))
         if c.mqtt.ca_file:
-            client.tls_set(ca_certs=str(c.mqtt.ca_file),
-                           certfile=str(c.mqtt.cert_file) if c.mqtt.cert_file else None,
-                           keyfile=str(c.mqtt.key_file) if c.mqtt.key_file else None,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
+            client.tls_set(
+                ca_certs=str(c.mqtt.ca_file),
+                certfile=str(c.mqtt.cert_file) if c.mqtt.cert_file else None,
+                keyfile=str(c.mqtt.key_file) if c.mqtt.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         status = topics.gateway_status_topic(c.site, c.id)
         client.will_set(status, json.dumps({"state": "offline", "t": 0}), qos=1, retain=True)
         client.max_inflight_messages_set(100)
@@ -138,8 +162,11 @@ class GatewayApp:
             )
             n = self.distributor.republish_all()
             self.connected.set()
-            log.info("connected to broker (session present=%s), republished %d documents",
-                     flags.session_present, n)  # fmt: skip
+            log.info(
+                "connected to broker (session present=%s), republished %d documents",
+                flags.session_present,
+                n,
+            )
         except Exception:
             log.exception("on_connect failed")
 
@@ -148,8 +175,9 @@ class GatewayApp:
         if mid != self._subscribe_mid:
             return
         filters = self.ingest.subscriptions(self.config.mqtt.shared_group)
-        refused = [f for (f, _), rc in zip(filters, reason_code_list, strict=False)
-                   if rc.is_failure]  # fmt: skip
+        refused = [
+            f for (f, _), rc in zip(filters, reason_code_list, strict=False) if rc.is_failure
+        ]
         for topic_filter in refused:
             log.error("broker refused subscription %s (check the broker ACL)", topic_filter)
         self._publish_status("online")
@@ -184,8 +212,13 @@ class GatewayApp:
         if self.forwarder:
             self.forwarder.start()
         c = self.config.mqtt
-        self.client.connect_async(c.host, c.port, keepalive=c.keepalive_s, clean_start=False,
-                                  properties=self._connect_properties())  # fmt: skip
+        self.client.connect_async(
+            c.host,
+            c.port,
+            keepalive=c.keepalive_s,
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
         self.client.loop_start()
         self.start_web()
         self.store.add_audit("gateway", "start", f"client_id={self.config.client_id}")

@@ -77,9 +77,13 @@ def _open_store(config):
     from gateway.store import Store
 
     s = config.store
-    return Store(config.store_path, max_bytes=s.max_bytes,
-                 disk_alert_free_bytes=s.disk_alert_free_bytes,
-                 retention_days=s.retention_days, own_id=config.id)  # fmt: skip
+    return Store(
+        config.store_path,
+        max_bytes=s.max_bytes,
+        disk_alert_free_bytes=s.disk_alert_free_bytes,
+        retention_days=s.retention_days,
+        own_id=config.id,
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -107,11 +111,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         d = report["depth"]
-        print(f"pending {d['pending']}  forwarded {d['forwarded']}  rejected {d['rejected']}  "
-              f"lag {report['forward_lag_s']:.0f}s  alerts {','.join(report['alerts']) or '-'}")  # fmt: skip
+        print(
+            f"pending {d['pending']}  forwarded {d['forwarded']}  rejected {d['rejected']}  "
+            f"lag {report['forward_lag_s']:.0f}s  alerts {','.join(report['alerts']) or '-'}"
+        )
         for dev in report["devices"]:
-            print(f"  {dev['dev']}: ack {dev['ack']} {'online' if dev['online'] else 'offline'} "
-                  f"{','.join(dev['alerts'])}")  # fmt: skip
+            print(
+                f"  {dev['dev']}: ack {dev['ack']} {'online' if dev['online'] else 'offline'} "
+                f"{','.join(dev['alerts'])}"
+            )
     return 0
 
 
@@ -124,10 +132,10 @@ def cmd_manual(args: argparse.Namespace) -> int:
         return 2
     store = _open_store(config)
     try:
-        signer = GatewaySigner(store, load_signing_key(config.signing_key_file), config.id,
-                               config.site)  # fmt: skip
-        event = signer.record_manual(args.category, args.operator, lane=args.lane,
-                                     doc4=args.doc4)  # fmt: skip
+        signer = GatewaySigner(
+            store, load_signing_key(config.signing_key_file), config.id, config.site
+        )
+        event = signer.record_manual(args.category, args.operator, lane=args.lane, doc4=args.doc4)
     except ValueError as exc:
         print(f"chot gateway manual: {exc}", file=sys.stderr)
         return 2
@@ -146,8 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     add_commands(parser.add_subparsers(dest="group", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return int(args.func(args) or 0)
 
 

@@ -37,9 +37,14 @@ class Adopted:
 
 
 class Distributor:
-    def __init__(self, store: Store, site: str, root_keys: list[bytes],
-                 publish: Callable[[str, bytes], None] | None = None,
-                 documents_dir: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        site: str,
+        root_keys: list[bytes],
+        publish: Callable[[str, bytes], None] | None = None,
+        documents_dir: Path | None = None,
+    ) -> None:
         self.store = store
         self.site = site
         self.keyring = root_keyring(root_keys)

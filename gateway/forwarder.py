@@ -42,11 +42,21 @@ class ForwardStats:
 
 
 class Forwarder:
-    def __init__(self, store: Store, gateway_id: str, url: str, token: str, *,
-                 batch_size: int = 500, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 30.0, backoff_initial_s: float = 1.0,
-                 backoff_max_s: float = 300.0, idle_poll_s: float = 1.0,
-                 verify: bool | str = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        gateway_id: str,
+        url: str,
+        token: str,
+        *,
+        batch_size: int = 500,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        idle_poll_s: float = 1.0,
+        verify: bool | str = True,
+    ) -> None:
         self.store = store
         self.gateway_id = gateway_id
         self.url = url.rstrip("/") + INGEST_PATH
@@ -136,8 +146,12 @@ class Forwarder:
                 self.stats.failures += 1
                 self.stats.last_error = str(exc)
                 delay = self.backoff_s(self.stats.failures)
-                log.warning("forward failed (%d in a row): %s; retry in %.1fs",
-                            self.stats.failures, exc, delay)  # fmt: skip
+                log.warning(
+                    "forward failed (%d in a row): %s; retry in %.1fs",
+                    self.stats.failures,
+                    exc,
+                    delay,
+                )
                 self._stop.wait(delay)
                 continue
             except Exception:
@@ -155,7 +169,13 @@ class Forwarder:
 
     def health(self) -> dict:
         s = self.stats
-        return {"sent": s.sent, "confirmed": s.confirmed, "rejected": s.rejected,
-                "failures": s.failures, "last_success_ms": s.last_success_ms,
-                "last_error": s.last_error, "lag_s": self.store.forward_lag_s(),
-                "checked_at": time.time()}  # fmt: skip
+        return {
+            "sent": s.sent,
+            "confirmed": s.confirmed,
+            "rejected": s.rejected,
+            "failures": s.failures,
+            "last_success_ms": s.last_success_ms,
+            "last_error": s.last_error,
+            "lag_s": self.store.forward_lag_s(),
+            "checked_at": time.time(),
+        }

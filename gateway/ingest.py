@@ -94,8 +94,13 @@ class Inbound:
     generation: int  # connection it arrived on: a PUBACK is only valid on that connection
 
 
-_Verified = tuple[list[Accepted], list[Rejected], list[tuple[str, str]],
-                  list[tuple[str, dict]], list[tuple[str, int]]]  # fmt: skip
+_Verified = tuple[
+    list[Accepted],
+    list[Rejected],
+    list[tuple[str, str]],
+    list[tuple[str, dict]],
+    list[tuple[str, int]],
+]
 # a batch on its way through the verifier: the registry it is checked against, the verifier
 # process's future (None: verify in this process) and the pool that holds it
 _Submitted = tuple[Registry, "Future | None", "ProcessPoolExecutor | None"]
@@ -104,9 +109,17 @@ _Submitted = tuple[Registry, "Future | None", "ProcessPoolExecutor | None"]
 class Ingest:
     """Queue + writer thread. `client` is set by the app once the MQTT client exists."""
 
-    def __init__(self, store: Store, site: str, registry: RegistrySource, *,
-                 batch_max: int = 500, batch_ms: int = 20, peer_acks: bool = False,
-                 verify_process: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        site: str,
+        registry: RegistrySource,
+        *,
+        batch_max: int = 500,
+        batch_ms: int = 20,
+        peer_acks: bool = False,
+        verify_process: bool = True,
+    ) -> None:
         self.store = store
         self.site = site
         self.registry = registry
@@ -154,8 +167,16 @@ class Ingest:
             if parsed is None or parsed.site != self.site:
                 client.ack(msg.mid, msg.qos)  # not ours to store; do not let it redeliver
                 return
-            self.queue.put(Inbound(parsed.leaf, parsed.device, bytes(msg.payload), msg.mid,
-                                   msg.qos, self.generation))  # fmt: skip
+            self.queue.put(
+                Inbound(
+                    parsed.leaf,
+                    parsed.device,
+                    bytes(msg.payload),
+                    msg.mid,
+                    msg.qos,
+                    self.generation,
+                )
+            )
         except Exception:
             log.exception("could not queue message on %s", msg.topic)
 
@@ -183,8 +204,12 @@ class Ingest:
     def _start_pool(self) -> None:
         try:
             # spawn: a clean interpreter, nothing inherited from this threaded process
-            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=worker_init, initargs=(os.getpid(),))  # fmt: skip
+            pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_init,
+                initargs=(os.getpid(),),
+            )
             pool.submit(worker_ready)  # start it now, not on the first event
         except Exception:
             log.exception("verifier process not started; verifying in the writer thread")
@@ -287,8 +312,21 @@ class Ingest:
                     if len(r) == 2:
                         raise ProtocolError(Reason(r[0]), r[1])
                     eid, dev, seq, typ, t_ms, verdict, reason, lane, kind, clock = r
-                    accepted.append(Accepted(eid, dev, seq, typ, t_ms, item.payload, verdict,
-                                             reason, lane, kind, clock))  # fmt: skip
+                    accepted.append(
+                        Accepted(
+                            eid,
+                            dev,
+                            seq,
+                            typ,
+                            t_ms,
+                            item.payload,
+                            verdict,
+                            reason,
+                            lane,
+                            kind,
+                            clock,
+                        )
+                    )
                 elif item.leaf == "status":
                     statuses.append((item.dev, str(_json(item.payload)["state"])[:16]))
                 elif item.leaf == "heartbeat":
@@ -302,8 +340,9 @@ class Ingest:
                 rejected.append(Rejected(f"bad_{item.leaf}", type(exc).__name__, item.dev))
         return accepted, rejected, statuses, heartbeats, peer_acks
 
-    def _submit_remote(self, items: list[Inbound], registry: Registry
-                       ) -> "tuple[Future | None, ProcessPoolExecutor | None]":  # fmt: skip
+    def _submit_remote(
+        self, items: list[Inbound], registry: Registry
+    ) -> "tuple[Future | None, ProcessPoolExecutor | None]":
         """The batch's events sent to the verifier process, and that process's pool; no future
         means verify here (no pool, or it could not take the batch: then it is restarted for
         the next one)."""
@@ -319,16 +358,16 @@ class Ingest:
         if self._pool_registry[0] is not registry:
             send, self._pool_registry = registry, (registry, self._pool_registry[1] + 1)
         try:
-            future = pool.submit(verify_in_worker, self.site, self._pool_registry[1], send,
-                                 events)  # fmt: skip
+            future = pool.submit(verify_in_worker, self.site, self._pool_registry[1], send, events)
         except Exception:
             log.exception("verifier process refused a batch; verifying it in this process")
             self._drop_pool(pool)
             return None, None
         return future, pool
 
-    def _remote_results(self, future: "Future | None", pool: "ProcessPoolExecutor | None",
-                        n_events: int) -> "Iterator[tuple] | None":  # fmt: skip
+    def _remote_results(
+        self, future: "Future | None", pool: "ProcessPoolExecutor | None", n_events: int
+    ) -> "Iterator[tuple] | None":
         """The verifier's answers in order, or None: verify here instead (never accept an
         event the verifier did not answer for)."""
         if future is None:
@@ -340,8 +379,7 @@ class Ingest:
             self._drop_pool(pool)
             return None
         if len(results) != n_events:
-            log.error("verifier process returned %d results for %d events", len(results),
-                      n_events)  # fmt: skip
+            log.error("verifier process returned %d results for %d events", len(results), n_events)
             return None
         return iter(results)
 
@@ -376,8 +414,9 @@ class Ingest:
         delay = 0.1
         while True:
             try:
-                return self.store.commit_batch(accepted, rejected, statuses=statuses,
-                                               heartbeats=heartbeats)  # fmt: skip
+                return self.store.commit_batch(
+                    accepted, rejected, statuses=statuses, heartbeats=heartbeats
+                )
             except Exception:
                 # Nothing is acked, so nothing is lost: retry until the disk recovers or we
                 # stop (then the broker redelivers after our restart).

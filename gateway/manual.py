@@ -32,20 +32,40 @@ class GatewaySigner:
 
     def _commit(self, event: Event) -> Event:
         raw = sign_event(event, self.key)
-        self.store.commit_batch([
-            Accepted(eid=event.eid, dev=event.dev, seq=event.seq, typ=event.typ,
-                     t_ms=event.t_ms, raw=raw, verdict=event.verdict, reason=event.reason,
-                     lane=event.lane, kind=event.kind, clock=event.clock)
-        ])  # fmt: skip
+        self.store.commit_batch(
+            [
+                Accepted(
+                    eid=event.eid,
+                    dev=event.dev,
+                    seq=event.seq,
+                    typ=event.typ,
+                    t_ms=event.t_ms,
+                    raw=raw,
+                    verdict=event.verdict,
+                    reason=event.reason,
+                    lane=event.lane,
+                    kind=event.kind,
+                    clock=event.clock,
+                )
+            ]
+        )
         return event
 
     def _event(self, typ: str, **fields) -> Event:
-        return Event(eid=new_event_id(), typ=typ, dev=self.gateway_id, site=self.site,
-                     seq=self.store.next_own_seq(), t_ms=int(time.time() * 1000),
-                     clock=ClockState.SYNCED.value, **fields)  # fmt: skip
+        return Event(
+            eid=new_event_id(),
+            typ=typ,
+            dev=self.gateway_id,
+            site=self.site,
+            seq=self.store.next_own_seq(),
+            t_ms=int(time.time() * 1000),
+            clock=ClockState.SYNCED.value,
+            **fields,
+        )
 
-    def record_manual(self, category: str, operator: str, *, lane: str | None = None,
-                      doc4: str | None = None) -> Event:  # fmt: skip
+    def record_manual(
+        self, category: str, operator: str, *, lane: str | None = None, doc4: str | None = None
+    ) -> Event:
         """Sign and store one manual entry (the person was let through after a check by
         hand: verdict pass, reason ok); doc4 goes to the local table only."""
         if category not in MANUAL_CATEGORIES:
@@ -55,8 +75,13 @@ class GatewaySigner:
             raise ValueError("operator must be 1-64 characters")
         if doc4 is not None and (len(doc4) > 4 or not doc4.isalnum()):
             raise ValueError("doc4 is at most 4 letters or digits")
-        event = self._event("manual", verdict="pass", reason="ok", lane=lane,
-                            extra={"category": category, "operator": operator})  # fmt: skip
+        event = self._event(
+            "manual",
+            verdict="pass",
+            reason="ok",
+            lane=lane,
+            extra={"category": category, "operator": operator},
+        )
         self._commit(event)
         self.store.add_manual_entry(event.eid, event.t_ms, lane, category, operator, doc4)
         self.store.add_audit(
@@ -69,9 +94,13 @@ class GatewaySigner:
         """Sign and store a load summary: per lane scans, rate, capacity and queue estimate."""
         load = self.store.lane_load(capacities, window_s)
         lanes = {
-            lane: {"scans": int(v["scans"]), "per_minute": round(v["per_minute"]),
-                   "capacity": int(v["capacity"]), "queue": round(v["queue_estimate"])}
+            lane: {
+                "scans": int(v["scans"]),
+                "per_minute": round(v["per_minute"]),
+                "capacity": int(v["capacity"]),
+                "queue": round(v["queue_estimate"]),
+            }
             for lane, v in load.items()
-        }  # fmt: skip
+        }
         event = self._event("load", extra={"window_s": int(window_s), "lanes": lanes})
         return self._commit(event)

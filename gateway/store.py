@@ -206,9 +206,15 @@ def _rows_in(db: sqlite3.Connection, sql: str, values: list, size: int = 500) ->
 class Store:
     """Thread-safe facade over one SQLite file; every method opens its own short transaction."""
 
-    def __init__(self, path: Path, *, max_bytes: int = 2_000_000_000,
-                 disk_alert_free_bytes: int = 500_000_000, retention_days: float = 14,
-                 own_id: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 2_000_000_000,
+        disk_alert_free_bytes: int = 500_000_000,
+        retention_days: float = 14,
+        own_id: str | None = None,
+    ) -> None:
         self.path = Path(path)
         # this gateway's own signer id: its manual/load events keep a sequence row like a
         # device's, but it is not a scanner and must not show up (offline) among them
@@ -291,9 +297,24 @@ class Store:
             db.executemany(
                 "INSERT INTO events (eid, dev, seq, typ, t_ms, received_ms, verdict, reason, "
                 "lane, kind, clock, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(ev.eid, ev.dev, ev.seq, ev.typ, ev.t_ms, received_ms, ev.verdict, ev.reason,
-                  ev.lane, ev.kind, ev.clock, ev.raw) for ev in new],
-            )  # fmt: skip
+                [
+                    (
+                        ev.eid,
+                        ev.dev,
+                        ev.seq,
+                        ev.typ,
+                        ev.t_ms,
+                        received_ms,
+                        ev.verdict,
+                        ev.reason,
+                        ev.lane,
+                        ev.kind,
+                        ev.clock,
+                        ev.raw,
+                    )
+                    for ev in new
+                ],
+            )
             # every device heard from is acked, duplicates included: a device that resends
             # after a lost ack can then trim its outbox
             seqs = self._seq_states(db, {ev.dev for ev in accepted})
@@ -337,9 +358,11 @@ class Store:
         states = {
             dev: [contiguous, highest, lane, (contiguous, highest) == (0, 0)]
             for dev, contiguous, highest, lane in _rows_in(
-                db, "SELECT dev, contiguous, highest, lane FROM devices WHERE dev IN ({})",
-                sorted(devices))
-        }  # fmt: skip
+                db,
+                "SELECT dev, contiguous, highest, lane FROM devices WHERE dev IN ({})",
+                sorted(devices),
+            )
+        }
         missing = devices - states.keys()
         db.executemany("INSERT INTO devices (dev) VALUES (?)", [(dev,) for dev in missing])
         states.update({dev: [0, 0, None, True] for dev in missing})
@@ -347,11 +370,22 @@ class Store:
 
     @staticmethod
     def _devices_with_open_gaps(db: sqlite3.Connection, devices: list[str]) -> set[str]:
-        return {r[0] for r in _rows_in(
-            db, "SELECT dev FROM gaps WHERE closed_ms IS NULL AND dev IN ({})", devices)}  # fmt: skip
+        return {
+            r[0]
+            for r in _rows_in(
+                db, "SELECT dev FROM gaps WHERE closed_ms IS NULL AND dev IN ({})", devices
+            )
+        }
 
-    def _advance_seq(self, db: sqlite3.Connection, dev: str, seq: int, state: list,
-                     t_ms: int, counts: Counter[str]) -> None:  # fmt: skip
+    def _advance_seq(
+        self,
+        db: sqlite3.Connection,
+        dev: str,
+        seq: int,
+        state: list,
+        t_ms: int,
+        counts: Counter[str],
+    ) -> None:
         contiguous, highest, _, fresh = state
         if fresh:
             # First event ever seen from this device: the store cannot know about events acked
@@ -360,8 +394,10 @@ class Store:
             contiguous = highest = seq - 1
             state[3] = False
         if seq > highest + 1:
-            db.execute("INSERT INTO gaps (dev, lo, hi, opened_ms) VALUES (?,?,?,?)",
-                       (dev, highest + 1, seq - 1, t_ms))  # fmt: skip
+            db.execute(
+                "INSERT INTO gaps (dev, lo, hi, opened_ms) VALUES (?,?,?,?)",
+                (dev, highest + 1, seq - 1, t_ms),
+            )
             counts["gaps_opened"] += 1
             log.warning("sequence gap device=%s missing=%d..%d", dev, highest + 1, seq - 1)
         highest = max(highest, seq)
@@ -382,8 +418,9 @@ class Store:
         return contiguous
 
     @staticmethod
-    def _close_gaps(db: sqlite3.Connection, dev: str, contiguous: int, t_ms: int,
-                    counts: Counter[str]) -> None:  # fmt: skip
+    def _close_gaps(
+        db: sqlite3.Connection, dev: str, contiguous: int, t_ms: int, counts: Counter[str]
+    ) -> None:
         cur = db.execute(
             "UPDATE gaps SET closed_ms=? WHERE dev=? AND closed_ms IS NULL AND hi<=?",
             (t_ms, dev, contiguous),
@@ -400,16 +437,18 @@ class Store:
                 "SELECT contiguous, highest FROM devices WHERE dev=?", (dev,)
             ).fetchone()
             if row is None:
-                db.execute("INSERT INTO devices (dev, contiguous, highest) VALUES (?,?,?)",
-                           (dev, seq, seq))  # fmt: skip
+                db.execute(
+                    "INSERT INTO devices (dev, contiguous, highest) VALUES (?,?,?)", (dev, seq, seq)
+                )
                 return None
             contiguous, highest = row
             if seq <= contiguous:
                 return None
             highest = max(highest, seq)
             contiguous = self._extend(db, dev, seq, highest)
-            db.execute("UPDATE devices SET contiguous=?, highest=? WHERE dev=?",
-                       (contiguous, highest, dev))  # fmt: skip
+            db.execute(
+                "UPDATE devices SET contiguous=?, highest=? WHERE dev=?", (contiguous, highest, dev)
+            )
             counts: Counter[str] = Counter()
             self._close_gaps(db, dev, contiguous, now_ms(), counts)
             self._bump(db, counts)
@@ -428,8 +467,9 @@ class Store:
         )
 
     @staticmethod
-    def _set_heartbeat(db: sqlite3.Connection, dev: str, health: Mapping[str, Any],
-                       t_ms: int) -> None:  # fmt: skip
+    def _set_heartbeat(
+        db: sqlite3.Connection, dev: str, health: Mapping[str, Any], t_ms: int
+    ) -> None:
         db.execute(
             "INSERT INTO devices (dev, heartbeat, heartbeat_ms) VALUES (?,?,?) "
             "ON CONFLICT (dev) DO UPDATE SET heartbeat=excluded.heartbeat, "
@@ -505,8 +545,15 @@ class Store:
             )
             return seq
 
-    def add_manual_entry(self, eid: bytes, t_ms: int, lane: str | None, category: str,
-                         operator: str, doc4: str | None) -> None:  # fmt: skip
+    def add_manual_entry(
+        self,
+        eid: bytes,
+        t_ms: int,
+        lane: str | None,
+        category: str,
+        operator: str,
+        doc4: str | None,
+    ) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO manual_entries (eid, t_ms, lane, category, operator, doc4) "
@@ -516,8 +563,10 @@ class Store:
 
     def add_audit(self, actor: str, action: str, detail: str = "") -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO audit (t_ms, actor, action, detail) VALUES (?,?,?,?)",
-                       (now_ms(), actor, action, detail))  # fmt: skip
+            db.execute(
+                "INSERT INTO audit (t_ms, actor, action, detail) VALUES (?,?,?,?)",
+                (now_ms(), actor, action, detail),
+            )
 
     def save_document(self, topic: str, typ: str, version: int, raw: bytes) -> None:
         with self._tx() as db:
@@ -553,10 +602,13 @@ class Store:
         pruned = 0
         with self._tx() as db:
             pruned += self._prune(db, "received_ms < ?", (now - self.retention_ms,))
-            db.execute("DELETE FROM rejects WHERE id <= (SELECT MAX(id) FROM rejects) - ?",
-                       (REJECTS_KEPT,))  # fmt: skip
-            db.execute("DELETE FROM gaps WHERE closed_ms IS NOT NULL AND closed_ms < ?",
-                       (now - self.retention_ms,))  # fmt: skip
+            db.execute(
+                "DELETE FROM rejects WHERE id <= (SELECT MAX(id) FROM rejects) - ?", (REJECTS_KEPT,)
+            )
+            db.execute(
+                "DELETE FROM gaps WHERE closed_ms IS NOT NULL AND closed_ms < ?",
+                (now - self.retention_ms,),
+            )
         while self.size_bytes() > 0.9 * self.max_bytes:
             with self._tx() as db:
                 n = self._prune(
@@ -622,8 +674,20 @@ class Store:
             if health and health.get("clock") not in (None, "synced"):
                 alerts.append("clock_" + str(health.get("clock")))
             seen = max((t for t in (last_ms, hb_ms) if t is not None), default=None)
-            out.append(DeviceInfo(dev, lane, status == "online", status, seen, contiguous,
-                                  highest, gaps.get(dev, 0), health, alerts))  # fmt: skip
+            out.append(
+                DeviceInfo(
+                    dev,
+                    lane,
+                    status == "online",
+                    status,
+                    seen,
+                    contiguous,
+                    highest,
+                    gaps.get(dev, 0),
+                    health,
+                    alerts,
+                )
+            )
         return out
 
     def recent_decisions(self, after_id: int = 0, limit: int = 100) -> list[Decision]:
@@ -663,8 +727,9 @@ class Store:
             )
         ]
 
-    def lane_load(self, capacities: Mapping[str, int], window_s: int = 60,
-                  now: int | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+    def lane_load(
+        self, capacities: Mapping[str, int], window_s: int = 60, now: int | None = None
+    ) -> dict[str, dict[str, float]]:
         """Congestion inputs per lane: scans in the last window, scaled to a minute, against
         the configured capacity (people per minute). `utilisation` >= 1 means people queue;
         `queue_estimate` is the excess over the window (people left waiting, roughly)."""
@@ -684,8 +749,13 @@ class Store:
             cap = capacities.get(lane, 0)
             util = per_min / cap if cap else 0.0
             excess = max(0.0, per_min - cap) * window_s / 60 if cap else 0.0
-            out[lane] = {"scans": counts.get(lane, 0), "per_minute": per_min,
-                         "capacity": cap, "utilisation": util, "queue_estimate": excess}  # fmt: skip
+            out[lane] = {
+                "scans": counts.get(lane, 0),
+                "per_minute": per_min,
+                "capacity": cap,
+                "utilisation": util,
+                "queue_estimate": excess,
+            }
         return out
 
     def reject_counts(self) -> dict[str, int]:
@@ -707,10 +777,16 @@ class Store:
             .fetchall()
         )
         return [
-            {"id": r[0], "received_ms": r[1], "device": r[2], "eid": r[3].hex() if r[3] else None,
-             "reason": r[4], "detail": r[5]}
+            {
+                "id": r[0],
+                "received_ms": r[1],
+                "device": r[2],
+                "eid": r[3].hex() if r[3] else None,
+                "reason": r[4],
+                "detail": r[5],
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def counters(self) -> dict[str, int]:
         """All counters: stored, duplicate, forwarded, reject.<reason>,
@@ -759,8 +835,16 @@ class Store:
             }
             missing = [s for s in range(lo, min(hi, lo + 10_000) + 1) if s not in have]
             if missing:
-                out.append({"device": dev, "lo": lo, "hi": hi, "missing": missing[:50],
-                            "missing_count": len(missing), "opened_ms": opened})  # fmt: skip
+                out.append(
+                    {
+                        "device": dev,
+                        "lo": lo,
+                        "hi": hi,
+                        "missing": missing[:50],
+                        "missing_count": len(missing),
+                        "opened_ms": opened,
+                    }
+                )
         return out
 
     def manual_entries(self, limit: int = 50, *, include_doc4: bool = False) -> list[dict]:
@@ -776,10 +860,16 @@ class Store:
             .fetchall()
         )
         return [
-            {"eid": r[0].hex(), "t_ms": r[1], "lane": r[2], "category": r[3], "operator": r[4],
-             **({"doc4": r[5]} if include_doc4 else {})}
+            {
+                "eid": r[0].hex(),
+                "t_ms": r[1],
+                "lane": r[2],
+                "category": r[3],
+                "operator": r[4],
+                **({"doc4": r[5]} if include_doc4 else {}),
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = (
@@ -790,8 +880,9 @@ class Store:
             )
             .fetchall()
         )
-        return [{"id": r[0], "t_ms": r[1], "actor": r[2], "action": r[3], "detail": r[4]}
-                for r in rows]  # fmt: skip
+        return [
+            {"id": r[0], "t_ms": r[1], "actor": r[2], "action": r[3], "detail": r[4]} for r in rows
+        ]
 
     def documents(self) -> list[dict[str, Any]]:
         """Documents the gateway publishes (retained): topic, typ, version, raw bytes."""
@@ -800,8 +891,10 @@ class Store:
             .execute("SELECT topic, typ, version, raw, adopted_ms FROM documents ORDER BY topic")
             .fetchall()
         )
-        return [{"topic": r[0], "typ": r[1], "version": r[2], "raw": r[3], "adopted_ms": r[4]}
-                for r in rows]  # fmt: skip
+        return [
+            {"topic": r[0], "typ": r[1], "version": r[2], "raw": r[3], "adopted_ms": r[4]}
+            for r in rows
+        ]
 
     def event_count(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]

@@ -32,9 +32,19 @@ def verify_event(payload: bytes, topic_dev: str, site: str, registry: Registry) 
     if ev.dev != topic_dev or ev.site != site:
         raise ProtocolError(Reason.TOPIC_MISMATCH, f"event of {ev.dev}@{ev.site} on {topic_dev}")
     signer = registry.signers[ev.dev]
-    return Accepted(eid=ev.eid, dev=ev.dev, seq=ev.seq, typ=ev.typ, t_ms=ev.t_ms,
-                    raw=verified.raw, verdict=ev.verdict, reason=ev.reason,
-                    lane=ev.lane or signer.lane, kind=ev.kind, clock=ev.clock)  # fmt: skip
+    return Accepted(
+        eid=ev.eid,
+        dev=ev.dev,
+        seq=ev.seq,
+        typ=ev.typ,
+        t_ms=ev.t_ms,
+        raw=verified.raw,
+        verdict=ev.verdict,
+        reason=ev.reason,
+        lane=ev.lane or signer.lane,
+        kind=ev.kind,
+        clock=ev.clock,
+    )
 
 
 # --- in the verifier process ----------------------------------------------------------------
@@ -45,8 +55,9 @@ def verify_event(payload: bytes, topic_dev: str, site: str, registry: Registry) 
 _worker_registry: list = [-1, None]  # [version, Registry] cached in the verifier process
 
 
-def verify_in_worker(site: str, version: int, registry: Registry | None,
-                      events: list[tuple[str, bytes]]) -> list[tuple]:  # fmt: skip
+def verify_in_worker(
+    site: str, version: int, registry: Registry | None, events: list[tuple[str, bytes]]
+) -> list[tuple]:
     """In the verifier process: per event, Accepted fields minus raw, or (reason, detail)."""
     if registry is not None:
         _worker_registry[:] = [version, registry]
@@ -57,8 +68,9 @@ def verify_in_worker(site: str, version: int, registry: Registry | None,
     for dev, payload in events:
         try:
             a = verify_event(payload, dev, site, registry)
-            out.append((a.eid, a.dev, a.seq, a.typ, a.t_ms, a.verdict, a.reason, a.lane, a.kind,
-                        a.clock))  # fmt: skip
+            out.append(
+                (a.eid, a.dev, a.seq, a.typ, a.t_ms, a.verdict, a.reason, a.lane, a.kind, a.clock)
+            )
         except ProtocolError as exc:
             out.append((exc.reason.value, exc.detail))
         except Exception as exc:  # unexpected: the event is rejected, never accepted

@@ -24,8 +24,31 @@ def dumps(obj: Any) -> bytes:
 
 # cbor2 decodes these tags itself (dates, bignums, sets, shared refs ...) without asking the
 # tag hook; each is mapped to a refusal so only ALLOWED_TAGS ever reach chot's code.
-_BUILTIN_TAGS = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261,
-                 1004, 43000, 55799)  # fmt: skip
+_BUILTIN_TAGS = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    25,
+    28,
+    29,
+    30,
+    35,
+    36,
+    37,
+    52,
+    54,
+    100,
+    256,
+    258,
+    260,
+    261,
+    1004,
+    43000,
+    55799,
+)
 
 
 def _refuse_tag(*_args: Any) -> Any:

@@ -70,10 +70,25 @@ def sign_event(event: Event, key: SigningKey) -> bytes:
 
 
 _FIELD_TYPES: dict[str, type] = {
-    "eid": bytes, "typ": str, "dev": str, "site": str, "seq": int, "t_ms": int, "clock": str,
-    "verdict": str, "reason": str, "lane": str, "ref": bytes, "sub": bytes, "kid": bytes,
-    "kind": str, "tlv": int, "dec_us": int, "ver_us": int, "extra": dict,
-}  # fmt: skip
+    "eid": bytes,
+    "typ": str,
+    "dev": str,
+    "site": str,
+    "seq": int,
+    "t_ms": int,
+    "clock": str,
+    "verdict": str,
+    "reason": str,
+    "lane": str,
+    "ref": bytes,
+    "sub": bytes,
+    "kid": bytes,
+    "kind": str,
+    "tlv": int,
+    "dec_us": int,
+    "ver_us": int,
+    "extra": dict,
+}
 _REQUIRED = frozenset({"eid", "typ", "dev", "site", "seq", "t_ms", "clock"})
 
 

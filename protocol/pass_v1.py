@@ -124,10 +124,21 @@ def qr_to_cose(text: str) -> bytes:
 
 
 # (key, exact type, required): `type(x) is T` also refuses bool where int is expected.
-_CWT_SCHEMA = ((CLAIM_ISS, str, True), (CLAIM_IAT, int, True), (CLAIM_EXP, int, True),
-               (CLAIM_NBF, int, False), (CLAIM_CTI, bytes, True))  # fmt: skip
-_CHOT_SCHEMA = (("v", int, True), ("sub", bytes, True), ("kind", str, True),
-                ("name", str, False), ("doc4", str, False), ("dob", int, False))  # fmt: skip
+_CWT_SCHEMA = (
+    (CLAIM_ISS, str, True),
+    (CLAIM_IAT, int, True),
+    (CLAIM_EXP, int, True),
+    (CLAIM_NBF, int, False),
+    (CLAIM_CTI, bytes, True),
+)
+_CHOT_SCHEMA = (
+    ("v", int, True),
+    ("sub", bytes, True),
+    ("kind", str, True),
+    ("name", str, False),
+    ("doc4", str, False),
+    ("dob", int, False),
+)
 
 
 def _check_schema(mapping: dict, schema: tuple) -> None:
@@ -160,10 +171,17 @@ def parse_claims(payload: bytes) -> PassClaims:
     if raw[CLAIM_EXP] < raw[CLAIM_IAT]:
         raise ProtocolError(Reason.BAD_CLAIMS, "exp before iat")
     return PassClaims(
-        iss=raw[CLAIM_ISS], iat=raw[CLAIM_IAT], exp=raw[CLAIM_EXP], cti=raw[CLAIM_CTI],
-        sub=chot["sub"], kind=chot["kind"], nbf=raw.get(CLAIM_NBF), name=chot.get("name"),
-        doc4=chot.get("doc4"), dob=chot.get("dob"),
-    )  # fmt: skip
+        iss=raw[CLAIM_ISS],
+        iat=raw[CLAIM_IAT],
+        exp=raw[CLAIM_EXP],
+        cti=raw[CLAIM_CTI],
+        sub=chot["sub"],
+        kind=chot["kind"],
+        nbf=raw.get(CLAIM_NBF),
+        name=chot.get("name"),
+        doc4=chot.get("doc4"),
+        dob=chot.get("dob"),
+    )
 
 
 @dataclass(slots=True)

@@ -118,10 +118,13 @@ def write_local_config(folder: Path, port: int) -> Path:
     conf = folder / "mosquitto.local.conf"
     conf.write_text(
         render_config(
-            install_dir=folder, port=port, bind="127.0.0.1", log_file=folder / "mosquitto.log",
+            install_dir=folder,
+            port=port,
+            bind="127.0.0.1",
+            log_file=folder / "mosquitto.log",
             run_as=getpass.getuser(),  # mosquitto started as root would drop to "mosquitto"
         )
-    )  # fmt: skip
+    )
     return conf
 
 

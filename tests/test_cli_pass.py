@@ -23,8 +23,19 @@ def home(tmp_path, capsys):
 
 
 def issue(capsys, home, *extra: str) -> dict:
-    code, out = run(capsys, "pass", "issue", "--home", str(home), "--kind", "declaration",
-                    "--doc-number", "001085012345", "--json", *extra)  # fmt: skip
+    code, out = run(
+        capsys,
+        "pass",
+        "issue",
+        "--home",
+        str(home),
+        "--kind",
+        "declaration",
+        "--doc-number",
+        "001085012345",
+        "--json",
+        *extra,
+    )
     assert code == 0
     return out
 
@@ -37,9 +48,13 @@ def test_issue_verify_inspect_round_trip(home, capsys, tmp_path):
     code, verdict = run(capsys, "pass", "verify", "--trust", trust, "--json", issued["qr_text"])
     assert code == 0
     assert verdict == {
-        "verdict": "pass", "reason": "ok", "issuer": "VN-HN", "kind": "declaration",
-        "exp": issued["exp"], "pass_ref": issued["pass_ref"],
-    }  # fmt: skip
+        "verdict": "pass",
+        "reason": "ok",
+        "issuer": "VN-HN",
+        "kind": "declaration",
+        "exp": issued["exp"],
+        "pass_ref": issued["pass_ref"],
+    }
     code, info = run(capsys, "pass", "inspect", "--json", issued["qr_text"])
     assert code == 0
     assert set(info) == {"issuer", "kind", "kid", "iat", "exp", "pass_ref"}

@@ -17,8 +17,10 @@ def test_demo_runs_unattended_and_loses_nothing(tmp_path):
     workdir = tmp_path / "demo"
     done = subprocess.run(
         [sys.executable, "-m", "chot", "demo", "--duration", "25", "--workdir", str(workdir)],
-        capture_output=True, text=True, timeout=200,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["scans_decided"] > 10
@@ -29,10 +31,20 @@ def test_demo_runs_unattended_and_loses_nothing(tmp_path):
     assert (workdir / "central.db").exists()  # the work dir is kept, central store included
 
     stats = subprocess.run(
-        [sys.executable, "-m", "chot", "central", "stats", "--json",
-         "--store", f"sqlite:///{workdir / 'central.db'}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "chot",
+            "central",
+            "stats",
+            "--json",
+            "--store",
+            f"sqlite:///{workdir / 'central.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert stats.returncode == 0, stats.stderr
     central = json.loads(stats.stdout)
     assert central["events_central"] == summary["events_central"]

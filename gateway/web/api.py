@@ -47,15 +47,19 @@ def get_lanes(state: WebState = Depends(web)) -> list[dict[str, Any]]:
 
 
 @api.get("/decisions", summary="Decisions after a feed id (oldest first); after=0: newest")
-def get_decisions(after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
-                  state: WebState = Depends(web)) -> list[dict[str, Any]]:  # fmt: skip
+def get_decisions(
+    after: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+    state: WebState = Depends(web),
+) -> list[dict[str, Any]]:
     rows = state.ctx.store.recent_decisions(after, limit)
     return [status.decision_dict(r) for r in rows]
 
 
 @api.get("/rejects", summary="Inputs refused at ingest: counts by reason and the latest")
-def get_rejects(limit: int = Query(50, ge=1, le=500),
-                state: WebState = Depends(web)) -> dict[str, Any]:  # fmt: skip
+def get_rejects(
+    limit: int = Query(50, ge=1, le=500), state: WebState = Depends(web)
+) -> dict[str, Any]:
     store = state.ctx.store
     return {"counts": store.reject_counts(), "recent": store.recent_rejects(limit)}
 
@@ -66,13 +70,22 @@ def get_gaps(state: WebState = Depends(web)) -> list[dict[str, Any]]:
 
 
 @api.get("/feed", summary="Live decisions, text/event-stream; resume with Last-Event-ID")
-async def get_feed(request: Request, after: int = Query(0, ge=0),
-                   state: WebState = Depends(web), session: Session = Depends(operator),
-                   ) -> StreamingResponse:  # fmt: skip
+async def get_feed(
+    request: Request,
+    after: int = Query(0, ge=0),
+    state: WebState = Depends(web),
+    session: Session = Depends(operator),
+) -> StreamingResponse:
     last_id = sse.parse_last_id(request.headers.get("last-event-id")) or after
     log.info("feed opened by %s after id %d", session.user, last_id)
-    stream = sse.feed(state.ctx.store, last_id, request.is_disconnected, state.feed_limiter,
-                      poll_s=state.feed_poll_s, max_s=state.feed_max_s)  # fmt: skip
+    stream = sse.feed(
+        state.ctx.store,
+        last_id,
+        request.is_disconnected,
+        state.feed_limiter,
+        poll_s=state.feed_poll_s,
+        max_s=state.feed_max_s,
+    )
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 

@@ -29,9 +29,16 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(ctx: WebContext, *, feed_poll_s: float = 0.5, feed_max_s: float = 300.0,
-               max_feeds: int = 20, refresh_ms: int = 2000, healthz_timeout_s: float = 2.0,
-               login_failures_per_minute: int = 5) -> FastAPI:  # fmt: skip
+def create_app(
+    ctx: WebContext,
+    *,
+    feed_poll_s: float = 0.5,
+    feed_max_s: float = 300.0,
+    max_feeds: int = 20,
+    refresh_ms: int = 2000,
+    healthz_timeout_s: float = 2.0,
+    login_failures_per_minute: int = 5,
+) -> FastAPI:
     """The status page app. Keyword options exist for tests and small tablets; the
     defaults are the production values."""
     web = ctx.config.web
@@ -47,9 +54,14 @@ def create_app(ctx: WebContext, *, feed_poll_s: float = 0.5, feed_max_s: float =
         healthz_timeout_s=healthz_timeout_s,
         refresh_ms=refresh_ms,
     )
-    app = FastAPI(title=f"chot gateway {ctx.config.id}", version="1",
-                  description="Site gateway status: scanners, lanes, live decisions. "
-                  "Read-only; no personal data.", docs_url=None, redoc_url=None)  # fmt: skip
+    app = FastAPI(
+        title=f"chot gateway {ctx.config.id}",
+        version="1",
+        description="Site gateway status: scanners, lanes, live decisions. "
+        "Read-only; no personal data.",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.web = state
     app.include_router(pages.router)
     app.include_router(api.api)

@@ -67,8 +67,9 @@ class Users:
                     data = json.loads(self.path.read_text())
                     self._hashes = {u: str(v["hash"]) for u, v in data["users"].items()}
                 except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    log.error("operators file %s is unreadable (%s): nobody can log in",
-                              self.path, exc)  # fmt: skip
+                    log.error(
+                        "operators file %s is unreadable (%s): nobody can log in", self.path, exc
+                    )
                     self._hashes = {}
                 self._mtime = mtime
                 log.info("loaded %d operator logins from %s", len(self._hashes), self.path)

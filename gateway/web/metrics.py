@@ -29,24 +29,52 @@ def render(store: Store, capacities: dict[str, int], now_ms: int) -> str:
     devices = scanners(store, now_ms)
     load = store.lane_load(capacities, 60, now=now_ms)
     lines: list[str] = []
-    lines += _family("chot_gateway_ingest_rate", "gauge",
-                     "Events stored per second over the last minute.",
-                     [({}, store.ingest_rate(60, now=now_ms))])  # fmt: skip
-    lines += _family("chot_gateway_store_depth", "gauge", "Events in the store by state.",
-                     [({"state": s}, n) for s, n in sorted(depth.items())])  # fmt: skip
-    lines += _family("chot_gateway_forward_lag_seconds", "gauge",
-                     "Age of the oldest event the central store has not confirmed.",
-                     [({}, store.forward_lag_s(now=now_ms))])  # fmt: skip
-    lines += _family("chot_gateway_rejects_total", "counter", "Inputs refused at ingest.",
-                     [({"reason": r}, n) for r, n in sorted(store.reject_counts().items())])  # fmt: skip
-    lines += _family("chot_gateway_devices_online", "gauge", "Scanners reporting online.",
-                     [({}, sum(1 for d in devices if d.online))])  # fmt: skip
-    lines += _family("chot_gateway_devices_known", "gauge", "Scanners the gateway heard of.",
-                     [({}, len(devices))])  # fmt: skip
-    lines += _family("chot_gateway_lane_per_minute", "gauge",
-                     "Scans per minute per lane over the last minute.",
-                     [({"lane": lane}, v["per_minute"]) for lane, v in load.items()])  # fmt: skip
-    lines += _family("chot_gateway_lane_capacity_per_minute", "gauge",
-                     "Configured lane capacity, people per minute.",
-                     [({"lane": lane}, v["capacity"]) for lane, v in load.items()])  # fmt: skip
+    lines += _family(
+        "chot_gateway_ingest_rate",
+        "gauge",
+        "Events stored per second over the last minute.",
+        [({}, store.ingest_rate(60, now=now_ms))],
+    )
+    lines += _family(
+        "chot_gateway_store_depth",
+        "gauge",
+        "Events in the store by state.",
+        [({"state": s}, n) for s, n in sorted(depth.items())],
+    )
+    lines += _family(
+        "chot_gateway_forward_lag_seconds",
+        "gauge",
+        "Age of the oldest event the central store has not confirmed.",
+        [({}, store.forward_lag_s(now=now_ms))],
+    )
+    lines += _family(
+        "chot_gateway_rejects_total",
+        "counter",
+        "Inputs refused at ingest.",
+        [({"reason": r}, n) for r, n in sorted(store.reject_counts().items())],
+    )
+    lines += _family(
+        "chot_gateway_devices_online",
+        "gauge",
+        "Scanners reporting online.",
+        [({}, sum(1 for d in devices if d.online))],
+    )
+    lines += _family(
+        "chot_gateway_devices_known",
+        "gauge",
+        "Scanners the gateway heard of.",
+        [({}, len(devices))],
+    )
+    lines += _family(
+        "chot_gateway_lane_per_minute",
+        "gauge",
+        "Scans per minute per lane over the last minute.",
+        [({"lane": lane}, v["per_minute"]) for lane, v in load.items()],
+    )
+    lines += _family(
+        "chot_gateway_lane_capacity_per_minute",
+        "gauge",
+        "Configured lane capacity, people per minute.",
+        [({"lane": lane}, v["capacity"]) for lane, v in load.items()],
+    )
     return "\n".join(lines) + "\n"

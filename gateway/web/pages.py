@@ -50,8 +50,14 @@ templates.env.filters["clock"] = _clock
 templates.env.filters["datetime"] = _datetime
 
 
-def _page(request: Request, name: str, state: WebState, session: Session | None,
-          status_code: int = 200, **context: Any) -> HTMLResponse:  # fmt: skip
+def _page(
+    request: Request,
+    name: str,
+    state: WebState,
+    session: Session | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
     config = state.ctx.config
     base = {
         "gateway": config.id,
@@ -60,8 +66,9 @@ def _page(request: Request, name: str, state: WebState, session: Session | None,
         "csrf": state.sessions.csrf_token(session.sid) if session else "",
         "refresh_ms": state.refresh_ms,
     }
-    response = templates.TemplateResponse(request, name, {**base, **context},
-                                          status_code=status_code)  # fmt: skip
+    response = templates.TemplateResponse(
+        request, name, {**base, **context}, status_code=status_code
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -81,13 +88,22 @@ def _csrf_ok(state: WebState, session: Session, token: str | None, request: Requ
 # --- login -----------------------------------------------------------------------------------
 
 
-def _login_page(request: Request, state: WebState, error: str | None = None,
-                status_code: int = 200) -> HTMLResponse:  # fmt: skip
+def _login_page(
+    request: Request, state: WebState, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
     cookie, token = state.sessions.login_nonce()
-    response = _page(request, "login.html", state, None, status_code, login_token=token,
-                     error=error)  # fmt: skip
-    response.set_cookie(LOGIN_COOKIE, cookie, max_age=600, httponly=True, samesite="strict",
-                        secure=state.secure_cookies, path="/login")  # fmt: skip
+    response = _page(
+        request, "login.html", state, None, status_code, login_token=token, error=error
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        cookie,
+        max_age=600,
+        httponly=True,
+        samesite="strict",
+        secure=state.secure_cookies,
+        path="/login",
+    )
     return response
 
 
@@ -97,8 +113,13 @@ def login_form(request: Request, state: WebState = Depends(web)) -> HTMLResponse
 
 
 @router.post("/login")
-def login(request: Request, user: str = Form(""), password: str = Form(""),
-          csrf: str = Form(""), state: WebState = Depends(web)) -> Response:  # fmt: skip
+def login(
+    request: Request,
+    user: str = Form(""),
+    password: str = Form(""),
+    csrf: str = Form(""),
+    state: WebState = Depends(web),
+) -> Response:
     user = user.strip()[:64]
     if not state.sessions.check_login_nonce(request.cookies.get(LOGIN_COOKIE), csrf):
         return _login_page(request, state, "The form expired. Please try again.", 400)
@@ -116,15 +137,26 @@ def login(request: Request, user: str = Form(""), password: str = Form(""),
     _audit(state, user, "login", f"ip={ip}")
     log.info("operator %s logged in from %s", user, ip)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=state.sessions.ttl_s, httponly=True,
-                        samesite="strict", secure=state.secure_cookies, path="/")  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=state.sessions.ttl_s,
+        httponly=True,
+        samesite="strict",
+        secure=state.secure_cookies,
+        path="/",
+    )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: str = Form(""), session: Session = Depends(operator),
-           state: WebState = Depends(web)) -> Response:  # fmt: skip
+def logout(
+    request: Request,
+    csrf: str = Form(""),
+    session: Session = Depends(operator),
+    state: WebState = Depends(web),
+) -> Response:
     if not _csrf_ok(state, session, csrf, request):
         return Response("CSRF token missing or wrong", status_code=403)
     state.sessions.revoke(session)
@@ -138,15 +170,27 @@ def logout(request: Request, csrf: str = Form(""), session: Session = Depends(op
 
 
 @router.get("/")
-def index(request: Request, entered: str | None = None, error: str | None = None,
-          session: Session = Depends(operator), state: WebState = Depends(web)) -> HTMLResponse:  # fmt: skip
+def index(
+    request: Request,
+    entered: str | None = None,
+    error: str | None = None,
+    session: Session = Depends(operator),
+    state: WebState = Depends(web),
+) -> HTMLResponse:
     ctx = state.ctx
     snap = status.snapshot(ctx.store, ctx.config.lanes, ctx.now(), state.trend, ctx.health())
     feed = [status.decision_dict(d) for d in ctx.store.recent_decisions(0, 30)]
     feed = [row for row in feed if row["typ"] in ("scan", "manual")][::-1]  # newest first
-    return _page(request, "status.html", state, session, snap=snap, feed=feed,
-                 last_id=max((r["id"] for r in feed), default=0),
-                 **_manual_form_context(state, entered, error))  # fmt: skip
+    return _page(
+        request,
+        "status.html",
+        state,
+        session,
+        snap=snap,
+        feed=feed,
+        last_id=max((r["id"] for r in feed), default=0),
+        **_manual_form_context(state, entered, error),
+    )
 
 
 # --- manual entry ---------------------------------------------------------------------------
@@ -177,9 +221,16 @@ def _valid_manual(state: WebState, category: str, doc4: str, lane: str) -> str |
 
 
 @router.post("/manual")
-def manual_entry(request: Request, category: str = Form(""), doc4: str = Form(""),
-                 lane: str = Form(""), csrf: str = Form(""), back: str = Form("/"),
-                 session: Session = Depends(operator), state: WebState = Depends(web)) -> Response:  # fmt: skip
+def manual_entry(
+    request: Request,
+    category: str = Form(""),
+    doc4: str = Form(""),
+    lane: str = Form(""),
+    csrf: str = Form(""),
+    back: str = Form("/"),
+    session: Session = Depends(operator),
+    state: WebState = Depends(web),
+) -> Response:
     if not _csrf_ok(state, session, csrf, request):
         return Response("CSRF token missing or wrong", status_code=403)
     back = back if back in ("/", "/manual") else "/"
@@ -198,14 +249,26 @@ def manual_entry(request: Request, category: str = Form(""), doc4: str = Form(""
 
 
 @router.get("/manual")
-def manual_page(request: Request, entered: str | None = None, error: str | None = None,
-                session: Session = Depends(operator), state: WebState = Depends(web)) -> HTMLResponse:  # fmt: skip
+def manual_page(
+    request: Request,
+    entered: str | None = None,
+    error: str | None = None,
+    session: Session = Depends(operator),
+    state: WebState = Depends(web),
+) -> HTMLResponse:
     entries = state.ctx.store.manual_entries(limit=200, include_doc4=True)
-    return _page(request, "manual.html", state, session, entries=entries,
-                 **_manual_form_context(state, entered, error))  # fmt: skip
+    return _page(
+        request,
+        "manual.html",
+        state,
+        session,
+        entries=entries,
+        **_manual_form_context(state, entered, error),
+    )
 
 
 @router.get("/audit")
-def audit_page(request: Request, session: Session = Depends(operator),
-               state: WebState = Depends(web)) -> HTMLResponse:  # fmt: skip
+def audit_page(
+    request: Request, session: Session = Depends(operator), state: WebState = Depends(web)
+) -> HTMLResponse:
     return _page(request, "audit.html", state, session, rows=state.ctx.store.audit_log(300))

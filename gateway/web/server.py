@@ -30,11 +30,16 @@ def serve(
     """Start serving `app` on web_config.host:port and return once it listens."""
     tls = bool(web_config.certfile and web_config.keyfile)
     config = uvicorn.Config(
-        app, host=web_config.host, port=web_config.port, log_level="warning",
+        app,
+        host=web_config.host,
+        port=web_config.port,
+        log_level="warning",
         ssl_certfile=str(web_config.certfile) if tls else None,
         ssl_keyfile=str(web_config.keyfile) if tls else None,
-        timeout_graceful_shutdown=3, access_log=False, lifespan="off",
-    )  # fmt: skip
+        timeout_graceful_shutdown=3,
+        access_log=False,
+        lifespan="off",
+    )
     server = ThreadedServer(config)
     server.thread = threading.Thread(target=server.run, name="chot-web", daemon=True)
     server.thread.start()

@@ -56,9 +56,17 @@ def format_event(row_id: int, data: dict) -> str:
     return f"id: {row_id}\nevent: decision\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def feed(store: Store, after_id: int, is_disconnected: Callable, limiter: FeedLimiter, *,
-               poll_s: float = 0.5, max_s: float = 300.0, batch: int = 200,
-               keepalive_s: float = 15.0) -> AsyncIterator[str]:  # fmt: skip
+async def feed(
+    store: Store,
+    after_id: int,
+    is_disconnected: Callable,
+    limiter: FeedLimiter,
+    *,
+    poll_s: float = 0.5,
+    max_s: float = 300.0,
+    batch: int = 200,
+    keepalive_s: float = 15.0,
+) -> AsyncIterator[str]:
     """Yield SSE frames: decisions after `after_id` (or the newest few when 0), then new ones
     as they are committed, until the client leaves or `max_s` passes. Entering and leaving
     the limiter both happen in here, so a client gone before the first byte leaks nothing."""

@@ -138,19 +138,21 @@ def lanes(store: Store, capacities: dict[str, int], now_ms: int, since_ms: int) 
         lane_load = load.get(lane, {})
         capacity = int(lane_load.get("capacity", 0))
         per_minute = float(lane_load.get("per_minute", 0.0))
-        rows.append({
-            "lane": lane,
-            "passed": totals["pass"],
-            "failed": totals["fail"],
-            "warned": totals["warn"],
-            "failed_by_reason": dict(sorted(failed_by_reason.items(), key=lambda kv: -kv[1])),
-            "manual": manual.get(lane, 0),
-            "per_minute": round(per_minute, 1),
-            "capacity": capacity,
-            "utilisation": round(float(lane_load.get("utilisation", 0.0)), 2),
-            "queue_estimate": round(float(lane_load.get("queue_estimate", 0.0))),
-            "over_capacity": bool(capacity) and per_minute > capacity,
-        })  # fmt: skip
+        rows.append(
+            {
+                "lane": lane,
+                "passed": totals["pass"],
+                "failed": totals["fail"],
+                "warned": totals["warn"],
+                "failed_by_reason": dict(sorted(failed_by_reason.items(), key=lambda kv: -kv[1])),
+                "manual": manual.get(lane, 0),
+                "per_minute": round(per_minute, 1),
+                "capacity": capacity,
+                "utilisation": round(float(lane_load.get("utilisation", 0.0)), 2),
+                "queue_estimate": round(float(lane_load.get("queue_estimate", 0.0))),
+                "over_capacity": bool(capacity) and per_minute > capacity,
+            }
+        )
     return rows
 
 
@@ -159,12 +161,16 @@ def banners(device_rows: list[dict], lane_rows: list[dict], store_alerts: list[s
     out = []
     for lane in lane_rows:
         if lane["over_capacity"]:
-            out.append({
-                "level": "fail", "kind": "congestion", "lane": lane["lane"],
-                "text": f"Lane {lane['lane']} over capacity: {lane['per_minute']:.0f}/min "
-                        f"for {lane['capacity']}/min, about {lane['queue_estimate']} waiting. "
-                        "Open another lane or send people to the next checkpoint.",
-            })  # fmt: skip
+            out.append(
+                {
+                    "level": "fail",
+                    "kind": "congestion",
+                    "lane": lane["lane"],
+                    "text": f"Lane {lane['lane']} over capacity: {lane['per_minute']:.0f}/min "
+                    f"for {lane['capacity']}/min, about {lane['queue_estimate']} waiting. "
+                    "Open another lane or send people to the next checkpoint.",
+                }
+            )
     for dev in device_rows:
         if dev["alerts"]:
             level = "fail" if not dev["online"] else "warn"
@@ -194,8 +200,13 @@ def decision_dict(d: Decision) -> dict[str, Any]:
     }
 
 
-def snapshot(store: Store, capacities: dict[str, int], now_s: float,
-             trend: OutboxTrend, health: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def snapshot(
+    store: Store,
+    capacities: dict[str, int],
+    now_s: float,
+    trend: OutboxTrend,
+    health: dict[str, Any],
+) -> dict[str, Any]:
     """Everything the status page shows besides the live feed (also GET /api/status)."""
     now_ms = int(now_s * 1000)
     device_rows = devices(store, now_ms, trend)

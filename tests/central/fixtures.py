@@ -57,11 +57,15 @@ class Fleet:
 
     def config(self, store_url: str, **extra) -> CentralConfig:
         operators = {
-            "tracer": {"token_sha256": hash_token(OPERATOR_TOKENS["tracer"]),
-                       "roles": ["report", "tracing"]},
-            "analyst": {"token_sha256": hash_token(OPERATOR_TOKENS["analyst"]),
-                        "roles": ["report"]},
-        }  # fmt: skip
+            "tracer": {
+                "token_sha256": hash_token(OPERATOR_TOKENS["tracer"]),
+                "roles": ["report", "tracing"],
+            },
+            "analyst": {
+                "token_sha256": hash_token(OPERATOR_TOKENS["analyst"]),
+                "roles": ["report"],
+            },
+        }
         return CentralConfig(
             store=store_url, registry=self.registry_path, operators=operators, **extra
         )
@@ -71,9 +75,16 @@ class Fleet:
 
     def event(self, dev: str, t_ms: int, **fields) -> Event:
         signer = self.registry.signers[dev]
-        defaults = {"eid": new_event_id(), "typ": "scan" if signer.role == "device" else "load",
-                    "dev": dev, "site": signer.site, "seq": self.next_seq(dev), "t_ms": t_ms,
-                    "clock": "synced", "lane": signer.lane}  # fmt: skip
+        defaults = {
+            "eid": new_event_id(),
+            "typ": "scan" if signer.role == "device" else "load",
+            "dev": dev,
+            "site": signer.site,
+            "seq": self.next_seq(dev),
+            "t_ms": t_ms,
+            "clock": "synced",
+            "lane": signer.lane,
+        }
         if defaults["typ"] == "scan":
             defaults.update(verdict="pass", reason="ok", kind="declaration", tlv=3)
         defaults.update(fields)

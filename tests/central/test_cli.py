@@ -45,8 +45,23 @@ def test_visits_needs_an_operator_and_is_logged(
         run(["central", "visits", "--store", filled.url, "--sub", sub(1).hex()])
     assert exited.value.code == 2
     assert queries.access_log(filled) == []
-    code = run(["central", "visits", "--store", filled.url, "--sub", sub(1).hex(),
-                "--from", "2021-08-01", "--to", "2021-08-02", "--operator", "dr-lan", "--json"])  # fmt: skip
+    code = run(
+        [
+            "central",
+            "visits",
+            "--store",
+            filled.url,
+            "--sub",
+            sub(1).hex(),
+            "--from",
+            "2021-08-01",
+            "--to",
+            "2021-08-02",
+            "--operator",
+            "dr-lan",
+            "--json",
+        ]
+    )
     assert code == 0
     visits = json.loads(capsys.readouterr().out)
     assert [v["t"] for v in visits] == [T0 + 10 * MIN, T0 + 40 * MIN]
@@ -56,16 +71,39 @@ def test_visits_needs_an_operator_and_is_logged(
 
 
 def test_contacts_csv_and_report_table(filled: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run(["central", "contacts", "--store", filled.url, "--sub", sub(7).hex(),
-                "--window-min", "15", "--operator", "dr-lan", "--csv"])  # fmt: skip
+    code = run(
+        [
+            "central",
+            "contacts",
+            "--store",
+            filled.url,
+            "--sub",
+            sub(7).hex(),
+            "--window-min",
+            "15",
+            "--operator",
+            "dr-lan",
+            "--csv",
+        ]
+    )
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["sub"], r["min_gap_ms"]) for r in rows] == [
-        (sub(0).hex(), "0"), (sub(1).hex(), str(10 * MIN))]  # fmt: skip
+        (sub(0).hex(), "0"),
+        (sub(1).hex(), str(10 * MIN)),
+    ]
     assert run(["central", "report", "--store", filled.url, "--day", "2021-08-01"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["site", "day", "lane", "total", "pass", "fail", "warn",
-                              "fail_reasons"]  # fmt: skip
+    assert out[0].split() == [
+        "site",
+        "day",
+        "lane",
+        "total",
+        "pass",
+        "fail",
+        "warn",
+        "fail_reasons",
+    ]
     assert out[2].split() == ["HN-01", "2021-08-01", "lane-2", "1", "0", "1", "0", "revoked=1"]
 
 

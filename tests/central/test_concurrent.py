@@ -21,11 +21,17 @@ def test_concurrent_retried_batches_store_every_event_exactly_once(
 ) -> None:
     # Batches span two UTC days, so PostgreSQL creates partitions while threads race.
     bodies = [
-        batch("gw-hn", [fleet.scan(random.choice(["dev-a", "dev-b"]),
-                                   T0 - 90 * MIN + (b * PER_BATCH + i) * 1000, i)
-                        for i in range(PER_BATCH)])
+        batch(
+            "gw-hn",
+            [
+                fleet.scan(
+                    random.choice(["dev-a", "dev-b"]), T0 - 90 * MIN + (b * PER_BATCH + i) * 1000, i
+                )
+                for i in range(PER_BATCH)
+            ],
+        )
         for b in range(BATCHES)
-    ]  # fmt: skip
+    ]
     answers: list[dict] = []
     errors: list[BaseException] = []
     lock = threading.Lock()

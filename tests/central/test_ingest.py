@@ -70,9 +70,17 @@ def test_bad_events_are_rejected_with_reasons_and_good_ones_kept(
     ]
     answer = post(client, "gw-hn", items)
     reasons = {r["index"]: r["reason"] for r in answer["rejected"]}
-    assert reasons == {1: "bad_cbor", 2: "device_revoked", 3: "topic_mismatch",
-                       4: "topic_mismatch", 5: "bad_signature", 6: "bad_event",
-                       7: "bad_event", 8: "unknown_device", 9: "bad_event"}  # fmt: skip
+    assert reasons == {
+        1: "bad_cbor",
+        2: "device_revoked",
+        3: "topic_mismatch",
+        4: "topic_mismatch",
+        5: "bad_signature",
+        6: "bad_event",
+        7: "bad_event",
+        8: "unknown_device",
+        9: "bad_event",
+    }
     by_index = {r["index"]: r for r in answer["rejected"]}
     assert by_index[5]["eid"] is not None and by_index[1]["eid"] is None
     assert all(r["detail"] for r in answer["rejected"])
@@ -84,8 +92,17 @@ def test_bad_events_are_rejected_with_reasons_and_good_ones_kept(
 
 
 def test_gateway_events_keep_extra(client: TestClient, fleet: Fleet, store: Store) -> None:
-    manual = fleet.sign(fleet.event("gw-hn", T0, typ="manual", verdict="pass", reason="ok",
-                                    sub=sub(9), extra={"category": "paper", "operator": "op-1"}))  # fmt: skip
+    manual = fleet.sign(
+        fleet.event(
+            "gw-hn",
+            T0,
+            typ="manual",
+            verdict="pass",
+            reason="ok",
+            sub=sub(9),
+            extra={"category": "paper", "operator": "op-1"},
+        )
+    )
     load = fleet.sign(fleet.event("gw-hn", T0 + MIN, extra={"lanes": {"lane-1": 12}}))
     assert len(post(client, "gw-hn", [manual, load])["stored"]) == 2
     assert queries.load(store)[0]["extra"] == {"lanes": {"lane-1": 12}}
@@ -95,13 +112,21 @@ def test_gateway_events_keep_extra(client: TestClient, fleet: Fleet, store: Stor
 
 @pytest.mark.parametrize(
     ("gateway", "token", "header_gateway"),
-    [("gw-hn", "wrong-token", "gw-hn"), ("gw-hn", "hcm-secret-token", "gw-hn"),
-     ("gw-hn", "hn-secret-token", "dev-a"), ("gw-hn", None, "gw-hn")],
-)  # fmt: skip
+    [
+        ("gw-hn", "wrong-token", "gw-hn"),
+        ("gw-hn", "hcm-secret-token", "gw-hn"),
+        ("gw-hn", "hn-secret-token", "dev-a"),
+        ("gw-hn", None, "gw-hn"),
+    ],
+)
 def test_bad_token_is_refused(
-    client: TestClient, fleet: Fleet, store: Store, gateway: str, token: str | None,
+    client: TestClient,
+    fleet: Fleet,
+    store: Store,
+    gateway: str,
+    token: str | None,
     header_gateway: str,
-) -> None:  # fmt: skip
+) -> None:
     hdrs = headers(header_gateway, token or "x")
     if token is None:
         del hdrs["Authorization"]

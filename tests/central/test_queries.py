@@ -24,14 +24,21 @@ def filled(fleet: Fleet, store: Store) -> Store:
         fleet.scan("dev-b", T0 + 5 * HOUR, 1, verdict="fail", reason="expired"),
         fleet.scan("dev-b", T0 + 25 * MIN, 2, seq=4),  # 15 min after sub 1; dev-b skips 2, 3
         fleet.scan("dev-a", T0 + 50 * MIN, 3),  # 40 min after sub 1
-        fleet.scan("dev-a", T0 + 5 * HOUR + 20 * MIN, 4, verdict="warn",
-                   reason="clock_untrusted", clock="unknown"),  # 20 min after sub 1's 2nd visit
+        fleet.scan(
+            "dev-a",
+            T0 + 5 * HOUR + 20 * MIN,
+            4,
+            verdict="warn",
+            reason="clock_untrusted",
+            clock="unknown",
+        ),  # 20 min after sub 1's 2nd visit
         fleet.scan("dev-a", T0 + DAY + HOUR, 1),  # next local day
         fleet.scan("dev-a", T0 - 8 * HOUR, 6),  # 23:00 local on 2021-07-31
         fleet.sign(fleet.event("gw-hn", T0 + HOUR, extra={"lanes": {"lane-1": 40}})),
-        fleet.sign(fleet.event("gw-hn", T0 + 2 * HOUR,
-                               extra={"lanes": {"lane-1": 55, "lane-2": 10}})),
-    ]  # fmt: skip
+        fleet.sign(
+            fleet.event("gw-hn", T0 + 2 * HOUR, extra={"lanes": {"lane-1": 55, "lane-2": 10}})
+        ),
+    ]
     hcm = [
         fleet.scan("dev-c", T0 + 10 * MIN, 5),  # same time as sub 1, other site
         fleet.sign(fleet.event("gw-hcm", T0 + HOUR, extra={"lanes": {"lane-1": 5}})),
@@ -45,7 +52,9 @@ def filled(fleet: Fleet, store: Store) -> Store:
 def test_visits_of_one_subject_in_a_range(filled: Store) -> None:
     day = queries.visits(filled, sub(1), T0, T0 + DAY, operator="dr-lan")
     assert [(v["t"], v["dev"], v["verdict"]) for v in day] == [
-        (T0 + 10 * MIN, "dev-a", "pass"), (T0 + 5 * HOUR, "dev-b", "fail")]  # fmt: skip
+        (T0 + 10 * MIN, "dev-a", "pass"),
+        (T0 + 5 * HOUR, "dev-b", "fail"),
+    ]
     assert day[0]["ref"] == (1001).to_bytes(16, "big").hex() and day[0]["site"] == "HN-01"
     assert len(queries.visits(filled, sub(1), 0, 2**62, operator="dr-lan")) == 3
     assert queries.visits(filled, sub(99), 0, 2**62, operator="dr-lan") == []
@@ -54,7 +63,9 @@ def test_visits_of_one_subject_in_a_range(filled: Store) -> None:
 def test_contacts_within_the_window_at_the_same_site(filled: Store) -> None:
     found = queries.contacts(filled, sub(1), 30, T0, T0 + DAY, operator="dr-lan")
     assert [(c["sub"], c["site"], c["min_gap_ms"]) for c in found] == [
-        (sub(2).hex(), "HN-01", 15 * MIN), (sub(4).hex(), "HN-01", 20 * MIN)]  # fmt: skip
+        (sub(2).hex(), "HN-01", 15 * MIN),
+        (sub(4).hex(), "HN-01", 20 * MIN),
+    ]
     wider = queries.contacts(filled, sub(1), 60, T0, T0 + DAY, operator="dr-lan")
     assert {c["sub"] for c in wider} == {sub(2).hex(), sub(3).hex(), sub(4).hex()}
 
@@ -64,9 +75,15 @@ def test_tracing_is_audited_and_needs_an_operator(filled: Store) -> None:
     queries.contacts(filled, sub(1), 30, T0, T0 + DAY, operator="dr-minh", via="api")
     log = queries.access_log(filled)
     assert [(e["operator"], e["via"], e["query"], e["row_count"]) for e in log] == [
-        ("dr-minh", "api", "contacts", 2), ("dr-lan", "cli", "visits", 2)]  # fmt: skip
+        ("dr-minh", "api", "contacts", 2),
+        ("dr-lan", "cli", "visits", 2),
+    ]
     assert json.loads(log[0]["params"]) == {
-        "sub": sub(1).hex(), "window_min": 30, "from": T0, "to": T0 + DAY}  # fmt: skip
+        "sub": sub(1).hex(),
+        "window_min": 30,
+        "from": T0,
+        "to": T0 + DAY,
+    }
     with pytest.raises(PermissionError):
         queries.visits(filled, sub(1), T0, T0 + DAY, operator=" ")
     assert len(queries.access_log(filled)) == 2
@@ -75,24 +92,61 @@ def test_tracing_is_audited_and_needs_an_operator(filled: Store) -> None:
 def test_report_counts_per_site_local_day_and_lane(filled: Store) -> None:
     rows = queries.report(filled, dt.date(2021, 8, 1))
     assert rows == [
-        {"site": "HCM-01", "day": "2021-08-01", "lane": "lane-1", "total": 1, "pass": 1,
-         "fail": 0, "warn": 0, "fail_reasons": {}},
-        {"site": "HN-01", "day": "2021-08-01", "lane": "lane-1", "total": 3, "pass": 2,
-         "fail": 0, "warn": 1, "fail_reasons": {}},
-        {"site": "HN-01", "day": "2021-08-01", "lane": "lane-2", "total": 2, "pass": 1,
-         "fail": 1, "warn": 0, "fail_reasons": {"expired": 1}},
-    ]  # fmt: skip
+        {
+            "site": "HCM-01",
+            "day": "2021-08-01",
+            "lane": "lane-1",
+            "total": 1,
+            "pass": 1,
+            "fail": 0,
+            "warn": 0,
+            "fail_reasons": {},
+        },
+        {
+            "site": "HN-01",
+            "day": "2021-08-01",
+            "lane": "lane-1",
+            "total": 3,
+            "pass": 2,
+            "fail": 0,
+            "warn": 1,
+            "fail_reasons": {},
+        },
+        {
+            "site": "HN-01",
+            "day": "2021-08-01",
+            "lane": "lane-2",
+            "total": 2,
+            "pass": 1,
+            "fail": 1,
+            "warn": 0,
+            "fail_reasons": {"expired": 1},
+        },
+    ]
     assert len(queries.report(filled, dt.date(2021, 8, 1), site="HN-01")) == 2
     two_days = queries.report(filled, dt.date(2021, 7, 31), site="HN-01", days=3)
     assert [(r["day"], r["lane"], r["total"]) for r in two_days] == [
-        ("2021-07-31", "lane-1", 1), ("2021-08-01", "lane-1", 3), ("2021-08-01", "lane-2", 2),
-        ("2021-08-02", "lane-1", 1)]  # fmt: skip
+        ("2021-07-31", "lane-1", 1),
+        ("2021-08-01", "lane-1", 3),
+        ("2021-08-01", "lane-2", 2),
+        ("2021-08-02", "lane-1", 1),
+    ]
 
 
 def test_health_per_device_and_hour(filled: Store) -> None:
     rows = queries.health(filled, T0, T0 + 6 * HOUR)
-    summary = {(r["dev"], r["hour"]): (r["events"], r["pass"], r["fail"], r["warn"], r["load"],
-                                       r["clock_synced"], r["clock_unknown"]) for r in rows}  # fmt: skip
+    summary = {
+        (r["dev"], r["hour"]): (
+            r["events"],
+            r["pass"],
+            r["fail"],
+            r["warn"],
+            r["load"],
+            r["clock_synced"],
+            r["clock_unknown"],
+        )
+        for r in rows
+    }
     assert summary == {
         ("dev-a", "2021-08-01T00:00Z"): (2, 2, 0, 0, 0, 2, 0),
         ("dev-a", "2021-08-01T05:00Z"): (1, 0, 0, 1, 0, 0, 1),
@@ -102,14 +156,15 @@ def test_health_per_device_and_hour(filled: Store) -> None:
         ("gw-hcm", "2021-08-01T01:00Z"): (1, 0, 0, 0, 1, 1, 0),
         ("gw-hn", "2021-08-01T01:00Z"): (1, 0, 0, 0, 1, 1, 0),
         ("gw-hn", "2021-08-01T02:00Z"): (1, 0, 0, 0, 1, 1, 0),
-    }  # fmt: skip
+    }
 
 
 def test_load_is_the_latest_summary_per_gateway(filled: Store) -> None:
     rows = queries.load(filled)
     assert [(r["site"], r["gateway"], r["t"], r["extra"]) for r in rows] == [
         ("HCM-01", "gw-hcm", T0 + HOUR, {"lanes": {"lane-1": 5}}),
-        ("HN-01", "gw-hn", T0 + 2 * HOUR, {"lanes": {"lane-1": 55, "lane-2": 10}})]  # fmt: skip
+        ("HN-01", "gw-hn", T0 + 2 * HOUR, {"lanes": {"lane-1": 55, "lane-2": 10}}),
+    ]
     assert [r["gateway"] for r in queries.load(filled, site="HN-01")] == ["gw-hn"]
 
 
@@ -136,4 +191,6 @@ def test_api_read_endpoints_need_roles_and_tracing_is_logged(filled: Store, flee
     assert len(client.get("/api/v1/contacts", params=params, headers=tracer).json()) == 2
     log = queries.access_log(filled)
     assert [(e["operator"], e["via"], e["query"]) for e in log] == [
-        ("tracer", "api", "contacts"), ("tracer", "api", "visits")]  # fmt: skip
+        ("tracer", "api", "contacts"),
+        ("tracer", "api", "visits"),
+    ]

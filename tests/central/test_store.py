@@ -21,8 +21,12 @@ def test_no_column_can_hold_personal_data(store: Store) -> None:
     if store.dialect == "sqlite":
         columns = {r["name"] for r in store.fetch("SELECT name FROM pragma_table_info('events')")}
     else:
-        columns = {r["column_name"] for r in store.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'")}  # fmt: skip
+        columns = {
+            r["column_name"]
+            for r in store.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'"
+            )
+        }
     assert {"eid", "sub", "ref", "raw", "extra", "received_at", "gateway"} <= columns
     assert not columns & {"name", "doc4", "dob"}
 
@@ -37,16 +41,19 @@ def test_retention_deletes_exactly_the_old_days(store: Store, fleet: Fleet) -> N
     left = store.fetch("SELECT t FROM events ORDER BY t")
     assert [r["t"] for r in left] == days[2:]
     if store.dialect == "postgresql":
-        partitions = {r["relname"] for r in store.fetch(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'events'::regclass")}  # fmt: skip
+        partitions = {
+            r["relname"]
+            for r in store.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'events'::regclass"
+            )
+        }
         assert partitions == {"events_20210731", "events_20210801", "events_20210802"}
         ids = store.fetch("SELECT COUNT(*) AS n, MIN(t) AS t FROM event_ids")[0]
         assert ids == {"n": 3, "t": days[2]}
     assert store.delete_days_before(day_of(T0) - 1) == {"days": [], "events": 0}
     # a day dropped by retention can be written again (its partition comes back on demand)
-    again = ingest_batch([fleet.scan("dev-a", T0 - 3 * DAY, 9)], gateway, fleet.registry,
-                         store, T0)  # fmt: skip
+    again = ingest_batch([fleet.scan("dev-a", T0 - 3 * DAY, 9)], gateway, fleet.registry, store, T0)
     assert len(again.stored) == 1
 
 
@@ -57,8 +64,7 @@ def test_partitions_are_created_per_utc_day(store: Store, fleet: Fleet) -> None:
     items = [fleet.scan("dev-a", T0 - 1, 1), fleet.scan("dev-a", T0, 2)]
     ingest_batch(items, gateway, fleet.registry, store, T0)
     with psycopg.connect(store.url) as conn:
-        rows = conn.execute(
-            "SELECT tableoid::regclass::text, t FROM events ORDER BY t").fetchall()  # fmt: skip
+        rows = conn.execute("SELECT tableoid::regclass::text, t FROM events ORDER BY t").fetchall()
     assert rows == [("events_20210731", T0 - 1), ("events_20210801", T0)]
     assert T0 % DAY_MS == 0
 
@@ -70,11 +76,14 @@ def test_load_query_uses_the_partial_index_not_a_scan_of_every_scan(store: Store
         if store.dialect == "sqlite"
         else "EXPLAIN SELECT dev, MAX(t) FROM events WHERE typ = 'load' GROUP BY dev"
     )
-    names = {r["name"] for r in store.fetch(
-        "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'events'"
-        if store.dialect == "postgresql"
-        else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
-    )}  # fmt: skip
+    names = {
+        r["name"]
+        for r in store.fetch(
+            "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'events'"
+            if store.dialect == "postgresql"
+            else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        )
+    }
     assert "events_load_dev_t" in names and "events_typ_t" not in names
     if store.dialect == "sqlite":
         plan = " ".join(str(v) for r in store.fetch(plan_sql) for v in r.values())

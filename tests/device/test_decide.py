@@ -33,8 +33,9 @@ def trust(pki):
 def make(trust, pki, **policy) -> tuple[Decider, FakeTime]:
     mono = FakeTime()
     options = {"debounce_s": 5.0, "duplicate_window_s": 1800.0, "resignal_s": 2.0} | policy
-    decider = Decider(trust, None, Policy.make(**options), lambda: Clock.synced(pki.now),
-                      monotonic=mono)  # fmt: skip
+    decider = Decider(
+        trust, None, Policy.make(**options), lambda: Clock.synced(pki.now), monotonic=mono
+    )
     return decider, mono
 
 
@@ -43,7 +44,12 @@ def test_first_sighting_passes_and_publishes(pki, trust):
     text = pki.make_pass()
     d = decider.decide(text)
     assert (d.verdict, d.reason, d.publish, d.signal, d.repeat) == (
-        Verdict.PASS, Reason.OK, True, True, False)  # fmt: skip
+        Verdict.PASS,
+        Reason.OK,
+        True,
+        True,
+        False,
+    )
     assert d.pass_ref == decode_pass(text).claims.pass_ref
     assert d.trust_version == 1 and signature_checked(d)
 
@@ -70,7 +76,11 @@ def test_presented_again_after_debounce_is_duplicate_recent(pki, trust):
     mono.t += 6  # gone for longer than debounce_s
     d = decider.decide(text)
     assert (d.verdict, d.reason, d.publish, d.signal) == (
-        Verdict.FAIL, Reason.DUPLICATE_RECENT, True, True)  # fmt: skip
+        Verdict.FAIL,
+        Reason.DUPLICATE_RECENT,
+        True,
+        True,
+    )
     mono.t += 6
     assert decider.decide(text).reason is Reason.DUPLICATE_RECENT
     mono.t += 1800 - 12 + 1  # window counted from the accepted scan, not from the duplicates
@@ -92,7 +102,11 @@ def test_undecodable_text_is_debounced_by_hash(pki, trust):
     decider, mono = make(trust, pki)
     d = decider.decide("https://example.com/menu")
     assert (d.verdict, d.reason, d.pass_ref, d.publish) == (
-        Verdict.FAIL, Reason.NOT_CHOT, None, True)  # fmt: skip
+        Verdict.FAIL,
+        Reason.NOT_CHOT,
+        None,
+        True,
+    )
     mono.t += 1
     assert not decider.decide("https://example.com/menu").publish
     assert decider.decide("https://example.com/other").publish
@@ -105,9 +119,12 @@ def test_policy_kinds_and_revocations(pki, trust):
 
     text = pki.make_pass()
     revoked = sign_revocation_list(
-        pass_refs=[decode_pass(text).claims.pass_ref], version=1, issued_at=pki.now - 60,
-        expires_at=pki.now + 86400, root_key=pki.root,
-    )  # fmt: skip
+        pass_refs=[decode_pass(text).claims.pass_ref],
+        version=1,
+        issued_at=pki.now - 60,
+        expires_at=pki.now + 86400,
+        root_key=pki.root,
+    )
     decider, _ = make(trust, pki)
     decider.set_revocations(
         open_revocation_list(revoked, root_keyring([bytes(pki.root.verify_key)]))
@@ -160,8 +177,9 @@ def test_clock_synced_unknown_and_bounded():
 
 def test_synced_clock_behind_a_signed_document_is_not_trusted(pki, trust):
     mono = FakeTime()
-    source = ClockSource(probe=lambda: ClockState.SYNCED, wall=lambda: 1_000_000_000,
-                         monotonic=mono)  # fmt: skip
+    source = ClockSource(
+        probe=lambda: ClockState.SYNCED, wall=lambda: 1_000_000_000, monotonic=mono
+    )
     source.note_document(pki.now)  # the trust list was issued long after the clock's "now"
     reading = source.read()
     assert reading.state is ClockState.BOUNDED and not reading.trusted
@@ -184,8 +202,9 @@ def test_clock_state_override_and_probe_caching(monkeypatch):
     monkeypatch.delenv("CHOT_CLOCK_STATE")
     assert system_clock_state() in tuple(ClockState)  # kernel or timedatectl answer, or unknown
     calls, mono = [], FakeTime()
-    source = ClockSource(probe=lambda: calls.append(1) or ClockState.SYNCED, monotonic=mono,
-                         probe_interval_s=10)  # fmt: skip
+    source = ClockSource(
+        probe=lambda: calls.append(1) or ClockState.SYNCED, monotonic=mono, probe_interval_s=10
+    )
     for _ in range(50):
         source.read()
     mono.t += 11

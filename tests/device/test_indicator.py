@@ -227,13 +227,17 @@ def test_rpigpio_backend_drives_the_gpio_api(monkeypatch: pytest.MonkeyPatch) ->
             calls.append(("stop",))
 
     gpio = types.SimpleNamespace(
-        BCM="BCM", OUT="OUT", LOW=0, HIGH=1, PWM=PWM,
+        BCM="BCM",
+        OUT="OUT",
+        LOW=0,
+        HIGH=1,
+        PWM=PWM,
         setwarnings=lambda flag: None,
         setmode=lambda mode: calls.append(("mode", mode)),
         setup=lambda pin, mode, initial: calls.append(("setup", pin, initial)),
         output=lambda pin, level: calls.append(("out", pin, level)),
         cleanup=lambda pins: calls.append(("cleanup", sorted(pins))),
-    )  # fmt: skip
+    )
     rpi = types.ModuleType("RPi")
     rpi.GPIO = gpio  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "RPi", rpi)

@@ -16,8 +16,17 @@ KEY = SigningKey.generate()
 
 
 def fields(i: int = 0) -> dict:
-    return {"typ": "scan", "t_ms": 1_700_000_000_000 + i, "clock": "synced", "verdict": "pass",
-            "reason": "ok", "lane": "lane-1", "ref": bytes(16), "dec_us": 300, "ver_us": 80}  # fmt: skip
+    return {
+        "typ": "scan",
+        "t_ms": 1_700_000_000_000 + i,
+        "clock": "synced",
+        "verdict": "pass",
+        "reason": "ok",
+        "lane": "lane-1",
+        "ref": bytes(16),
+        "dec_us": 300,
+        "ver_us": 80,
+    }
 
 
 def open_box(tmp_path, **kw) -> Outbox:

@@ -40,11 +40,26 @@ def images(tmp_path_factory):
 def test_scan_verifies_against_a_signed_trust_list(images, capsys, decoder):
     pki, folder, _ = images
     files = [str(folder / n) for n in ("card.png", "forged.png", "empty.png")]
-    code, out = run(["scan", "--json", "--decoder", decoder, "--trust", str(folder / "trust.cose"),
-                     "--root-key", pki.root_hex, *files], capsys)  # fmt: skip
+    code, out = run(
+        [
+            "scan",
+            "--json",
+            "--decoder",
+            decoder,
+            "--trust",
+            str(folder / "trust.cose"),
+            "--root-key",
+            pki.root_hex,
+            *files,
+        ],
+        capsys,
+    )
     assert code == 0
     assert [(o["decoded"], o["verdict"], o["reason"]) for o in out] == [
-        (True, "pass", "ok"), (True, "fail", "unknown_kid"), (False, "none", None)]  # fmt: skip
+        (True, "pass", "ok"),
+        (True, "fail", "unknown_kid"),
+        (False, "none", None),
+    ]
     assert all("payload" not in o and o["ms"] >= 0 for o in out)
     assert [o["file"] for o in out] == files
 
@@ -65,11 +80,22 @@ def test_scan_root_key_from_env_and_usage_errors(images, capsys, monkeypatch):
     with pytest.raises(UsageError, match="root public key"):  # nothing to verify the list with
         run(["scan", "--trust", trust, str(folder / "card.png")], capsys)
     monkeypatch.setenv("CHOT_ROOT_PUBLIC_KEY", pki.root_hex)
-    code, out = run(["scan", "--json", "--trust", trust, "--at", str(pki.now),
-                     str(folder / "card.png")], capsys)  # fmt: skip
+    code, out = run(
+        ["scan", "--json", "--trust", trust, "--at", str(pki.now), str(folder / "card.png")], capsys
+    )
     assert code == 0 and out[0]["verdict"] == "pass"
-    code, out = run(["scan", "--json", "--trust", trust, "--at", str(pki.now + 10 * 86400),
-                     str(folder / "card.png")], capsys)  # fmt: skip
+    code, out = run(
+        [
+            "scan",
+            "--json",
+            "--trust",
+            trust,
+            "--at",
+            str(pki.now + 10 * 86400),
+            str(folder / "card.png"),
+        ],
+        capsys,
+    )
     assert out[0]["reason"] == "expired"
     code, out = run(["scan", "--json", str(folder / "missing.png")], capsys)
     assert code == 2 and out[0]["error"] == "cannot read image"
@@ -77,10 +103,30 @@ def test_scan_root_key_from_env_and_usage_errors(images, capsys, monkeypatch):
 
 def test_through_the_chot_entry_point(images, capsys):
     pki, folder, _ = images
-    code = main(["scan", "--json", "--trust", str(folder / "trust.cose"), "--root-key",
-                 pki.root_hex, str(folder / "card.png")])  # fmt: skip
+    code = main(
+        [
+            "scan",
+            "--json",
+            "--trust",
+            str(folder / "trust.cose"),
+            "--root-key",
+            pki.root_hex,
+            str(folder / "card.png"),
+        ]
+    )
     out = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert code == 0 and (out["decoded"], out["verdict"]) == (True, "pass")
-    assert main(["scan", "--trust", str(folder / "trust.cose"), "--root-key", "zz",
-                 str(folder / "card.png")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "scan",
+                "--trust",
+                str(folder / "trust.cose"),
+                "--root-key",
+                "zz",
+                str(folder / "card.png"),
+            ]
+        )
+        == 2
+    )
     assert main(["device", "run", "--config", str(folder / "missing.toml")]) == 2

@@ -78,8 +78,9 @@ def site(tmp_path, mosquitto, monkeypatch):
     broker = mosquitto(users={DEV: "dev-pw", "gateway": "gw-pw"}, acl=ACL)
     pki = Pki()
     config = write_device(tmp_path / "unit", pki, port=broker.port, password="dev-pw")
-    gateway = TestGateway(broker.host, broker.port, SITE,
-                          {DEV: device_public_key(tmp_path / "unit")}, "gw-pw")  # fmt: skip
+    gateway = TestGateway(
+        broker.host, broker.port, SITE, {DEV: device_public_key(tmp_path / "unit")}, "gw-pw"
+    )
     yield broker, pki, config, gateway
     gateway.close()
 
@@ -110,8 +111,11 @@ def test_stream_broker_kill_trust_update_and_restart(site, caplog):
         for i in range(20):
             source.put(pki.make_pass(100 + i))
         assert gateway.wait(lambda g: len(g.events) == 60)
-        feeder = threading.Thread(target=lambda: [
-            (source.put(pki.make_pass(200 + i)), time.sleep(0.02)) for i in range(40)])  # fmt: skip
+        feeder = threading.Thread(
+            target=lambda: [
+                (source.put(pki.make_pass(200 + i)), time.sleep(0.02)) for i in range(40)
+            ]
+        )
         feeder.start()
         time.sleep(0.2)
         broker.kill()
@@ -178,8 +182,11 @@ def test_duplicate_and_held_pass_events(site):
         source.put(text)
         assert gateway.wait(lambda g: len(g.events) == 2)
         first, second = sorted(gateway.events.values(), key=lambda e: e.seq)
-        assert (first.verdict, second.verdict, second.reason) == ("pass", "fail",
-                                                                   "duplicate_recent")  # fmt: skip
+        assert (first.verdict, second.verdict, second.reason) == (
+            "pass",
+            "fail",
+            "duplicate_recent",
+        )
         assert first.ref == second.ref and first.sub is not None and first.kind == "declaration"
         assert wait_for(lambda: any(t.name == "red" and t.state for t in backend.history))
         assert any(t.name == "green" and t.state for t in backend.history)
@@ -193,19 +200,43 @@ def test_service_process_synthetic_camera_notify_and_sigterm(site, tmp_path):
     _, pki, config, gateway = site
     unit = config.device.signing_key_file.parent
     (unit / "passes.txt").write_text("\n".join(pki.make_pass(i) for i in range(3)) + "\n")
-    write_device(unit, pki, port=config.mqtt.port, password="dev-pw",
-                 camera={"source": "synthetic", "passes_file": "passes.txt", "fps": 30,
-                         "arrival_per_min": 120, "hold_s": 0.5, "difficulty": "easy"})  # fmt: skip
+    write_device(
+        unit,
+        pki,
+        port=config.mqtt.port,
+        password="dev-pw",
+        camera={
+            "source": "synthetic",
+            "passes_file": "passes.txt",
+            "fps": 30,
+            "arrival_per_min": 120,
+            "hold_s": 0.5,
+            "difficulty": "easy",
+        },
+    )
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(20)
-    env = os.environ | {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000",
-                        "PYTHONPATH": str(Path(__file__).parents[2])}  # fmt: skip
+    env = os.environ | {
+        "NOTIFY_SOCKET": str(notify_path),
+        "WATCHDOG_USEC": "2000000",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device.cli", "device", "run", "--config", str(unit / "device.toml")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "device.cli",
+            "device",
+            "run",
+            "--config",
+            str(unit / "device.toml"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         messages = set()
         while not {"READY=1", "WATCHDOG=1"} <= messages:
@@ -235,14 +266,16 @@ def test_tls_listener_with_site_ca(tmp_path, mosquitto, monkeypatch):
     plain = free_port()
     extra = f"listener {plain} 127.0.0.1"
     tls = TlsFiles(pki_dir / "ca.crt", pki_dir / "server.crt", pki_dir / "server.key")
-    broker = mosquitto(users={DEV: "dev-pw", "gateway": "gw-pw"}, acl=ACL, tls=tls,
-                       extra_conf=extra)  # fmt: skip
+    broker = mosquitto(
+        users={DEV: "dev-pw", "gateway": "gw-pw"}, acl=ACL, tls=tls, extra_conf=extra
+    )
     pki = Pki()
     unit = tmp_path / "unit"
     unit.mkdir()
     (unit / "ca.crt").write_bytes((pki_dir / "ca.crt").read_bytes())
-    config = write_device(unit, pki, port=broker.port, password="dev-pw",
-                          mqtt={"ca_file": "ca.crt"})  # fmt: skip
+    config = write_device(
+        unit, pki, port=broker.port, password="dev-pw", mqtt={"ca_file": "ca.crt"}
+    )
     gateway = TestGateway(broker.host, plain, SITE, {DEV: device_public_key(unit)}, "gw-pw")
     source = QueueSource()
     app = DeviceApp(config, source=source, backend=SimulatedBackend())

@@ -81,8 +81,9 @@ class Round:
             dev.join_feed(timeout)
         wait_until(
             lambda: all(self.decided(d) >= self.n for d in site.devices),
-            timeout, "every unit to decide its round",
-        )  # fmt: skip
+            timeout,
+            "every unit to decide its round",
+        )
         for dev in site.devices:
             assert self.decided(dev) == self.n, f"{dev.id}: {self.decided(dev)} != {self.n}"
         site.wait_at_centre(timeout)

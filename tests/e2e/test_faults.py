@@ -89,9 +89,10 @@ def test_central_store_down_for_a_while(fault_site) -> None:
     rnd.assert_deciding(site.devices, seconds=2.0)
     # the gateway holds what it stored and says it cannot forward
     during = wait_until(
-        lambda: (s := site.gateway_status())["depth"]["pending"] > 0 and s, 20,
+        lambda: (s := site.gateway_status())["depth"]["pending"] > 0 and s,
+        20,
         "events pending at the gateway",
-    )  # fmt: skip
+    )
     assert during["forward_lag_s"] > 0
     site.services["central"].start()
     rnd.finish()
@@ -144,8 +145,11 @@ def test_gateway_disk_full(fault_site) -> None:
     try:
         rnd.assert_deciding(site.devices, seconds=2.0)
         # the gateway cannot commit, so it must not acknowledge: the outboxes grow
-        wait_until(lambda: all(outbox_state(d.outbox)["depth"] > 10 for d in site.devices), 20,
-                   "the units' outboxes to fill up while the gateway cannot commit")  # fmt: skip
+        wait_until(
+            lambda: all(outbox_state(d.outbox)["depth"] > 10 for d in site.devices),
+            20,
+            "the units' outboxes to fill up while the gateway cannot commit",
+        )
         for dev in site.devices:
             acked = outbox_state(dev.outbox)["acked_seq"]
             stored = site.gateway_query("SELECT COUNT(*) FROM events WHERE dev = ?", (dev.id,))

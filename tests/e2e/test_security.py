@@ -28,22 +28,34 @@ NOT_AUTHORIZED = 135
 class Probe:
     """A paho client logging in like a unit would, recording what the broker answers."""
 
-    def __init__(self, site: E2ESite, user: str | None, password: str | None, *,
-                 ca: Path | None = None, tls: bool = True, port: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        site: E2ESite,
+        user: str | None,
+        password: str | None,
+        *,
+        ca: Path | None = None,
+        tls: bool = True,
+        port: int | None = None,
+    ) -> None:
         self.connected = threading.Event()
         self.answered = threading.Event()
         self.reason: object = None
         self.messages: list[str] = []
         self.suback: list[int] = []
         self.puback: list[int] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                                  client_id=f"probe-{time.monotonic_ns()}")  # fmt: skip
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"probe-{time.monotonic_ns()}",
+        )
         if user is not None:
             self.client.username_pw_set(user, password)
         if tls:
             ca = ca or site.site.broker_conf.parent / "ca.crt"
-            self.client.tls_set(ca_certs=str(ca) if ca.exists() else None,
-                                tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
+            self.client.tls_set(
+                ca_certs=str(ca) if ca.exists() else None, tls_version=ssl.PROTOCOL_TLS_CLIENT
+            )
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.messages.append(m.topic)
         self.client.on_subscribe = lambda c, u, mid, codes, p: self.suback.extend(
@@ -116,16 +128,29 @@ def test_acl_keeps_units_in_their_own_topics(security_site) -> None:
     assert probe.accepted()
     try:
         # reading another unit's acks and config, and any unit's events
-        probe.client.subscribe([(topics.ack_topic(SITE, "demo-lane2"), 1),
-                                (topics.config_topic(SITE, "demo-lane2"), 1),
-                                (topics.event_topic(SITE, "demo-lane2"), 1)])  # fmt: skip
+        probe.client.subscribe(
+            [
+                (topics.ack_topic(SITE, "demo-lane2"), 1),
+                (topics.config_topic(SITE, "demo-lane2"), 1),
+                (topics.event_topic(SITE, "demo-lane2"), 1),
+            ]
+        )
         # publishing as another unit
         key = load_signing_key(lane1 / "device.key")
-        event = Event(eid=new_event_id(), typ="scan", dev="demo-lane1", site=SITE, seq=1,
-                      t_ms=int(time.time() * 1000), clock="synced", verdict="pass",
-                      reason="ok")  # fmt: skip
-        info = probe.client.publish(topics.event_topic(SITE, "demo-lane2"),
-                                    sign_event(event, key), qos=1)  # fmt: skip
+        event = Event(
+            eid=new_event_id(),
+            typ="scan",
+            dev="demo-lane1",
+            site=SITE,
+            seq=1,
+            t_ms=int(time.time() * 1000),
+            clock="synced",
+            verdict="pass",
+            reason="ok",
+        )
+        info = probe.client.publish(
+            topics.event_topic(SITE, "demo-lane2"), sign_event(event, key), qos=1
+        )
         info.wait_for_publish(5)
         # lane 2 scans meanwhile: the gateway acks it on its ack topic
         rnd = Round(site, pool.take(20), 40.0).start()
@@ -143,20 +168,32 @@ def test_event_forged_in_another_units_name_is_rejected(security_site) -> None:
     site, _ = security_site
     lane1 = site.site.device_configs[0].parent
     key = load_signing_key(lane1 / "device.key")  # a valid unit key, but lane 1's
-    forged = Event(eid=new_event_id(), typ="scan", dev="demo-lane2", site=SITE, seq=10**6,
-                   t_ms=int(time.time() * 1000), clock="synced", verdict="pass",
-                   reason="ok")  # fmt: skip
+    forged = Event(
+        eid=new_event_id(),
+        typ="scan",
+        dev="demo-lane2",
+        site=SITE,
+        seq=10**6,
+        t_ms=int(time.time() * 1000),
+        clock="synced",
+        verdict="pass",
+        reason="ok",
+    )
     before = site.gateway_status()["rejects"].get("bad_signature", 0)
     probe = Probe(site, "demo-lane1", _password(lane1))
     assert probe.accepted()
     try:
         # lane 1's own topic (the only one the ACL lets it use), lane 2's name in the event
-        probe.client.publish(topics.event_topic(SITE, "demo-lane1"), sign_event(forged, key),
-                             qos=1).wait_for_publish(5)  # fmt: skip
+        probe.client.publish(
+            topics.event_topic(SITE, "demo-lane1"), sign_event(forged, key), qos=1
+        ).wait_for_publish(5)
     finally:
         probe.close()
-    wait_until(lambda: site.gateway_status()["rejects"].get("bad_signature", 0) > before, 15,
-               "the gateway to count the forged event as bad_signature")  # fmt: skip
+    wait_until(
+        lambda: site.gateway_status()["rejects"].get("bad_signature", 0) > before,
+        15,
+        "the gateway to count the forged event as bad_signature",
+    )
     assert not site.central_fetch(f"SELECT eid FROM events WHERE eid = x'{forged.eid.hex()}'")
     assert site.central_fetch(f"SELECT eid FROM events WHERE seq = {10**6}") == []
 
@@ -175,21 +212,28 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
         return {dev: json.loads(hb).get("trust_version") for dev, hb in rows}
 
     units = [d.id for d in site.devices]
-    wait_until(lambda: all(versions().get(u) == old_version + 1 for u in units), 30,
-               "every unit to adopt the new trust list")  # fmt: skip
+    wait_until(
+        lambda: all(versions().get(u) == old_version + 1 for u in units),
+        30,
+        "every unit to adopt the new trust list",
+    )
     gw = site.site.gateway_config.parent
     probe = Probe(site, "demo-gw", _password(gw))  # whoever may write the trust topic
     assert probe.accepted()
     try:
         probe.client.publish(topics.trust_topic(SITE), old, qos=1, retain=True).wait_for_publish(5)
         logs = [site.workdir / "logs" / f"{u}.log" for u in units]
-        wait_until(lambda: all("trust refused" in p.read_text() for p in logs), 15,
-                   "every unit to refuse the replayed list")  # fmt: skip
+        wait_until(
+            lambda: all("trust refused" in p.read_text() for p in logs),
+            15,
+            "every unit to refuse the replayed list",
+        )
         assert all("rollback" in p.read_text() for p in logs)
         time.sleep(2)  # heartbeats after the replay still carry the newer version
         assert all(versions()[u] == old_version + 1 for u in units)
-        probe.client.publish(topics.trust_topic(SITE), newer, qos=1,
-                             retain=True).wait_for_publish(5)  # fmt: skip
+        probe.client.publish(topics.trust_topic(SITE), newer, qos=1, retain=True).wait_for_publish(
+            5
+        )
     finally:
         probe.close()
 

@@ -12,8 +12,14 @@ from gateway import cli
 from gateway.config import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "config.example.toml"
-MINIMAL = {"id": "gw-a", "site": "HN-01", "state_dir": "/tmp/x", "signing_key_file": "k",
-           "registry_file": "r.json", "root_public_keys": ["ab" * 32]}  # fmt: skip
+MINIMAL = {
+    "id": "gw-a",
+    "site": "HN-01",
+    "state_dir": "/tmp/x",
+    "signing_key_file": "k",
+    "registry_file": "r.json",
+    "root_public_keys": ["ab" * 32],
+}
 
 
 def run_cli(argv: list[str]) -> int:

@@ -27,8 +27,10 @@ def central(tmp_path, site):
 
 
 def fill(store: Store, site: Site, dev: str, n: int, start: int = 1) -> set[bytes]:
-    accepted = [verify_event(make_event(site.keys[dev], dev, s)[0], dev, SITE, site.registry)
-                for s in range(start, start + n)]  # fmt: skip
+    accepted = [
+        verify_event(make_event(site.keys[dev], dev, s)[0], dev, SITE, site.registry)
+        for s in range(start, start + n)
+    ]
     store.commit_batch(accepted)
     return {a.eid for a in accepted}
 

@@ -40,8 +40,9 @@ def site(tmp_path):
 
 @pytest.fixture
 def central(tmp_path, site):
-    stub = CentralStub(tmp_path / "central.db", {"gw-a": "tok-a", "gw-b": "tok-b"},
-                       key_for=site.key_for).start()  # fmt: skip
+    stub = CentralStub(
+        tmp_path / "central.db", {"gw-a": "tok-a", "gw-b": "tok-b"}, key_for=site.key_for
+    ).start()
     yield stub
     stub.stop()
 
@@ -66,16 +67,22 @@ def test_events_from_several_devices_are_stored_once_acked_and_forwarded(broker,
                 sent[event.eid] = raw
                 scanner.publish(dev, raw)
         scanner.raw(topics.status_topic(SITE, "d01"), json.dumps({"state": "online", "t": 1}))
-        scanner.raw(topics.heartbeat_topic(SITE, "d01"),
-                    json.dumps({"t": 1, "fps": 9, "clock": "synced", "outbox_depth": 0}), qos=0)  # fmt: skip
+        scanner.raw(
+            topics.heartbeat_topic(SITE, "d01"),
+            json.dumps({"t": 1, "fps": 9, "clock": "synced", "outbox_depth": 0}),
+            qos=0,
+        )
         acks = scanner.wait_acks({"d01": 20, "d02": 20, "d03": 20})
         assert acks == {"d01": 20, "d02": 20, "d03": 20}
         assert app.store.event_count() == 60
         assert wait_for(lambda: central.stored_eids() == set(sent), timeout=15)
         assert wait_for(lambda: app.store.depth()["forwarded"] == 60)
         assert max(central.outcome_counts("stored").values()) == 1
-        d01 = next(d for d in wait_for(lambda: [d for d in app.store.devices() if d.online])
-                   if d.dev == "d01")  # fmt: skip
+        d01 = next(
+            d
+            for d in wait_for(lambda: [d for d in app.store.devices() if d.online])
+            if d.dev == "d01"
+        )
         assert d01.heartbeat["fps"] == 9 and d01.contiguous == 20
         health = app.health()
         assert health["mqtt_connected"] and health["store_depth"]["pending"] == 0
@@ -111,8 +118,12 @@ def test_bad_inputs_are_rejected_with_their_reason_and_the_loop_goes_on(broker, 
             scanner.publish("d03", make_event(site.keys["d03"], "d03", seq)[0])
         assert scanner.wait_acks({"d01": 1, "d03": 3})["d03"] == 3
         want = {"bad_signature": 1, "bad_cbor": 1, "topic_mismatch": 2, "unknown_device": 1}
-        rejects = wait_for(lambda: app.store.reject_counts() == {**want, "bad_heartbeat": 1}
-                           and app.store.reject_counts())  # fmt: skip
+        rejects = wait_for(
+            lambda: (
+                app.store.reject_counts() == {**want, "bad_heartbeat": 1}
+                and app.store.reject_counts()
+            )
+        )
         assert rejects == {**want, "bad_heartbeat": 1}
         assert wait_for(lambda: app.store.counters().get("duplicate") == 1)
         assert app.store.event_count() == 5  # d01:1, d03:1,2,3,6
@@ -219,14 +230,22 @@ def test_gateway_pair_shares_events_and_central_stores_each_once(broker, site, c
         # all of it reached central, except what the dead member had stored (and acked) but not
         # yet marked forwarded: that waits, durable, in its own store (some of it may have
         # reached central just before the kill)
-        held_by_dead = {row[0] for row in sqlite3.connect(dbs["gw-a"]).execute(
-            "SELECT eid FROM events WHERE state='pending'")}  # fmt: skip
+        held_by_dead = {
+            row[0]
+            for row in sqlite3.connect(dbs["gw-a"]).execute(
+                "SELECT eid FROM events WHERE state='pending'"
+            )
+        }
         assert wait_for(lambda: central.stored_eids() >= set(sent) - held_by_dead, 30)
         assert central.stored_eids() <= set(sent)
         # the dead gateway comes back and forwards what it holds: central absorbs duplicates
         procs["gw-a"] = start_gateway_process(configs["gw-a"], tmp_path / "gw-a.log")
-        assert wait_for(lambda: count_rows(dbs["gw-a"], "SELECT COUNT(*) FROM events "
-                                           "WHERE state='pending'") == 0, 20)  # fmt: skip
+        assert wait_for(
+            lambda: (
+                count_rows(dbs["gw-a"], "SELECT COUNT(*) FROM events WHERE state='pending'") == 0
+            ),
+            20,
+        )
         stored = central.outcome_counts("stored")
         assert set(stored) == set(sent) and set(stored.values()) == {1}
         assert count_rows(dbs["gw-b"]) > 0 and count_rows(dbs["gw-a"]) > 0
@@ -260,20 +279,30 @@ def test_distribution_publishes_verified_documents_retained_and_refuses_rollback
         seen = reader.seen
         assert wait_for(lambda: seen.get(topics.trust_topic(SITE)) == trust_v2)  # retained
         dist = app.distributor
-        revs = sign_revocation_list(pass_refs=[b"\x01" * 16], kids=[], devices=["d09"], version=1,
-                                    issued_at=1, expires_at=2_000_000_000, root_key=site.root)  # fmt: skip
+        revs = sign_revocation_list(
+            pass_refs=[b"\x01" * 16],
+            kids=[],
+            devices=["d09"],
+            version=1,
+            issued_at=1,
+            expires_at=2_000_000_000,
+            root_key=site.root,
+        )
         assert dist.offer(revs).changed
-        config_doc = sign_document("chot-config", 1, 1, 2_000_000_000,
-                                   {"device": "d01", "lane": "lane-1"}, site.root)  # fmt: skip
+        config_doc = sign_document(
+            "chot-config", 1, 1, 2_000_000_000, {"device": "d01", "lane": "lane-1"}, site.root
+        )
         assert dist.offer(config_doc).topic == topics.config_topic(SITE, "d01")
         assert wait_for(lambda: seen.get(topics.config_topic(SITE, "d01")) == config_doc)
         assert wait_for(lambda: seen.get(topics.revocations_topic(SITE)) == revs)
-        trust_v1 = sign_trust_list([], version=1, issued_at=1, expires_at=2_000_000_000,
-                                   root_key=site.root)  # fmt: skip
+        trust_v1 = sign_trust_list(
+            [], version=1, issued_at=1, expires_at=2_000_000_000, root_key=site.root
+        )
         with pytest.raises(ProtocolError, match="rollback"):
             dist.offer(trust_v1)
-        forged = sign_trust_list([], version=9, issued_at=1, expires_at=2_000_000_000,
-                                 root_key=SigningKey.generate())  # fmt: skip
+        forged = sign_trust_list(
+            [], version=9, issued_at=1, expires_at=2_000_000_000, root_key=SigningKey.generate()
+        )
         with pytest.raises(ProtocolError, match="unknown_kid"):
             dist.offer(forged)
         assert dist.offer(trust_v2).changed is False  # the same document again: nothing to do

@@ -21,8 +21,9 @@ def verifier_pids(ingest: Ingest) -> list[int]:
 def test_pipelined_batches_survive_a_killed_verifier_process(tmp_path):
     site = Site(tmp_path / "site", devices=2)
     store = Store(tmp_path / "gateway.db")
-    ingest = Ingest(store, SITE, RegistrySource(site.dir / "registry.json", SITE),
-                    batch_max=50, batch_ms=5)  # fmt: skip
+    ingest = Ingest(
+        store, SITE, RegistrySource(site.dir / "registry.json", SITE), batch_max=50, batch_ms=5
+    )
     ingest.start()
     try:
         mid = 0

@@ -7,8 +7,17 @@ from gateway.store import Accepted, Rejected, Store
 
 
 def ev(dev: str, seq: int, *, lane: str = "lane-1", reason: str = "ok", eid: bytes | None = None):
-    return Accepted(eid=eid or os.urandom(16), dev=dev, seq=seq, typ="scan", t_ms=1, raw=b"x" * 200,
-                    verdict="pass" if reason == "ok" else "fail", reason=reason, lane=lane)  # fmt: skip
+    return Accepted(
+        eid=eid or os.urandom(16),
+        dev=dev,
+        seq=seq,
+        typ="scan",
+        t_ms=1,
+        raw=b"x" * 200,
+        verdict="pass" if reason == "ok" else "fail",
+        reason=reason,
+        lane=lane,
+    )
 
 
 def test_dedupe_by_event_id_and_ack_point(tmp_path):
@@ -29,8 +38,16 @@ def test_gap_opens_and_closes_when_filled(tmp_path):
     store.commit_batch([ev("d1", 1), ev("d1", 2), ev("d1", 5)])
     assert store.ack_for("d1") == 2
     gaps = store.open_gaps()
-    assert gaps == [{"device": "d1", "lo": 3, "hi": 4, "missing": [3, 4], "missing_count": 2,
-                     "opened_ms": gaps[0]["opened_ms"]}]  # fmt: skip
+    assert gaps == [
+        {
+            "device": "d1",
+            "lo": 3,
+            "hi": 4,
+            "missing": [3, 4],
+            "missing_count": 2,
+            "opened_ms": gaps[0]["opened_ms"],
+        }
+    ]
     assert "sequence_gap" in store.devices()[0].alerts
     store.commit_batch([ev("d1", 4)])  # out of order: fills half the gap, ack stays
     assert store.ack_for("d1") == 2 and store.open_gaps()[0]["missing"] == [3]
@@ -76,8 +93,10 @@ def test_prune_removes_forwarded_first_and_never_pending(tmp_path):
     old = [ev("d1", i) for i in range(1, 3001)]
     store.commit_batch(old, received_ms=1_000)  # long past the retention
     store.mark_forwarded([e.eid for e in old[:2000]])
-    fresh = [Accepted(**{**e.__dict__, "raw": os.urandom(300)})
-             for e in (ev("d2", i) for i in range(1, 3001))]  # fmt: skip
+    fresh = [
+        Accepted(**{**e.__dict__, "raw": os.urandom(300)})
+        for e in (ev("d2", i) for i in range(1, 3001))
+    ]
     store.commit_batch(fresh)
     store.mark_forwarded([e.eid for e in fresh[:2500]])
     report = store.maintain()
@@ -99,12 +118,15 @@ def test_prune_alerts_when_only_pending_events_fill_the_store(tmp_path):
 def test_read_api_for_the_status_page(tmp_path):
     store = Store(tmp_path / "g.db")
     store.commit_batch(
-        [ev("d1", 1, lane="lane-1"), ev("d1", 2, lane="lane-1", reason="expired"),
-         ev("d2", 1, lane="lane-2")],
+        [
+            ev("d1", 1, lane="lane-1"),
+            ev("d1", 2, lane="lane-1", reason="expired"),
+            ev("d2", 1, lane="lane-2"),
+        ],
         [Rejected("bad_signature", "forged", "d3")],
         statuses=[("d1", "online"), ("d2", "offline")],
         heartbeats=[("d1", {"t": 1, "fps": 10, "clock": "synced", "outbox_depth": 0})],
-    )  # fmt: skip
+    )
     feed = store.recent_decisions()
     assert [d.seq for d in feed] == [1, 2, 1] and feed[0].id < feed[1].id < feed[2].id
     assert store.recent_decisions(after_id=feed[1].id) == feed[2:]

@@ -41,8 +41,9 @@ def client(site: WebSite) -> TestClient:
 def login(client: TestClient, user: str = OPERATOR, password: str = PASSWORD):
     form = client.get("/login")
     token = CSRF_RE.search(form.text).group(1)
-    return client.post("/login", data={"user": user, "password": password, "csrf": token},
-                       follow_redirects=False)  # fmt: skip
+    return client.post(
+        "/login", data={"user": user, "password": password, "csrf": token}, follow_redirects=False
+    )
 
 
 def logged_in(client: TestClient) -> str:
@@ -59,8 +60,15 @@ def test_everything_but_probes_requires_login(client: TestClient) -> None:
     for path in ("/", "/manual", "/audit"):
         response = client.get(path, follow_redirects=False)
         assert (response.status_code, response.headers["location"]) == (303, "/login")
-    for path in ("/api/status", "/api/devices", "/api/lanes", "/api/decisions", "/api/rejects",
-                 "/api/gaps", "/api/feed"):  # fmt: skip
+    for path in (
+        "/api/status",
+        "/api/devices",
+        "/api/lanes",
+        "/api/decisions",
+        "/api/rejects",
+        "/api/gaps",
+        "/api/feed",
+    ):
         assert client.get(path).status_code == 401, path
     assert client.get("/healthz").status_code == 200
     assert client.get("/metrics").status_code == 200
@@ -80,8 +88,11 @@ def test_wrong_password_is_refused_and_audited(client: TestClient, site: WebSite
 def test_login_sets_a_strict_httponly_session(client: TestClient, site: WebSite) -> None:
     response = login(client)
     assert (response.status_code, response.headers["location"]) == (303, "/")
-    cookie = next(v for k, v in response.headers.multi_items()
-                  if k == "set-cookie" and v.startswith("chot_session="))  # fmt: skip
+    cookie = next(
+        v
+        for k, v in response.headers.multi_items()
+        if k == "set-cookie" and v.startswith("chot_session=")
+    )
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert "Secure" not in cookie  # plain HTTP in this test; Secure when certfile is set
     assert client.get("/api/status").status_code == 200
@@ -98,8 +109,9 @@ def test_tampered_session_cookie_is_refused(client: TestClient) -> None:
 
 def test_login_form_needs_its_csrf_token(client: TestClient) -> None:
     client.get("/login")
-    response = client.post("/login", data={"user": OPERATOR, "password": PASSWORD},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/login", data={"user": OPERATOR, "password": PASSWORD}, follow_redirects=False
+    )
     assert response.status_code == 400
     assert "chot_session" not in client.cookies
 
@@ -114,15 +126,17 @@ def test_login_is_rate_limited_per_user(client: TestClient, site: WebSite) -> No
 
 
 def test_unauthenticated_manual_post_is_refused(client: TestClient, site: WebSite) -> None:
-    response = client.post("/manual", data={"category": "exempt", "lane": "lane-1"},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/manual", data={"category": "exempt", "lane": "lane-1"}, follow_redirects=False
+    )
     assert (response.status_code, response.headers["location"]) == (303, "/login")
     assert site.store.event_count() == 0
     assert site.store.manual_entries() == []
 
 
-def test_manual_post_without_or_with_wrong_csrf_is_refused(client: TestClient,
-                                                           site: WebSite) -> None:  # fmt: skip
+def test_manual_post_without_or_with_wrong_csrf_is_refused(
+    client: TestClient, site: WebSite
+) -> None:
     csrf = logged_in(client)
     form = {"category": "paper_declaration", "doc4": DOC4, "lane": "lane-1"}
     assert client.post("/manual", data=form, follow_redirects=False).status_code == 403
@@ -132,8 +146,9 @@ def test_manual_post_without_or_with_wrong_csrf_is_refused(client: TestClient,
     assert (OPERATOR, "csrf_refused") in audit_actions(site)
 
 
-def test_manual_entry_is_a_signed_gateway_event_and_audited(client: TestClient,
-                                                            site: WebSite) -> None:  # fmt: skip
+def test_manual_entry_is_a_signed_gateway_event_and_audited(
+    client: TestClient, site: WebSite
+) -> None:
     csrf = logged_in(client)
     form = {"category": "paper_declaration", "doc4": DOC4.lower(), "lane": "lane-2", "csrf": csrf}
     response = client.post("/manual", data=form, follow_redirects=False)
@@ -158,11 +173,17 @@ def test_manual_entry_is_a_signed_gateway_event_and_audited(client: TestClient,
 
 @pytest.mark.parametrize(
     ("field", "value", "error"),
-    [("doc4", "12", "doc4"), ("doc4", "12-4", "doc4"), ("doc4", "", "doc4"),
-     ("lane", "lane-9", "lane"), ("category", "vip", "category")],
-)  # fmt: skip
-def test_manual_entry_validation(client: TestClient, site: WebSite, field: str, value: str,
-                                 error: str) -> None:  # fmt: skip
+    [
+        ("doc4", "12", "doc4"),
+        ("doc4", "12-4", "doc4"),
+        ("doc4", "", "doc4"),
+        ("lane", "lane-9", "lane"),
+        ("category", "vip", "category"),
+    ],
+)
+def test_manual_entry_validation(
+    client: TestClient, site: WebSite, field: str, value: str, error: str
+) -> None:
     csrf = logged_in(client)
     form = {"category": "paper_declaration", "doc4": DOC4, "lane": "lane-1", "csrf": csrf}
     response = client.post("/manual", data={**form, field: value}, follow_redirects=False)
@@ -176,11 +197,22 @@ def test_json_api_and_feed_never_carry_personal_data(client: TestClient, site: W
     site.device_status("d01", "online")
     site.scan("d01", 1)
     site.scan("d01", 2, reason="expired")
-    client.post("/manual", data={"category": "paper_declaration", "doc4": DOC4,
-                                 "lane": "lane-1", "csrf": csrf})  # fmt: skip
-    bodies = [client.get(p).text for p in ("/api/status", "/api/devices", "/api/lanes",
-                                           "/api/decisions", "/api/rejects", "/api/gaps",
-                                           "/metrics")]  # fmt: skip
+    client.post(
+        "/manual",
+        data={"category": "paper_declaration", "doc4": DOC4, "lane": "lane-1", "csrf": csrf},
+    )
+    bodies = [
+        client.get(p).text
+        for p in (
+            "/api/status",
+            "/api/devices",
+            "/api/lanes",
+            "/api/decisions",
+            "/api/rejects",
+            "/api/gaps",
+            "/metrics",
+        )
+    ]
     with client.stream("GET", "/api/feed") as stream:
         bodies.append(stream.read().decode())
     assert '"typ":"manual"' in bodies[-1]
@@ -234,8 +266,9 @@ def test_device_alerts_and_congestion_banner(tmp_path: Path) -> None:
     site.store.close()
 
 
-def test_feed_uses_store_ids_and_resumes_after_last_event_id(client: TestClient,
-                                                             site: WebSite) -> None:  # fmt: skip
+def test_feed_uses_store_ids_and_resumes_after_last_event_id(
+    client: TestClient, site: WebSite
+) -> None:
     logged_in(client)
     for seq in (1, 2, 3):
         site.scan("d01", seq)
@@ -326,8 +359,9 @@ def test_serves_https_with_secure_cookies(tmp_path: Path) -> None:
         with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=trust) as c:
             assert c.get("/healthz").json()["ok"] is True
             token = CSRF_RE.search(c.get("/login").text).group(1)
-            response = c.post("/login", data={"user": OPERATOR, "password": PASSWORD,
-                                              "csrf": token})  # fmt: skip
+            response = c.post(
+                "/login", data={"user": OPERATOR, "password": PASSWORD, "csrf": token}
+            )
             assert response.status_code == 303
             cookie = response.headers["set-cookie"]
             assert "Secure" in cookie and "HttpOnly" in cookie

@@ -15,10 +15,24 @@ from tests.protocol.conftest import NOW, make_pki
 
 def make_event(dev="lane1-a", seq=1, **changes) -> Event:
     fields = dict(
-        eid=new_event_id(), typ="scan", dev=dev, site="HN-01", seq=seq, t_ms=NOW * 1000,
-        clock="synced", verdict="pass", reason="ok", lane="lane-1", ref=bytes(16), sub=bytes(16),
-        kid=bytes(8), kind="declaration", tlv=3, dec_us=400, ver_us=90,
-    )  # fmt: skip
+        eid=new_event_id(),
+        typ="scan",
+        dev=dev,
+        site="HN-01",
+        seq=seq,
+        t_ms=NOW * 1000,
+        clock="synced",
+        verdict="pass",
+        reason="ok",
+        lane="lane-1",
+        ref=bytes(16),
+        sub=bytes(16),
+        kid=bytes(8),
+        kind="declaration",
+        tlv=3,
+        dec_us=400,
+        ver_us=90,
+    )
     fields.update(changes)
     return Event(**fields)
 

@@ -176,9 +176,12 @@ def test_revoked_pass_and_revoked_issuer(pki):
 
     text = encode_pass(claims, pki.issuer)
     raw = sign_revocation_list(
-        pass_refs=[pass_ref(claims.cti)], version=1, issued_at=NOW - 60, expires_at=NOW + 86400,
+        pass_refs=[pass_ref(claims.cti)],
+        version=1,
+        issued_at=NOW - 60,
+        expires_at=NOW + 86400,
         root_key=pki.root,
-    )  # fmt: skip
+    )
     revocations = open_revocation_list(raw, pki.keyring)
     check(pki, text, Reason.REVOKED, revocations=revocations)
     check(pki, pki.qr(), Reason.OK, revocations=revocations)

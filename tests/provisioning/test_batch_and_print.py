@@ -27,11 +27,26 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 def test_batch_of_1000_from_csv_verifies(tmp_path: Path, run_cli) -> None:
     run_cli("provision", "init", tmp_path / "ops")
     kinds = ["declaration", "vaccination", "test", "recovery"]
-    rows = [{"doc_number": f"0790{i:08d}", "kind": kinds[i % 4], "name": f"Person {i}",
-             "doc4": f"{i % 10000:04d}", "dob": 1950 + i % 60} for i in range(1000)]  # fmt: skip
+    rows = [
+        {
+            "doc_number": f"0790{i:08d}",
+            "kind": kinds[i % 4],
+            "name": f"Person {i}",
+            "doc4": f"{i % 10000:04d}",
+            "dob": 1950 + i % 60,
+        }
+        for i in range(1000)
+    ]
     started = time.perf_counter()
-    code, out = run_cli("pass", "issue", "--home", tmp_path / "ops",
-                        "--csv", write_csv(tmp_path / "people.csv", rows), "--json")  # fmt: skip
+    code, out = run_cli(
+        "pass",
+        "issue",
+        "--home",
+        tmp_path / "ops",
+        "--csv",
+        write_csv(tmp_path / "people.csv", rows),
+        "--json",
+    )
     elapsed = time.perf_counter() - started
     assert code == 0
     result = parse_json(out)
@@ -42,8 +57,9 @@ def test_batch_of_1000_from_csv_verifies(tmp_path: Path, run_cli) -> None:
     trust = open_trust_list(home.trust_list_bytes(), keys)
     revocations = open_revocation_list(home.revocation_list_bytes(), keys)
     clock = Clock.synced(int(time.time()))
-    results = [verify_pass(p["qr_text"], trust, clock, revocations=revocations)
-               for p in result["passes"]]  # fmt: skip
+    results = [
+        verify_pass(p["qr_text"], trust, clock, revocations=revocations) for p in result["passes"]
+    ]
     assert all(r.verdict is Verdict.PASS for r in results)
     assert [r.claims.kind for r in results[:4]] == kinds
     assert results[7].claims.name == "Person 7" and results[7].claims.dob == 1957
@@ -53,16 +69,34 @@ def test_batch_of_1000_from_csv_verifies(tmp_path: Path, run_cli) -> None:
 
 def test_printed_cards_scan_after_rendering(tmp_path: Path, run_cli) -> None:
     run_cli("provision", "init", tmp_path / "ops")
-    rows = [{"doc_number": f"0011{i:08d}", "kind": "declaration", "name": "Nguyễn Thị Bé",
-             "doc4": "", "dob": ""} for i in range(12)]  # fmt: skip
+    rows = [
+        {
+            "doc_number": f"0011{i:08d}",
+            "kind": "declaration",
+            "name": "Nguyễn Thị Bé",
+            "doc4": "",
+            "dob": "",
+        }
+        for i in range(12)
+    ]
     pdf = tmp_path / "cards.pdf"
-    code, out = run_cli("pass", "issue", "--home", tmp_path / "ops", "--csv",
-                        write_csv(tmp_path / "p.csv", rows), "--pdf", pdf, "--json")  # fmt: skip
+    code, out = run_cli(
+        "pass",
+        "issue",
+        "--home",
+        tmp_path / "ops",
+        "--csv",
+        write_csv(tmp_path / "p.csv", rows),
+        "--pdf",
+        pdf,
+        "--json",
+    )
     assert code == 0
     passes = parse_json(out)["passes"]
     assert b"Nguy" not in pdf.read_bytes()  # no name printed unless --print-name
-    subprocess.run(["pdftoppm", "-png", "-r", "150", str(pdf), str(tmp_path / "page")],
-                   check=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "150", str(pdf), str(tmp_path / "page")], check=True, timeout=60
+    )
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) == 2  # ten cards per A4 page
     decoded = [b.text for page in pages for b in zxingcpp.read_barcodes(Image.open(page))]
@@ -72,9 +106,19 @@ def test_printed_cards_scan_after_rendering(tmp_path: Path, run_cli) -> None:
     width_px = abs(first.top_right.x - first.top_left.x)
     assert width_px / 150 * 25.4 >= 35
     # opt-in name (folded to ASCII for the base-14 PDF font)
-    code, _ = run_cli("pass", "issue", "--home", tmp_path / "ops", "--doc-number", "0011",
-                      "--name", "Nguyễn Thị Bé", "--pdf", tmp_path / "named.pdf",
-                      "--print-name")  # fmt: skip
+    code, _ = run_cli(
+        "pass",
+        "issue",
+        "--home",
+        tmp_path / "ops",
+        "--doc-number",
+        "0011",
+        "--name",
+        "Nguyễn Thị Bé",
+        "--pdf",
+        tmp_path / "named.pdf",
+        "--print-name",
+    )
     assert code == 0 and b"Nguyen Thi Be" in (tmp_path / "named.pdf").read_bytes()
 
 
@@ -82,6 +126,14 @@ def test_pass_verify_finds_root_key_in_home(tmp_path: Path, run_cli) -> None:
     run_cli("provision", "init", tmp_path / "ops")
     code, out = run_cli("pass", "issue", "--home", tmp_path / "ops", "--doc-number", "123456789")
     qr = out.strip()
-    code, out = run_cli("pass", "verify", qr, "--trust", tmp_path / "ops" / "trust.cose",
-                        "--revocations", tmp_path / "ops" / "revocations.cose", "--json")  # fmt: skip
+    code, out = run_cli(
+        "pass",
+        "verify",
+        qr,
+        "--trust",
+        tmp_path / "ops" / "trust.cose",
+        "--revocations",
+        tmp_path / "ops" / "revocations.cose",
+        "--json",
+    )
     assert code == 0 and parse_json(out)["verdict"] == "pass"

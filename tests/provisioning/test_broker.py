@@ -23,8 +23,11 @@ class Client:
     """A paho client logged in with a bundle's credentials, over TLS to the site CA."""
 
     def __init__(self, broker, bundle: Path, user: str, protocol=mqtt.MQTTv5, password=None):
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.time_ns()}",
-                             protocol=protocol)  # fmt: skip
+        self.c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"{user}-{time.time_ns()}",
+            protocol=protocol,
+        )
         self.c.tls_set(ca_certs=str(bundle / "ca.crt"))
         if password is None:
             password = (bundle / "mqtt.password").read_text().strip()
@@ -59,9 +62,18 @@ class Client:
 
 
 def scan_event(device: str, key_path: Path, seq: int = 1) -> bytes:
-    event = Event(eid=new_event_id(), typ="scan", dev=device, site=SITE, seq=seq,
-                  t_ms=int(time.time() * 1000), clock=ClockState.SYNCED.value, verdict="pass",
-                  reason="ok", lane="lane-1")  # fmt: skip
+    event = Event(
+        eid=new_event_id(),
+        typ="scan",
+        dev=device,
+        site=SITE,
+        seq=seq,
+        t_ms=int(time.time() * 1000),
+        clock=ClockState.SYNCED.value,
+        verdict="pass",
+        reason="ok",
+        lane="lane-1",
+    )
     return sign_event(event, load_key_file(key_path))
 
 
@@ -168,21 +180,44 @@ def test_broker_check_command(home, run_cli) -> None:
     code, out = run_cli("provision", "broker", "check", "--home", home.path, SITE, "--json")
     report = parse_json(out)
     assert code == 0 and report["ok"] is True
-    assert set(report["checks"]) == {"device_connects_tls", "device_publishes_own_event",
-                                     "other_device_denied", "other_site_denied",
-                                     "anonymous_refused", "wrong_password_refused"}  # fmt: skip
+    assert set(report["checks"]) == {
+        "device_connects_tls",
+        "device_publishes_own_event",
+        "other_device_denied",
+        "other_site_denied",
+        "anonymous_refused",
+        "wrong_password_refused",
+    }
 
 
 def test_broker_config_contents(home, tmp_path, run_cli) -> None:
     out = tmp_path / "etc"
-    code, _printed = run_cli("provision", "broker", "config", "--home", home.path, SITE,
-                            "--out", out, "--install-dir", "/etc/mosquitto/chot", "--json")  # fmt: skip
+    code, _printed = run_cli(
+        "provision",
+        "broker",
+        "config",
+        "--home",
+        home.path,
+        SITE,
+        "--out",
+        out,
+        "--install-dir",
+        "/etc/mosquitto/chot",
+        "--json",
+    )
     assert code == 0
     conf = (out / "mosquitto.conf").read_text()
-    for line in ("allow_anonymous false", "per_listener_settings false", "persistence true",
-                 "autosave_interval 300", "max_queued_messages 100000",
-                 "password_file /etc/mosquitto/chot/passwd", "acl_file /etc/mosquitto/chot/acl",
-                 "certfile /etc/mosquitto/chot/server.crt", "listener 8883 0.0.0.0"):  # fmt: skip
+    for line in (
+        "allow_anonymous false",
+        "per_listener_settings false",
+        "persistence true",
+        "autosave_interval 300",
+        "max_queued_messages 100000",
+        "password_file /etc/mosquitto/chot/passwd",
+        "acl_file /etc/mosquitto/chot/acl",
+        "certfile /etc/mosquitto/chot/server.crt",
+        "listener 8883 0.0.0.0",
+    ):
         assert line in conf.splitlines(), line
     assert (out / "server.key").stat().st_mode & 0o777 == 0o600
     # refuses to overwrite the broker's key

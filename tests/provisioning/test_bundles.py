@@ -28,16 +28,19 @@ def test_device_bundle_is_what_device_config_reads(home: OpsHome) -> None:
     bundle = home.add_device(SITE, "hn01-lane1", lane="lane-1", broker_host="10.8.0.1")
     config = load_device_config(bundle.config_path)
     assert (config.device.id, config.device.site, config.device.lane) == (
-        "hn01-lane1", SITE, "lane-1",
-    )  # fmt: skip
+        "hn01-lane1",
+        SITE,
+        "lane-1",
+    )
     assert config.mqtt.host == "10.8.0.1" and config.mqtt.username == "hn01-lane1"
     assert config.mqtt.password() == (bundle.folder / "mqtt.password").read_text().strip()
     key = load_signing_key(config.device.signing_key_file)  # also checks mode 0600
     assert bytes(key.verify_key) == bundle.public_key
     assert home.registry().key_for("hn01-lane1") == bundle.public_key
     # the pinned root key opens the shipped trust list, which verifies the home's passes
-    trust = open_trust_list(config.trust.trust_list_file.read_bytes(),
-                            root_keyring(config.trust.root_keys()))  # fmt: skip
+    trust = open_trust_list(
+        config.trust.trust_list_file.read_bytes(), root_keyring(config.trust.root_keys())
+    )
     qr, _ = home.issue_pass(kind="declaration", doc_number="42", now=NOW)
     assert verify_pass(qr, trust, Clock.synced(NOW + 1)).verdict is Verdict.PASS
     assert config.trust.revocation_list_file.is_file() and config.mqtt.ca_file.is_file()
@@ -57,8 +60,10 @@ def test_gateway_bundle_is_what_gateway_config_reads(home: OpsHome) -> None:
     assert (config.id, config.site, config.mqtt.username) == ("hn01-gw", SITE, "hn01-gw")
     assert config.lanes == {"lane-1": 12, "lane-2": 12}
     assert config.root_keys == [home.root_public_key()]
-    assert sorted(p.name for p in config.documents_dir.iterdir()) == ["revocations.cose",
-                                                                       "trust.cose"]  # fmt: skip
+    assert sorted(p.name for p in config.documents_dir.iterdir()) == [
+        "revocations.cose",
+        "trust.cose",
+    ]
     token = read_secret(config.central.token_file)
     assert token and stat.S_IMODE(config.central.token_file.stat().st_mode) == 0o600
     # the status page's session secret: generated, private, and what the web app loads
@@ -84,8 +89,18 @@ def test_gateway_bundle_is_what_gateway_config_reads(home: OpsHome) -> None:
 
 def test_operator_logins(home: OpsHome, run_cli) -> None:
     home.add_gateway(SITE, "hn01-gw")
-    code, out = run_cli("provision", "operator", "add", "--home", home.path, SITE, "alice",
-                        "--password-stdin", "--json", stdin="gate-keeper-42\n")  # fmt: skip
+    code, out = run_cli(
+        "provision",
+        "operator",
+        "add",
+        "--home",
+        home.path,
+        SITE,
+        "alice",
+        "--password-stdin",
+        "--json",
+        stdin="gate-keeper-42\n",
+    )
     assert code == 0 and "gate-keeper-42" not in out
     path = Path(parse_json(out)["users_file"])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -95,16 +110,40 @@ def test_operator_logins(home: OpsHome, run_cli) -> None:
     # the gateway bundle in the home carries the same file
     bundled = home.path / "bundles" / "hn01-gw" / "operators.json"
     assert bundled.read_text() == path.read_text()
-    code, _ = run_cli("provision", "operator", "add", "--home", home.path, SITE, "alice",
-                      "--password-stdin", stdin="another-password\n")  # fmt: skip
+    code, _ = run_cli(
+        "provision",
+        "operator",
+        "add",
+        "--home",
+        home.path,
+        SITE,
+        "alice",
+        "--password-stdin",
+        stdin="another-password\n",
+    )
     assert code == 1
 
 
 def test_device_cli_add_list_revoke(home: OpsHome, tmp_path: Path, run_cli) -> None:
     out_dir = tmp_path / "sd-card"
-    code, out = run_cli("provision", "device", "add", "--home", home.path, SITE, "hn01-lane3",
-                        "--lane", "lane-3", "--out", out_dir, "--camera", "synthetic",
-                        "--gpio", "simulated", "--json")  # fmt: skip
+    code, out = run_cli(
+        "provision",
+        "device",
+        "add",
+        "--home",
+        home.path,
+        SITE,
+        "hn01-lane3",
+        "--lane",
+        "lane-3",
+        "--out",
+        out_dir,
+        "--camera",
+        "synthetic",
+        "--gpio",
+        "simulated",
+        "--json",
+    )
     assert code == 0
     info = parse_json(out)
     assert info["bundle"] == str(out_dir) and "password" not in out
@@ -113,13 +152,21 @@ def test_device_cli_add_list_revoke(home: OpsHome, tmp_path: Path, run_cli) -> N
     assert code == 1  # already registered: never a second key for one id
     code, _ = run_cli("provision", "device", "add", "--home", home.path, SITE, "bad id!")
     assert code == 2
-    code, out = run_cli("provision", "device", "revoke", "--home", home.path, "hn01-lane3",
-                        "--json")  # fmt: skip
+    code, out = run_cli(
+        "provision", "device", "revoke", "--home", home.path, "hn01-lane3", "--json"
+    )
     assert code == 0
     code, out = run_cli("provision", "device", "list", "--home", home.path, "--json")
-    assert parse_json(out) == [{"id": "hn01-lane3", "site": SITE, "role": "device",
-                                "lane": "lane-3", "revoked": True,
-                                "public_key": info["public_key"]}]  # fmt: skip
+    assert parse_json(out) == [
+        {
+            "id": "hn01-lane3",
+            "site": SITE,
+            "role": "device",
+            "lane": "lane-3",
+            "revoked": True,
+            "public_key": info["public_key"],
+        }
+    ]
     assert "hn01-lane3" not in (home.site_dir(SITE) / "passwd").read_text()
     with pytest.raises(OpsError):
         OpsHome(home.path).revoke_device("hn01-lane3")

@@ -53,8 +53,19 @@ def test_cli_init_and_pass_issue_with_png(tmp_path: Path, run_cli) -> None:
     info = parse_json(out)
     assert info["issuer"] == "VN-DN" and "root.key" not in out
     png = tmp_path / "pass.png"
-    code, out = run_cli("pass", "issue", "--home", tmp_path / "ops", "--kind", "declaration",
-                        "--doc-number", DOC, "--png", png, "--json")  # fmt: skip
+    code, out = run_cli(
+        "pass",
+        "issue",
+        "--home",
+        tmp_path / "ops",
+        "--kind",
+        "declaration",
+        "--doc-number",
+        DOC,
+        "--png",
+        png,
+        "--json",
+    )
     assert code == 0
     issued = parse_json(out)
     assert DOC not in out
@@ -71,13 +82,23 @@ def test_cli_init_and_pass_issue_with_png(tmp_path: Path, run_cli) -> None:
 
 
 def test_secret_files_are_0600_and_no_doc_number_anywhere(home: OpsHome, tmp_path: Path) -> None:
-    home.issue_pass(kind="declaration", doc_number=DOC, name="Nguyen Van A", doc4="0123",
-                    dob=1980, now=NOW)  # fmt: skip
+    home.issue_pass(
+        kind="declaration", doc_number=DOC, name="Nguyen Van A", doc4="0123", dob=1980, now=NOW
+    )
     home.add_device("HN-01", "hn01-lane1")
     home.add_gateway("HN-01", "hn01-gw")
     home.add_operator("HN-01", "alice", "correct horse battery")
-    secret_names = {"root.key", "issuer.secret", "device.key", "gateway.key", "mqtt.password",
-                    "central.token", "ca.key", "passwd", "operators.json"}  # fmt: skip
+    secret_names = {
+        "root.key",
+        "issuer.secret",
+        "device.key",
+        "gateway.key",
+        "mqtt.password",
+        "central.token",
+        "ca.key",
+        "passwd",
+        "operators.json",
+    }
     seen = set()
     for path in home.path.rglob("*"):
         if not path.is_file():
@@ -117,8 +138,13 @@ def test_versions_strictly_increase_and_reuse_is_rollback(home: OpsHome, run_cli
     # a document that reuses a version with other content is refused by holders
     from protocol.trust import sign_trust_list
 
-    forged = sign_trust_list([], version=second.version, issued_at=NOW, expires_at=NOW + 60,
-                             root_key=home.root_signing_key())  # fmt: skip
+    forged = sign_trust_list(
+        [],
+        version=second.version,
+        issued_at=NOW,
+        expires_at=NOW + 60,
+        root_key=home.root_signing_key(),
+    )
     with pytest.raises(ProtocolError) as err:
         check_newer(open_document(forged, TRUST_TYPE, keys), second)
     assert err.value.reason is Reason.ROLLBACK
@@ -162,21 +188,46 @@ def test_external_issuer_joins_by_public_key(home: OpsHome, run_cli) -> None:
 
     other = SigningKey.generate()
     pub = bytes(other.verify_key).hex()
-    code, out = run_cli("provision", "issuer", "add", "--home", home.path, "--issuer", "VN-SG",
-                        "--public-key", pub, "--kinds", "vaccination,test", "--json")  # fmt: skip
+    code, out = run_cli(
+        "provision",
+        "issuer",
+        "add",
+        "--home",
+        home.path,
+        "--issuer",
+        "VN-SG",
+        "--public-key",
+        pub,
+        "--kinds",
+        "vaccination,test",
+        "--json",
+    )
     assert code == 0
     code, out = run_cli("provision", "issuer", "list", "--home", home.path, "--json")
     entry = next(i for i in parse_json(out) if i["issuer"] == "VN-SG")
     assert entry["public_key"] == pub and entry["kinds"] == ["vaccination", "test"]
     assert entry["status"] == "active" and entry["local"] is False and len(entry["kid"]) == 16
-    claims = PassClaims(iss="VN-SG", iat=NOW, exp=NOW + 3600, cti=os.urandom(16),
-                        sub=os.urandom(16), kind="vaccination")  # fmt: skip
+    claims = PassClaims(
+        iss="VN-SG",
+        iat=NOW,
+        exp=NOW + 3600,
+        cti=os.urandom(16),
+        sub=os.urandom(16),
+        kind="vaccination",
+    )
     assert verify(home, encode_pass(claims, other)).verdict is Verdict.PASS
-    wrong_kind = PassClaims(iss="VN-SG", iat=NOW, exp=NOW + 3600, cti=os.urandom(16),
-                            sub=os.urandom(16), kind="declaration")  # fmt: skip
+    wrong_kind = PassClaims(
+        iss="VN-SG",
+        iat=NOW,
+        exp=NOW + 3600,
+        cti=os.urandom(16),
+        sub=os.urandom(16),
+        kind="declaration",
+    )
     assert verify(home, encode_pass(wrong_kind, other)).reason is Reason.KIND_NOT_ALLOWED
-    code, _ = run_cli("provision", "issuer", "add", "--home", home.path, "--issuer", "X",
-                      "--public-key", "abcd")  # fmt: skip
+    code, _ = run_cli(
+        "provision", "issuer", "add", "--home", home.path, "--issuer", "X", "--public-key", "abcd"
+    )
     assert code == 1
 
 

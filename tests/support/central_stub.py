@@ -30,9 +30,14 @@ CREATE TABLE IF NOT EXISTS outcomes (eid BLOB, gateway TEXT, outcome TEXT);
 
 
 class CentralStub:
-    def __init__(self, db_path: Path, tokens: dict[str, str], *,
-                 key_for: Callable[[str], bytes | None] | None = None,
-                 port: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        db_path: Path,
+        tokens: dict[str, str],
+        *,
+        key_for: Callable[[str], bytes | None] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.db_path = Path(db_path)
         self.tokens = tokens
         self.key_for = key_for
@@ -118,8 +123,14 @@ class CentralStub:
                 eid = event.eid
                 if event.dev in self.reject_devices:
                     outcome = "rejected"
-                    answer["rejected"].append({"index": index, "eid": eid.hex(),
-                                               "reason": "device_revoked", "detail": "test"})  # fmt: skip
+                    answer["rejected"].append(
+                        {
+                            "index": index,
+                            "eid": eid.hex(),
+                            "reason": "device_revoked",
+                            "detail": "test",
+                        }
+                    )
                 else:
                     cur = self._db.execute(
                         "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?)",

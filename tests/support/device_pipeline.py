@@ -35,27 +35,54 @@ class Pki:
     def root_hex(self) -> str:
         return bytes(self.root.verify_key).hex()
 
-    def trust_list(self, version: int = 1, issued_at: int | None = None,
-                   extra_keys: tuple[SigningKey, ...] = ()) -> bytes:  # fmt: skip
+    def trust_list(
+        self,
+        version: int = 1,
+        issued_at: int | None = None,
+        extra_keys: tuple[SigningKey, ...] = (),
+    ) -> bytes:
         issued_at = self.now - 60 if issued_at is None else issued_at
         entries = [IssuerKey("VN-HN", bytes(k.verify_key)) for k in (self.issuer, *extra_keys)]
         return sign_trust_list(
-            entries, version=version, issued_at=issued_at, expires_at=issued_at + 30 * DAY,
+            entries,
+            version=version,
+            issued_at=issued_at,
+            expires_at=issued_at + 30 * DAY,
             root_key=self.root,
-        )  # fmt: skip
+        )
 
-    def make_pass(self, n: int = 0, *, kind: str = "declaration", iat: int | None = None,
-                  key: SigningKey | None = None) -> str:  # fmt: skip
+    def make_pass(
+        self,
+        n: int = 0,
+        *,
+        kind: str = "declaration",
+        iat: int | None = None,
+        key: SigningKey | None = None,
+    ) -> str:
         iat = self.now - 3600 if iat is None else iat
         claims = PassClaims(
-            iss="VN-HN", iat=iat, exp=iat + 3 * DAY, cti=os.urandom(16), sub=os.urandom(16),
-            kind=kind, name=f"Nguyen Van {n}", doc4="1234", dob=1980,
-        )  # fmt: skip
+            iss="VN-HN",
+            iat=iat,
+            exp=iat + 3 * DAY,
+            cti=os.urandom(16),
+            sub=os.urandom(16),
+            kind=kind,
+            name=f"Nguyen Van {n}",
+            doc4="1234",
+            dob=1980,
+        )
         return encode_pass(claims, key or self.issuer)
 
 
-def write_device(tmp: Path, pki: Pki, *, port: int = 1883, password: str | None = None,
-                 trust: bytes | None = None, **sections: dict[str, Any]) -> DeviceConfig:  # fmt: skip
+def write_device(
+    tmp: Path,
+    pki: Pki,
+    *,
+    port: int = 1883,
+    password: str | None = None,
+    trust: bytes | None = None,
+    **sections: dict[str, Any],
+) -> DeviceConfig:
     """Key file (0600), bundled trust list, optional password file; returns the config."""
     tmp.mkdir(parents=True, exist_ok=True)
     key_file = tmp / "device.key"
@@ -63,22 +90,33 @@ def write_device(tmp: Path, pki: Pki, *, port: int = 1883, password: str | None 
         key_file.write_text(os.urandom(32).hex())
         key_file.chmod(0o600)
     (tmp / "trust.cose").write_bytes(trust if trust is not None else pki.trust_list())
-    mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": port, "username": "hn01-lane1",
-                            "heartbeat_s": 1, "reconnect_max_s": 2, "ack_timeout_s": 3}  # fmt: skip
+    mqtt: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "username": "hn01-lane1",
+        "heartbeat_s": 1,
+        "reconnect_max_s": 2,
+        "ack_timeout_s": 3,
+    }
     if password is not None:
         (tmp / "mqtt.password").write_text(password)
         mqtt["password_file"] = "mqtt.password"
     data: dict[str, Any] = {
-        "device": {"id": "hn01-lane1", "site": "HN-01", "lane": "lane-1",
-                   "state_dir": "state", "signing_key_file": "device.key",
-                   "offline_after_s": 1},
+        "device": {
+            "id": "hn01-lane1",
+            "site": "HN-01",
+            "lane": "lane-1",
+            "state_dir": "state",
+            "signing_key_file": "device.key",
+            "offline_after_s": 1,
+        },
         "trust": {"root_public_keys": [pki.root_hex], "trust_list_file": "trust.cose"},
         "policy": {"debounce_s": 0.5, "duplicate_window_s": 600},
         "mqtt": mqtt | sections.pop("mqtt", {}),
         "camera": {"source": "keyboard"},
         "decoder": {"name": "zxing"},
         "gpio": {"backend": "simulated"},
-    }  # fmt: skip
+    }
     for name, values in sections.items():
         data[name] = data.get(name, {}) | values
     (tmp / "device.toml").write_text(toml_text(data))
@@ -145,8 +183,9 @@ class TestGateway:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, host: str, port: int, site: str, keys: dict[str, bytes],
-                 password: str) -> None:  # fmt: skip
+    def __init__(
+        self, host: str, port: int, site: str, keys: dict[str, bytes], password: str
+    ) -> None:
         self.site, self.keys = site, keys
         self.lock = threading.Lock()
         self.events: dict[bytes, Event] = {}  # eid -> event
@@ -157,8 +196,9 @@ class TestGateway:
         self.retained: dict[str, list[bytes]] = {}
         self.contiguous: dict[str, int] = {}
         self.acking = True  # False: store events but send no acks (a gateway that lags)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gw-test",
-                                  protocol=mqtt.MQTTv5)  # fmt: skip
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="gw-test", protocol=mqtt.MQTTv5
+        )
         self.client.username_pw_set("gateway", password)
         self.client.reconnect_delay_set(0.2, 1)
         self.client.on_connect = self._on_connect
@@ -169,8 +209,12 @@ class TestGateway:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             return
-        client.subscribe([(topics.site_device_filter(self.site, leaf), 1)
-                          for leaf in ("event", "status", "heartbeat")])  # fmt: skip
+        client.subscribe(
+            [
+                (topics.site_device_filter(self.site, leaf), 1)
+                for leaf in ("event", "status", "heartbeat")
+            ]
+        )
 
     def _on_message(self, client, userdata, message) -> None:
         with self.lock:
@@ -178,7 +222,7 @@ class TestGateway:
                 self.retained.setdefault(message.topic.rsplit("/", 1)[1], []).append(
                     bytes(message.payload)
                 )
-                return  # fmt: skip
+                return
             try:
                 event = open_event(bytes(message.payload), self.keys.get).event
             except ProtocolError as exc:

@@ -108,20 +108,27 @@ def make_scans(site: ProvisionedSite, per_device: list[int], *, now: int) -> lis
             category = bad[(i // 10) % len(bad)] if i % 10 == 9 else "valid"
             doc = f"{serial:012d}"
             if category == "valid":
-                text, _ = home.issue_pass(kind="declaration", doc_number=doc, now=now - 600,
-                                          _key=key)  # fmt: skip
+                text, _ = home.issue_pass(
+                    kind="declaration", doc_number=doc, now=now - 600, _key=key
+                )
             elif category == "expired":
-                text, _ = home.issue_pass(kind="declaration", doc_number=doc,
-                                          now=now - 80 * HOUR, _key=key)  # fmt: skip
+                text, _ = home.issue_pass(
+                    kind="declaration", doc_number=doc, now=now - 80 * HOUR, _key=key
+                )
             elif category == "revoked":
-                text, claims = home.issue_pass(kind="declaration", doc_number=doc, now=now - 600,
-                                               _key=key)  # fmt: skip
+                text, claims = home.issue_pass(
+                    kind="declaration", doc_number=doc, now=now - 600, _key=key
+                )
                 revoked_refs.append(claims.pass_ref.hex())
             elif category == "forged":
                 claims = PassClaims(
-                    iss="VN-HN", iat=now - 600, exp=now + 72 * HOUR, cti=os.urandom(16),
-                    sub=os.urandom(16), kind="declaration",
-                )  # fmt: skip
+                    iss="VN-HN",
+                    iat=now - 600,
+                    exp=now + 72 * HOUR,
+                    cti=os.urandom(16),
+                    sub=os.urandom(16),
+                    kind="declaration",
+                )
                 text = encode_pass(claims, stranger)
             else:
                 text = f"https://example.vn/menu?table={serial}"
@@ -239,15 +246,28 @@ class DeviceProc:
 
     def start(self) -> "DeviceProc":
         if self.clock_file is not None:
-            argv = [sys.executable, "-m", "tests.support.e2e_site", "device", "--config",
-                    str(self.config), "--clock-file", str(self.clock_file)]  # fmt: skip
+            argv = [
+                sys.executable,
+                "-m",
+                "tests.support.e2e_site",
+                "device",
+                "--config",
+                str(self.config),
+                "--clock-file",
+                str(self.clock_file),
+            ]
         else:
             argv = chot_argv("device", "run", "--config", str(self.config))
         with self.log_path.open("ab") as log_file:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True, env=self.env, cwd=ROOT,
-            )  # fmt: skip
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+                cwd=ROOT,
+            )
         return self
 
     @property
@@ -331,8 +351,11 @@ def outbox_state(path: Path) -> dict[str, int]:
         return {"last_seq": 0, "acked_seq": 0, "depth": 0}
     finally:
         db.close()
-    return {"last_seq": meta.get("last_seq", 0), "acked_seq": meta.get("acked_seq", 0),
-            "depth": depth}  # fmt: skip
+    return {
+        "last_seq": meta.get("last_seq", 0),
+        "acked_seq": meta.get("acked_seq", 0),
+        "depth": depth,
+    }
 
 
 def mount_tmpfs(folder: Path, size_mb: int) -> Path:
@@ -341,8 +364,10 @@ def mount_tmpfs(folder: Path, size_mb: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "chot-e2e-gw", str(folder)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"cannot mount a tmpfs on {folder} (root needed): {done.stderr}")
     return folder
@@ -381,9 +406,14 @@ class E2ESite:
                 config,
                 device={"offline_after_s": 2.0},
                 camera={"source": "keyboard"},
-                mqtt={"port": port, "heartbeat_s": 1.0, "keepalive_s": 5,
-                      "reconnect_max_s": 2.0, "ack_timeout_s": 3.0},
-            )  # fmt: skip
+                mqtt={
+                    "port": port,
+                    "heartbeat_s": 1.0,
+                    "keepalive_s": 5,
+                    "reconnect_max_s": 2.0,
+                    "ack_timeout_s": 3.0,
+                },
+            )
             self.devices.append(DeviceProc(i, config, self.workdir, env))
         gw_state = self.site.gateway_config.parent / "state"
         if gateway_tmpfs_mb:
@@ -391,10 +421,15 @@ class E2ESite:
         _patch_toml(
             self.site.gateway_config,
             mqtt={"keepalive_s": 5},
-            central={"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "idle_poll_s": 0.2,
-                     "connect_timeout_s": 2.0, "read_timeout_s": 10.0},
+            central={
+                "backoff_initial_s": 0.2,
+                "backoff_max_s": 1.0,
+                "idle_poll_s": 0.2,
+                "connect_timeout_s": 2.0,
+                "read_timeout_s": 10.0,
+            },
             store={"disk_alert_free_bytes": 2_000_000, "maintain_interval_s": 2},
-        )  # fmt: skip
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -412,8 +447,11 @@ class E2ESite:
         """Start the gateway and wait for its MQTT session (its web port may not exist yet)."""
         marker = self._broker_log_mark()
         self.services["gateway"].start(wait=False)
-        wait_until(lambda: self._broker_log_since(marker, "as chot-gw-"), 30,
-                   "the gateway to connect to the broker")  # fmt: skip
+        wait_until(
+            lambda: self._broker_log_since(marker, "as chot-gw-"),
+            30,
+            "the gateway to connect to the broker",
+        )
 
     def _broker_log(self) -> Path:
         return self.site.broker_conf.parent / "mosquitto.log"
@@ -493,8 +531,14 @@ class E2ESite:
             page = web.get("/login").text
             token = re.search(r'name="csrf" value="([^"]+)"', page)
             assert token, "no CSRF token on the login page"
-            answer = web.post("/login", data={"user": OPERATOR, "csrf": token.group(1),
-                                              "password": self.site.operator_password})  # fmt: skip
+            answer = web.post(
+                "/login",
+                data={
+                    "user": OPERATOR,
+                    "csrf": token.group(1),
+                    "password": self.site.operator_password,
+                },
+            )
             assert answer.status_code in (200, 303), answer.status_code
             shown = web.get(path)
             shown.raise_for_status()
@@ -504,9 +548,12 @@ class E2ESite:
         """`chot gateway status --config X --json`, as an operator would run it."""
         out = subprocess.run(
             chot_argv("gateway", "status", "--config", str(self.site.gateway_config), "--json"),
-            capture_output=True, text=True, timeout=60, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+        )
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
 
@@ -522,8 +569,9 @@ class E2ESite:
             store.close()
 
     def central_scans(self) -> dict[str, int]:
-        rows = self.central_fetch("SELECT dev, COUNT(*) AS n FROM events WHERE typ = 'scan' "
-                                  "GROUP BY dev")  # fmt: skip
+        rows = self.central_fetch(
+            "SELECT dev, COUNT(*) AS n FROM events WHERE typ = 'scan' GROUP BY dev"
+        )
         return {r["dev"]: int(r["n"]) for r in rows}
 
     def device_seq(self, dev: DeviceProc) -> int:

@@ -34,12 +34,31 @@ topic read chot/v1/+/trust
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make_event(key: SigningKey, dev: str, seq: int, *, site: str = SITE, lane: str = "lane-1",
-               reason: str = "ok", eid: bytes | None = None) -> tuple[bytes, Event]:  # fmt: skip
-    event = Event(eid=eid or new_event_id(), typ="scan", dev=dev, site=site, seq=seq,
-                  t_ms=int(time.time() * 1000), clock="synced",
-                  verdict="pass" if reason == "ok" else "fail", reason=reason, lane=lane,
-                  ref=os.urandom(16), sub=os.urandom(16), kind="declaration")  # fmt: skip
+def make_event(
+    key: SigningKey,
+    dev: str,
+    seq: int,
+    *,
+    site: str = SITE,
+    lane: str = "lane-1",
+    reason: str = "ok",
+    eid: bytes | None = None,
+) -> tuple[bytes, Event]:
+    event = Event(
+        eid=eid or new_event_id(),
+        typ="scan",
+        dev=dev,
+        site=site,
+        seq=seq,
+        t_ms=int(time.time() * 1000),
+        clock="synced",
+        verdict="pass" if reason == "ok" else "fail",
+        reason=reason,
+        lane=lane,
+        ref=os.urandom(16),
+        sub=os.urandom(16),
+        kind="declaration",
+    )
     return sign_event(event, key), event
 
 
@@ -80,8 +99,15 @@ class Site:
     def key_for(self, dev: str) -> bytes | None:
         return self.registry.key_for(dev)
 
-    def config(self, broker, *, gw: str = "gw-a", central_url: str | None = None,
-               shared_group: str | None = None, **overrides: Any) -> dict[str, Any]:  # fmt: skip
+    def config(
+        self,
+        broker,
+        *,
+        gw: str = "gw-a",
+        central_url: str | None = None,
+        shared_group: str | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
         second = gw == "gw-b"
         data: dict[str, Any] = {
             "id": gw,
@@ -92,12 +118,15 @@ class Site:
             "root_public_keys": [bytes(self.root.verify_key).hex()],
             "registry_check_s": 0.5,
             "lanes": {"lane-1": 10, "lane-2": 10},
-            "mqtt": {"host": broker.host, "port": broker.port,
-                     "username": "gw2" if second else "gw",
-                     "password_file": str(self.dir / ("mqtt2.password" if second else "mqtt.password"))},
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "username": "gw2" if second else "gw",
+                "password_file": str(self.dir / ("mqtt2.password" if second else "mqtt.password")),
+            },
             "central": {"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "idle_poll_s": 0.2},
             "store": {"batch_ms": 20},
-        }  # fmt: skip
+        }
         if central_url:
             data["central"]["url"] = central_url
             data["central"]["token_file"] = str(
@@ -137,8 +166,11 @@ class Scanner:
         self.acks: dict[str, int] = {}
         self.ack_count = 0
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}",
-                                  protocol=mqtt.MQTTv311)  # fmt: skip
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"{name}-{os.getpid()}",
+            protocol=mqtt.MQTTv311,
+        )
         self.client.username_pw_set("dev", USERS["dev"])
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
@@ -180,8 +212,9 @@ class TopicReader:
 
     def __init__(self, broker, topic_filters: list[str], name: str = "reader") -> None:
         self.seen: dict[str, bytes] = {}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"{name}-{os.getpid()}")  # fmt: skip
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}"
+        )
         self.client.username_pw_set("gw2", USERS["gw2"])
         self.client.on_message = lambda c, u, m: self.seen.__setitem__(m.topic, m.payload)
         self.client.connect(broker.host, broker.port)
@@ -197,8 +230,9 @@ class TopicReader:
 def wait_gateways_online(broker, gateways: list[str], timeout: float = 20) -> bool:
     """True once each gateway's retained status says "online": a gateway publishes that only
     after the broker granted its subscriptions, so events published from then on reach it."""
-    reader = TopicReader(broker, [topics.gateway_status_topic(SITE, gw) for gw in gateways],
-                         "watch")  # fmt: skip
+    reader = TopicReader(
+        broker, [topics.gateway_status_topic(SITE, gw) for gw in gateways], "watch"
+    )
     wanted = {topics.gateway_status_topic(SITE, gw) for gw in gateways}
 
     def all_online() -> bool:
@@ -226,6 +260,9 @@ def start_gateway_process(config_path: Path, log_path: Path) -> subprocess.Popen
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "gateway", "run", "--config", str(config_path)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("ab"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log_path.open("ab"),
         start_new_session=True,
-    )  # fmt: skip
+    )

@@ -34,24 +34,61 @@ class WebSite:
     signer: GatewaySigner
     ctx: WebContext
 
-    def scan(self, dev: str, seq: int, *, lane: str = "lane-1", reason: str = "ok",
-             verdict: str | None = None) -> Event:  # fmt: skip
+    def scan(
+        self,
+        dev: str,
+        seq: int,
+        *,
+        lane: str = "lane-1",
+        reason: str = "ok",
+        verdict: str | None = None,
+    ) -> Event:
         """Commit one signed scan event through the store's real write API."""
-        event = Event(eid=new_event_id(), typ="scan", dev=dev, site=SITE, seq=seq,
-                      t_ms=int(time.time() * 1000), clock="synced",
-                      verdict=verdict or ("pass" if reason == "ok" else "fail"), reason=reason,
-                      lane=lane, ref=os.urandom(16), sub=os.urandom(16), kind="declaration")  # fmt: skip
+        event = Event(
+            eid=new_event_id(),
+            typ="scan",
+            dev=dev,
+            site=SITE,
+            seq=seq,
+            t_ms=int(time.time() * 1000),
+            clock="synced",
+            verdict=verdict or ("pass" if reason == "ok" else "fail"),
+            reason=reason,
+            lane=lane,
+            ref=os.urandom(16),
+            sub=os.urandom(16),
+            kind="declaration",
+        )
         raw = sign_event(event, SigningKey.generate())
-        self.store.commit_batch([
-            Accepted(eid=event.eid, dev=dev, seq=seq, typ="scan", t_ms=event.t_ms, raw=raw,
-                     verdict=event.verdict, reason=reason, lane=lane, kind=event.kind,
-                     clock="synced")
-        ])  # fmt: skip
+        self.store.commit_batch(
+            [
+                Accepted(
+                    eid=event.eid,
+                    dev=dev,
+                    seq=seq,
+                    typ="scan",
+                    t_ms=event.t_ms,
+                    raw=raw,
+                    verdict=event.verdict,
+                    reason=reason,
+                    lane=lane,
+                    kind=event.kind,
+                    clock="synced",
+                )
+            ]
+        )
         return event
 
     def device_status(self, dev: str, state: str, **health: Any) -> None:
-        beat = {"t": time.time(), "fps": 14.8, "decoder_ms": 0.4, "outbox_depth": 0,
-                "clock": "synced", "trust_version": 3, **health}  # fmt: skip
+        beat = {
+            "t": time.time(),
+            "fps": 14.8,
+            "decoder_ms": 0.4,
+            "outbox_depth": 0,
+            "clock": "synced",
+            "trust_version": 3,
+            **health,
+        }
         self.store.commit_batch([], statuses=[(dev, state)], heartbeats=[(dev, beat)])
 
 
@@ -62,40 +99,66 @@ def health_for(store: Store, config: GatewayConfig):
         alerts = store.alerts()
         if store.open_gaps():
             alerts.append("sequence_gaps")
-        return {"gateway": config.id, "site": config.site,
-                "ingest_rate_per_s": store.ingest_rate(60), "store_depth": store.depth(),
-                "forward_lag_s": store.forward_lag_s(), "rejects": store.reject_counts(),
-                "alerts": alerts}  # fmt: skip
+        return {
+            "gateway": config.id,
+            "site": config.site,
+            "ingest_rate_per_s": store.ingest_rate(60),
+            "store_depth": store.depth(),
+            "forward_lag_s": store.forward_lag_s(),
+            "rejects": store.reject_counts(),
+            "alerts": alerts,
+        }
 
     return health
 
 
-def build_site(root: Path, *, lanes: dict[str, int] | None = None,
-               web: dict[str, Any] | None = None) -> WebSite:  # fmt: skip
+def build_site(
+    root: Path, *, lanes: dict[str, int] | None = None, web: dict[str, Any] | None = None
+) -> WebSite:
     root.mkdir(parents=True, exist_ok=True)
     key = SigningKey.generate()
     (root / "gw.key").write_text(bytes(key).hex() + "\n")
-    users = {"version": 1, "users": {OPERATOR: {
-        "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
-        "created": int(time.time())}}}  # fmt: skip
+    users = {
+        "version": 1,
+        "users": {
+            OPERATOR: {
+                "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
+                "created": int(time.time()),
+            }
+        },
+    }
     (root / "operators.json").write_text(json.dumps(users))
     (root / "session.secret").write_text(os.urandom(32).hex())
-    config = parse_config({
-        "id": GATEWAY, "site": SITE, "state_dir": str(root / "state"),
-        "signing_key_file": str(root / "gw.key"), "registry_file": str(root / "registry.json"),
-        "root_public_keys": [bytes(SigningKey.generate().verify_key).hex()],
-        "lanes": lanes if lanes is not None else {"lane-1": 20, "lane-2": 20},
-        "web": {"enabled": True, "users_file": str(root / "operators.json"),
-                "session_secret_file": str(root / "session.secret"), **(web or {})},
-    })  # fmt: skip
+    config = parse_config(
+        {
+            "id": GATEWAY,
+            "site": SITE,
+            "state_dir": str(root / "state"),
+            "signing_key_file": str(root / "gw.key"),
+            "registry_file": str(root / "registry.json"),
+            "root_public_keys": [bytes(SigningKey.generate().verify_key).hex()],
+            "lanes": lanes if lanes is not None else {"lane-1": 20, "lane-2": 20},
+            "web": {
+                "enabled": True,
+                "users_file": str(root / "operators.json"),
+                "session_secret_file": str(root / "session.secret"),
+                **(web or {}),
+            },
+        }
+    )
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(config.store_path, own_id=config.id)
     signer = GatewaySigner(store, key, config.id, config.site)
 
-    def record_manual_entry(category: str, doc4: str | None, operator: str,
-                            lane: str | None) -> str:  # fmt: skip
+    def record_manual_entry(
+        category: str, doc4: str | None, operator: str, lane: str | None
+    ) -> str:
         return signer.record_manual(category, operator, lane=lane, doc4=doc4).eid_hex
 
-    ctx = WebContext(store=store, config=config, record_manual_entry=record_manual_entry,
-                     health=health_for(store, config))  # fmt: skip
+    ctx = WebContext(
+        store=store,
+        config=config,
+        record_manual_entry=record_manual_entry,
+        health=health_for(store, config),
+    )
     return WebSite(root, config, store, key, signer, ctx)

@@ -26,8 +26,10 @@ def _start_cluster() -> None:
     versions = sorted(p.name for p in Path("/etc/postgresql").glob("*")) or ["15"]
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-        check=False, capture_output=True, timeout=60,
-    )  # fmt: skip
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
     for _ in range(30):
         if _reachable():
             return
