@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format bench fuzz clean
+.PHONY: demo test lint format bench fuzz clean lock fresh-check
 
 demo:
 	scripts/bootstrap demo
@@ -34,6 +34,15 @@ fuzz:
 	CHOT_FUZZ_SECONDS=$${CHOT_FUZZ_SECONDS:-600} $(PY) -m pytest -q tests/fuzz -p no:cacheprovider
 	mkdir -p .fuzz-corpus
 	$(PY) tests/fuzz/atheris_pass.py -max_total_time=$${CHOT_FUZZ_SECONDS:-600} -rss_limit_mb=512 .fuzz-corpus tests/fuzz/corpus
+
+# Exact versions of every Python dependency, per role: requirements/*.txt (see README).
+lock:
+	scripts/bootstrap test
+	scripts/lock
+
+# Both commands on a bare Debian 12 in namespaces of its own (root; minutes): see the script.
+fresh-check:
+	scripts/fresh-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

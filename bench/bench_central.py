@@ -46,7 +46,7 @@ from protocol import cbor, cose  # noqa: E402
 from protocol.events import Event, new_event_id, open_event, sign_event  # noqa: E402
 from protocol.registry import Registry, Signer  # noqa: E402
 
-ADMIN_URL = os.environ.get("CHOT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get("CHOT_BENCH_PG", "postgresql://chot_test@127.0.0.1:5432/postgres")
 T0 = 1_627_776_000_000  # 2021-08-01T00:00Z
 BATCH = 1000
 CLIENTS = 4

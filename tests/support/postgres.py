@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-ADMIN_URL = os.environ.get("CHOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get("CHOT_TEST_PG", "postgresql://chot_test@127.0.0.1:5432/postgres")
 
 
 def _reachable() -> bool:
