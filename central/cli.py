@@ -20,7 +20,7 @@ from central import queries
 from central.config import CentralConfig, hash_token, load_config
 from central.migrate import migrate
 from central.store import DAY_MS, Store, open_store
-from chot.cli import UsageError
+from common.cli import UsageError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

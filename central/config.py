@@ -1,27 +1,27 @@
-"""Central service configuration: one strict model, read from TOML or JSON.
+"""Central service configuration: one strict model (`common.config`), read from TOML or JSON.
 
-Operator tokens (for the read and tracing API) are stored as SHA-256 hashes, like the
-gateway tokens in the registry; `chot central token` prints a new token and its hash.
+A relative registry path is relative to the config file. $CHOT_CENTRAL_STORE overrides
+`store` (a database password belongs in the environment, not in the file). Operator tokens
+(for the read and tracing API) are stored as SHA-256 hashes, like the gateway tokens in the
+registry; `chot central token` prints a new token and its hash.
 """
 
 import hashlib
 import hmac
-import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from central.ingest import MAX_EVENTS
+from common.config import StrictModel, load_model
 from protocol.events import MAX_EVENT_BYTES
 
 ROLES = ("report", "tracing")
 
 
-class Operator(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Operator(StrictModel):
     token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the token")
     roles: list[Literal["report", "tracing"]] = Field(
         default_factory=lambda: ["report"],
@@ -29,8 +29,7 @@ class Operator(BaseModel):
     )
 
 
-class CentralConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CentralConfig(StrictModel):
     store: str = Field(
         "sqlite:///central.db", description="sqlite:///path.db or postgresql://user@host/db"
     )
@@ -59,14 +58,6 @@ def hash_token(token: str) -> str:
 
 
 def load_config(path: str | Path) -> CentralConfig:
-    """TOML or JSON file -> config; a relative registry path is relative to the file.
-    $CHOT_CENTRAL_STORE overrides `store` (a password belongs in the environment)."""
-    path = Path(path)
-    text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    if os.environ.get("CHOT_CENTRAL_STORE"):
-        data["store"] = os.environ["CHOT_CENTRAL_STORE"]
-    config = CentralConfig.model_validate(data)
-    if not config.registry.is_absolute():
-        config = config.model_copy(update={"registry": path.parent / config.registry})
-    return config
+    """TOML or JSON file -> config; ConfigError names the file and the key."""
+    store = os.environ.get("CHOT_CENTRAL_STORE")
+    return load_model(CentralConfig, path, {"store": store} if store else None)

@@ -106,13 +106,7 @@ def verify_item(item: Any, gateway: Signer, registry: Registry) -> Event:
     if not isinstance(item, bytes):
         raise ProtocolError(Reason.BAD_EVENT, "each event must be a CBOR byte string")
 
-    def key_for(signer_id: str) -> bytes | None:
-        signer = registry.signers.get(signer_id)
-        if signer is not None and signer.revoked:
-            raise ProtocolError(Reason.DEVICE_REVOKED, f"signer {signer_id} is revoked")
-        return None if signer is None else signer.public_key
-
-    event = open_event(item, key_for).event
+    event = open_event(item, registry.signer_keys()).event
     signer = registry.signers[event.dev]
     if event.site != signer.site:
         raise ProtocolError(

@@ -10,22 +10,20 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from common.cli import UsageError
+
 # Command group -> the module that registers it, in the order `chot --help` lists them.
 # Only the chosen group's module is imported: a scanner running `chot device run` on a Pi does not
 # pay for the web framework, PostgreSQL driver and crypto tooling of the other parts.
 COMMAND_GROUPS = {
     "pass": "chot.pass_cmd",
-    "scan": "device.cli",
+    "scan": "chot.scan_cmd",
     "device": "device.cli",
     "gateway": "gateway.cli",
     "provision": "provisioning.cli",
     "central": "central.cli",
     "demo": "chot.demo",
 }
-
-
-class UsageError(Exception):
-    """Raised by a handler for bad arguments: exit code 2 with the message."""
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from chot.cli import UsageError
+from common.cli import UsageError
 from protocol.trust import (
     RevocationList,
     TrustList,

@@ -1,31 +1,32 @@
 """Scanner configuration: one TOML file, validated strictly (see config.example.toml).
 
-Every model forbids unknown keys, so a typo ("hots") is an error naming the key, not a silent
-default. Reading the file (``load_config``) is kept apart from validation
-(``DeviceConfig.model_validate``) so tests build configs from dicts. Relative paths are
-relative to the config file's folder. Secrets are never in the file: the MQTT password comes
-from ``$CHOT_MQTT_PASSWORD``, ``password_file``, or systemd's ``$CREDENTIALS_DIRECTORY``.
+The base model, path resolution and secrets are `common.config`'s: unknown keys are errors
+naming the key, relative paths are relative to the config file's folder (or systemd's
+``$CREDENTIALS_DIRECTORY``), and the MQTT password comes from ``$CHOT_MQTT_PASSWORD``,
+``password_file``, or the ``mqtt.password`` credential, never from this file.
 """
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from nacl.signing import SigningKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from chot.config_types import PublicKeyHex
+from common.config import (
+    ConfigError,
+    PublicKeyHex,
+    StrictModel,
+    credentials_dir,
+    load_model,
+    read_secret,
+    resolve_paths,
+    validate,
+)
+from common.keys import KeyFileError, load_key_file
 from protocol.ids import is_valid_id
 from protocol.trust import PASS_KINDS
 
-
-class ConfigError(ValueError):
-    """The config file is missing, unreadable or invalid; the message names the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["ConfigError", "DeviceConfig", "load_config", "load_signing_key", "parse_config"]
 
 
 def _check_id(value: str) -> str:
@@ -34,7 +35,7 @@ def _check_id(value: str) -> str:
     return value
 
 
-class DeviceSection(_Strict):
+class DeviceSection(StrictModel):
     id: str = Field(description="device id, also the MQTT client id and username")
     site: str
     lane: str | None = None
@@ -45,7 +46,7 @@ class DeviceSection(_Strict):
     _ids = field_validator("id", "site")(_check_id)
 
 
-class TrustSection(_Strict):
+class TrustSection(StrictModel):
     root_public_keys: list[PublicKeyHex] = Field(
         min_length=1, description="pinned ops root keys (hex)"
     )
@@ -57,7 +58,7 @@ class TrustSection(_Strict):
         return [bytes.fromhex(k) for k in self.root_public_keys]
 
 
-class PolicySection(_Strict):
+class PolicySection(StrictModel):
     allowed_kinds: list[Literal["declaration", "vaccination", "test", "recovery"]] = Field(
         default_factory=lambda: list(PASS_KINDS)
     )
@@ -66,7 +67,7 @@ class PolicySection(_Strict):
     resignal_s: float = Field(2.0, ge=0.2, le=60)
 
 
-class MqttSection(_Strict):
+class MqttSection(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8883, ge=1, le=65535)
     username: str | None = None
@@ -83,18 +84,10 @@ class MqttSection(_Strict):
 
     def password(self) -> str | None:
         """$CHOT_MQTT_PASSWORD, else password_file, else $CREDENTIALS_DIRECTORY/mqtt.password."""
-        if os.environ.get("CHOT_MQTT_PASSWORD"):
-            return os.environ["CHOT_MQTT_PASSWORD"]
-        candidates = [self.password_file] if self.password_file else []
-        if os.environ.get("CREDENTIALS_DIRECTORY"):
-            candidates.append(Path(os.environ["CREDENTIALS_DIRECTORY"]) / "mqtt.password")
-        for path in candidates:
-            if path.is_file():
-                return path.read_text().strip()
-        return None
+        return read_secret(self.password_file, env="CHOT_MQTT_PASSWORD", credential="mqtt.password")
 
 
-class CameraSection(_Strict):
+class CameraSection(StrictModel):
     source: Literal["picamera2", "picamera", "opencv", "files", "synthetic", "keyboard"]
     width: int = Field(640, ge=64, le=4096)
     height: int = Field(480, ge=64, le=4096)
@@ -110,23 +103,23 @@ class CameraSection(_Strict):
     seed: int = 0
 
 
-class DecoderSection(_Strict):
+class DecoderSection(StrictModel):
     name: Literal["zxing", "zbar"] = "zxing"
 
 
-class GpioSection(_Strict):
+class GpioSection(StrictModel):
     backend: Literal["simulated", "rpigpio"] = "simulated"
     pins: dict[Literal["green", "red", "amber", "buzzer"], int] = Field(
         default_factory=lambda: {"green": 17, "red": 27, "amber": 22, "buzzer": 18}
     )
 
 
-class OutboxSection(_Strict):
+class OutboxSection(StrictModel):
     max_events: int = Field(100_000, ge=10, description="soft bound: alarm, keep recording")
     max_db_mb: int = Field(1024, ge=1, description="hard cap on outbox.db (spare the OS)")
 
 
-class DeviceConfig(_Strict):
+class DeviceConfig(StrictModel):
     device: DeviceSection
     trust: TrustSection
     policy: PolicySection = PolicySection()
@@ -138,64 +131,20 @@ class DeviceConfig(_Strict):
 
     def resolve(self, base: Path) -> "DeviceConfig":
         """A copy with every relative path made relative to ``base`` (the config's folder)."""
-
-        def fix(section: BaseModel) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for name, value in section:
-                if isinstance(value, Path) and not value.is_absolute():
-                    value = base / value
-                elif isinstance(value, list) and value and isinstance(value[0], Path):
-                    value = [v if v.is_absolute() else base / v for v in value]
-                out[name] = value
-            return out
-
-        return DeviceConfig.model_validate({name: fix(section) for name, section in self})
-
-
-def describe(error: ValidationError) -> str:
-    """'mqtt.hots: Extra inputs are not permitted' — one line per problem, key first."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"{where}: {item['msg']}")
-    return "; ".join(lines)
+        return resolve_paths(self, base, credentials_dir())
 
 
 def parse_config(data: dict[str, Any], base: Path) -> DeviceConfig:
-    try:
-        return DeviceConfig.model_validate(data).resolve(base)
-    except ValidationError as exc:
-        raise ConfigError(describe(exc)) from None
+    return validate(DeviceConfig, data).resolve(base)
 
 
 def load_config(path: Path) -> DeviceConfig:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    try:
-        return parse_config(data, path.resolve().parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_model(DeviceConfig, path)
 
 
 def load_signing_key(path: Path) -> SigningKey:
     """The device's Ed25519 seed (64 hex chars). Refused when others can read the file."""
-    path = Path(path)
     try:
-        mode = path.stat().st_mode
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"signing key {path}: {exc.strerror}") from None
-    if mode & 0o077:
-        raise ConfigError(f"signing key {path} is readable by others: chmod 600 it")
-    try:
-        seed = bytes.fromhex(text)
-    except ValueError:
-        seed = b""
-    if len(seed) != 32:
-        raise ConfigError(f"signing key {path} must hold 64 hex characters (an Ed25519 seed)")
-    return SigningKey(seed)
+        return load_key_file(path)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,32 +1,25 @@
 """Gateway configuration: one TOML file, validated strictly (unknown keys are errors).
 
-Reading the file (`load_config`) is kept apart from validation (`GatewayConfig.model_validate`)
-so tests build configs from dicts. Relative paths are resolved against the config file's
-folder. Secrets (MQTT password, central token, session secret) are files named here, never
-values in this file; `$CREDENTIALS_DIRECTORY` (systemd LoadCredential=) is searched for a bare
-file name that does not exist next to the config.
+The base model, path resolution and secrets are `common.config`'s: reading the file
+(`load_config`) is kept apart from validation (`parse_config`) so tests build configs from
+dicts; relative paths are resolved against the config file's folder, or in
+`$CREDENTIALS_DIRECTORY` (systemd LoadCredential=) for a bare file name that does not exist
+next to the config. Secrets (MQTT password, central token, session secret) are files named
+here, never values in this file.
 """
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from chot.config_types import PublicKeyHex
+from common.config import ConfigError, PublicKeyHex, StrictModel, load_model, read_secret, validate
 from protocol.ids import require_id
 
-
-class ConfigError(ValueError):
-    """A config problem, with the dotted key path in the message."""
+__all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config", "read_secret"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MqttConfig(_Strict):
+class MqttConfig(StrictModel):
     host: str = Field("127.0.0.1", description="broker host")
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
@@ -47,7 +40,7 @@ class MqttConfig(_Strict):
     )
 
 
-class CentralConfig(_Strict):
+class CentralConfig(StrictModel):
     url: str | None = Field(None, description="central store base URL; unset: keep events")
     token_file: Path | None = None
     batch_size: int = Field(500, ge=1, le=5000)
@@ -59,7 +52,7 @@ class CentralConfig(_Strict):
     ca_file: Path | None = None
 
 
-class StoreConfig(_Strict):
+class StoreConfig(StrictModel):
     max_bytes: int = Field(2_000_000_000, ge=1_000_000)
     disk_alert_free_bytes: int = Field(500_000_000, ge=0)
     retention_days: float = Field(14, gt=0, description="forwarded events kept this long")
@@ -68,7 +61,7 @@ class StoreConfig(_Strict):
     maintain_interval_s: float = Field(60, gt=0)
 
 
-class WebConfig(_Strict):
+class WebConfig(StrictModel):
     """Operators' status page (gateway/web/)."""
 
     enabled: bool = False
@@ -80,7 +73,7 @@ class WebConfig(_Strict):
     session_secret_file: Path | None = None
 
 
-class GatewayConfig(_Strict):
+class GatewayConfig(StrictModel):
     id: str = Field(description="gateway id, also its signer id in the registry")
     site: str
     state_dir: Path = Field(description="store and runtime files")
@@ -125,56 +118,11 @@ class GatewayConfig(_Strict):
         return self.state_dir / "gateway.db"
 
 
-_PATH_KEYS = {
-    (): ("state_dir", "signing_key_file", "registry_file", "documents_dir"),
-    ("mqtt",): ("password_file", "ca_file", "cert_file", "key_file"),
-    ("central",): ("token_file", "ca_file"),
-    ("web",): ("certfile", "keyfile", "users_file", "session_secret_file"),
-}
-
-
-def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Relative paths in the file mean 'next to the config file' (or in the credentials dir)."""
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    for section, keys in _PATH_KEYS.items():
-        target = data
-        for name in section:
-            target = target.get(name) if isinstance(target, dict) else None
-        if not isinstance(target, dict):
-            continue
-        for key in keys:
-            value = target.get(key)
-            if isinstance(value, str) and not Path(value).is_absolute():
-                path = base / value
-                if creds and not path.exists() and (Path(creds) / value).exists():
-                    path = Path(creds) / value
-                target[key] = str(path)
-    return data
-
-
 def parse_config(data: dict[str, Any]) -> GatewayConfig:
     """Validate a config dict; ConfigError names the offending key, e.g. `mqtt.port`."""
-    try:
-        return GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise ConfigError("invalid gateway config: " + "; ".join(problems)) from None
+    return validate(GatewayConfig, data)
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(_resolve_paths(data, path.resolve().parent))
-
-
-def read_secret(path: Path | None) -> str | None:
-    """First line of a secret file (password, token), or None when no file is configured."""
-    if path is None:
-        return None
-    return Path(path).read_text().strip()
+    """Read and validate the file; relative paths are resolved next to it."""
+    return load_model(GatewayConfig, path)

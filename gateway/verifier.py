@@ -19,15 +19,7 @@ from protocol.registry import Registry
 def verify_event(payload: bytes, topic_dev: str, site: str, registry: Registry) -> Accepted:
     """Check one signed event from a device topic; raises ProtocolError with the reason."""
 
-    def key_for(dev: str) -> bytes | None:
-        signer = registry.signers.get(dev)
-        if signer is None or signer.site != site or signer.role != "device":
-            return None
-        if signer.revoked:
-            raise ProtocolError(Reason.DEVICE_REVOKED, f"device {dev} is revoked")
-        return signer.public_key
-
-    verified = open_event(payload, key_for)
+    verified = open_event(payload, registry.signer_keys(site=site, role="device"))
     ev = verified.event
     if ev.dev != topic_dev or ev.site != site:
         raise ProtocolError(Reason.TOPIC_MISMATCH, f"event of {ev.dev}@{ev.site} on {topic_dev}")

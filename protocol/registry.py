@@ -14,11 +14,12 @@ Gateway-to-central bearer tokens are kept apart, as SHA-256 hashes, under "token
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from protocol.ids import require_id
+from protocol.reasons import ProtocolError, Reason
 
 ROLES = ("device", "gateway")
 
@@ -60,6 +61,30 @@ class Registry:
         """Public key of an active signer; None for unknown and revoked ones."""
         signer = self.signers.get(signer_id)
         return None if signer is None or signer.revoked else signer.public_key
+
+    def signer_keys(
+        self, *, site: str | None = None, role: str | None = None
+    ) -> Callable[[str], bytes | None]:
+        """The key lookup `protocol.events.open_event` takes, for events signed by this
+        registry's signers (optionally only those at `site` with `role`).
+
+        An unknown signer (or one at another site, or of another role) gives None, which
+        `open_event` refuses as an unknown device; a revoked one raises `device_revoked`,
+        so the reason code says why the event was refused."""
+
+        def key_for(signer_id: str) -> bytes | None:
+            signer = self.signers.get(signer_id)
+            if signer is None:
+                return None
+            if (site is not None and signer.site != site) or (
+                role is not None and signer.role != role
+            ):
+                return None
+            if signer.revoked:
+                raise ProtocolError(Reason.DEVICE_REVOKED, f"{signer.role} {signer_id} is revoked")
+            return signer.public_key
+
+        return key_for
 
     def is_revoked(self, signer_id: str) -> bool:
         signer = self.signers.get(signer_id)

@@ -1,9 +1,11 @@
-"""Ed25519 key files: a 64-hex-character seed, 0600 (the format device/config.py reads)."""
+"""Ed25519 key files: a 64-hex-character seed, 0600 (the format `common.keys` reads), which
+the ops home may seal with a passphrase."""
 
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from common.keys import read_private_file, seed_from_text
 from provisioning.secrets import get_passphrase, is_sealed, seal, unseal, write_secret
 
 
@@ -17,10 +19,7 @@ def new_key_file(path: Path, *, passphrase: bytes | None = None) -> SigningKey:
 
 def load_key_file(path: Path, *, passphrase: bytes | None = None) -> SigningKey:
     """Read a seed file; a sealed one asks for the passphrase ($CHOT_PASSPHRASE or a prompt)."""
-    data = Path(path).read_bytes()
+    data = read_private_file(Path(path))
     if is_sealed(data):
         data = unseal(data, passphrase if passphrase is not None else get_passphrase())
-    seed = bytes.fromhex(data.decode().strip())
-    if len(seed) != 32:
-        raise ValueError(f"{path}: an Ed25519 seed is 32 bytes (64 hex characters)")
-    return SigningKey(seed)
+    return seed_from_text(data.decode("ascii", errors="replace"), path)

@@ -11,7 +11,7 @@ from central import queries
 from central.cli import add_commands, parse_time
 from central.ingest import ingest_batch
 from central.store import Store
-from chot.cli import UsageError
+from common.cli import UsageError
 from tests.central.fixtures import DAY, MIN, T0, Fleet, sub
 
 

@@ -9,8 +9,10 @@ import pytest
 import segno
 from nacl.signing import SigningKey
 
-from chot.cli import UsageError, main
-from device import cli, synthetic
+from chot import scan_cmd as cli
+from chot.cli import main
+from common.cli import UsageError
+from device import synthetic
 from tests.support.device_pipeline import Pki
 
 

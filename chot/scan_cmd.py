@@ -1,0 +1,58 @@
+"""`chot scan IMAGE…`: decode and verify QR passes in still images (a bench and field tool).
+
+Prints one record per image: file, decoded, verdict (pass/fail/warn/none), reason, ms; the QR
+text itself only with --show-payload (it holds name, doc4 and dob in the clear). It lives in
+the command line, not in device/, because it shares the trust-list options of `chot pass`.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+from chot.trust_args import add_trust_arguments, load_trust_lists
+from common.cli import UsageError, print_record
+from protocol.clock import Clock
+from protocol.pass_v1 import verify_pass
+from protocol.reasons import ProtocolError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    scan = sub.add_parser("scan", help="decode and verify QR passes in image files")
+    scan.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    scan.add_argument("--json", action="store_true", help="one JSON object per line")
+    scan.add_argument("--show-payload", action="store_true", help="also print the QR text")
+    scan.add_argument("--decoder", choices=("zxing", "zbar"), default="zxing")
+    add_trust_arguments(scan)
+    scan.add_argument("--at", type=int, help="verify as of this Unix time (default: now)")
+    scan.set_defaults(func=run_scan)
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    import cv2
+
+    from device.decode import make_decoder
+
+    try:
+        trust, revocations = load_trust_lists(args)
+    except ProtocolError as exc:
+        raise UsageError(f"trust or revocation list refused: {exc}") from None
+    decoder = make_decoder(args.decoder)
+    clock = Clock.synced(args.at if args.at is not None else int(time.time()))
+    status = 0
+    for path in args.images:
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            print_record({"file": str(path), "error": "cannot read image"}, args.json)
+            status = 2
+            continue
+        t0 = time.perf_counter()
+        texts = decoder.decode(gray)
+        out: dict = {"file": str(path), "decoded": bool(texts), "verdict": "none", "reason": None}
+        if texts:
+            result = verify_pass(texts[0], trust, clock, revocations=revocations)
+            out["verdict"], out["reason"] = result.verdict.value, result.reason.value
+        out["ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        if args.show_payload and texts:
+            out["payload"] = texts[0]
+        print_record(out, args.json)
+    return status
