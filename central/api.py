@@ -9,7 +9,6 @@ GET  /healthz                                  liveness, no auth
 import datetime as dt
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,30 +22,17 @@ from central.config import CentralConfig, load_config
 from central.ingest import BatchError, ingest_batch, parse_batch
 from central.migrate import migrate
 from central.store import Store, open_store
+from common.reload import ReloadingFile
 from protocol.reasons import Reason
 from protocol.registry import Registry, Signer
 
 log = logging.getLogger(__name__)
 
 
-class RegistrySource:
-    """The registry file, reloaded when it changes on disk (a revoked device takes effect
-    without a restart)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._mtime: float | None = None
-        self._registry = Registry()
-
-    def get(self) -> Registry:
-        mtime = self.path.stat().st_mtime_ns
-        with self._lock:
-            if mtime != self._mtime:
-                self._registry = Registry.load(self.path)
-                self._mtime = mtime
-                log.info("loaded registry %s (%d signers)", self.path, len(self._registry.signers))
-            return self._registry
+def _load_registry(path: Path) -> Registry:
+    registry = Registry.load(path)
+    log.info("loaded registry %s (%d signers)", path, len(registry.signers))
+    return registry
 
 
 def _bearer(request: Request) -> str | None:
@@ -62,7 +48,9 @@ def _error(status: int, reason: str, detail: str) -> JSONResponse:
 def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
     """Wire the service; `store` may be given (tests, bench), else it is opened from config."""
     store = store or open_store(config.store)
-    registries = RegistrySource(config.registry)
+    # re-read when the file changes: a revoked device or gateway takes effect without a
+    # restart; a broken file keeps the last good registry (an empty one refuses everyone)
+    registries = ReloadingFile(config.registry, _load_registry, initial=Registry(), name="registry")
     app = FastAPI(title="chot central", version="1")
     app.state.store = store
 

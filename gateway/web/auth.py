@@ -1,7 +1,7 @@
 """Operator logins: password check, signed session cookies, CSRF tokens, login rate limits.
 
 - Passwords: the provisioning users file (`operators.json`, argon2id hashes), re-read when it
-  changes so a new operator can log in without a restart.
+  changes so a new operator can log in without a restart (`common.reload.ReloadingFile`).
 - Sessions: a cookie `payload.signature`, HMAC-SHA256 over the payload with the session
   secret (file from config, else random per process: a restart then logs everyone out). The
   payload holds the user, a random session id and the expiry; logout revokes the session id.
@@ -26,6 +26,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from common.reload import ReloadingFile
+
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "chot_session"
@@ -42,38 +44,33 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _read_users(path: Path) -> dict[str, str]:
+    data = json.loads(path.read_text())
+    hashes = {str(u): str(v["hash"]) for u, v in data["users"].items()}
+    log.info("loaded %d operator logins from %s", len(hashes), path)
+    return hashes
+
+
 class Users:
-    """The operators' users file: {"version": 1, "users": {name: {"hash": "$argon2id$..."}}}."""
+    """The operators' users file: {"version": 1, "users": {name: {"hash": "$argon2id$..."}}}.
+
+    Re-read when it changes; a broken file keeps the last good logins, a missing one means
+    nobody can log in."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._hasher = PasswordHasher()
         self._dummy = self._hasher.hash(secrets.token_hex(16))  # equal work for unknown users
-        self._mtime: float | None = None
-        self._hashes: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._file = (
+            None
+            if path is None
+            else ReloadingFile(
+                path, _read_users, initial={}, name="operators file", when_missing=dict
+            )
+        )
 
     def _load(self) -> dict[str, str]:
-        if self.path is None:
-            return {}
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError:
-            log.warning("operators file %s is missing: nobody can log in", self.path)
-            return {}
-        with self._lock:
-            if mtime != self._mtime:
-                try:
-                    data = json.loads(self.path.read_text())
-                    self._hashes = {u: str(v["hash"]) for u, v in data["users"].items()}
-                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    log.error(
-                        "operators file %s is unreadable (%s): nobody can log in", self.path, exc
-                    )
-                    self._hashes = {}
-                self._mtime = mtime
-                log.info("loaded %d operator logins from %s", len(self._hashes), self.path)
-            return self._hashes
+        return {} if self._file is None else self._file.get()
 
     def verify(self, user: str, password: str) -> bool:
         stored = self._load().get(user)
