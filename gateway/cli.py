@@ -87,6 +87,9 @@ def _open_store(config):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from gateway.store import now_ms
+    from gateway.web.alerts import device_alerts
+
     config = _config(args)
     if config is None:
         return 2
@@ -101,7 +104,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             "open_gaps": store.open_gaps(),
             "alerts": store.alerts(),
             "devices": [
-                {"dev": d.dev, "online": d.online, "ack": d.contiguous, "alerts": d.alerts}
+                {
+                    "dev": d.dev,
+                    "online": d.online,
+                    "ack": d.contiguous,
+                    "alerts": device_alerts(d, now_ms()),
+                }
                 for d in store.devices()
             ],
         }

@@ -4,10 +4,10 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from gateway.web.alerts import OutboxTrend
 from gateway.web.auth import SESSION_COOKIE, LoginLimiter, Session, SessionCodec, Users
 from gateway.web.context import WebContext
 from gateway.web.sse import FeedLimiter
-from gateway.web.status import OutboxTrend
 
 
 @dataclass

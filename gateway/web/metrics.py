@@ -2,7 +2,6 @@
 need no client library. Scraped without login (numbers only, no ids of people)."""
 
 from gateway.store import Store
-from gateway.web.status import scanners
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -26,7 +25,7 @@ def _family(name: str, kind: str, help_text: str, samples: list[tuple[dict, floa
 
 def render(store: Store, capacities: dict[str, int], now_ms: int) -> str:
     depth = store.depth()
-    devices = scanners(store, now_ms)
+    devices = store.devices()
     load = store.lane_load(capacities, 60, now=now_ms)
     lines: list[str] = []
     lines += _family(

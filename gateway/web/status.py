@@ -1,33 +1,18 @@
-"""What the store's numbers mean for a gate operator: device rows with alerts, per-lane
-counters and congestion, and one list of banners. Plain dicts, ready for JSON and templates.
+"""What the store's numbers mean for a gate operator: device rows with alerts (the rules are
+in alerts.py), per-lane counters and congestion, and one list of banners. Plain dicts, ready
+for JSON and templates.
 
 Nothing here carries personal data: the store's read API gives pseudonymous decisions only;
 manual entries' doc4 is read solely by the manual entries page (pages.py).
 """
 
-import itertools
-import threading
 from datetime import datetime
 from typing import Any
 
-from gateway.store import Decision, DeviceInfo, Store
+from gateway.store import DeviceInfo, Store, StoredEvent
+from gateway.web.alerts import OutboxTrend, alert_text, device_alerts, trust_alerts
 from protocol.reasons import Reason, Verdict, verdict_for
 from protocol.trust import TRUST_TYPE
-
-OUTBOX_GROWING_MIN = 5  # below this a rising outbox is normal jitter
-TREND_SAMPLES = 3
-
-ALERT_TEXT = {
-    "offline": "offline",
-    "heartbeat_stale": "no heartbeat",
-    "sequence_gap": "missing events (sequence gap)",
-    "outbox_backlog": "outbox backlog",
-    "outbox_growing": "outbox growing",
-    "clock_bounded": "clock not synced",
-    "clock_unknown": "clock untrusted",
-    "trust_outdated": "old trust list",
-    "no_trust_list": "no trust list",
-}
 
 
 def verdict_of(reason: str | None) -> str:
@@ -37,45 +22,17 @@ def verdict_of(reason: str | None) -> str:
         return Verdict.FAIL.value
 
 
-class OutboxTrend:
-    """Remembers each device's last heartbeats' outbox depths: strictly rising over
-    TREND_SAMPLES heartbeats means the device cannot deliver (a growing outbox)."""
-
-    def __init__(self) -> None:
-        self._samples: dict[str, list[tuple[int, int]]] = {}
-        self._lock = threading.Lock()
-
-    def growing(self, dev: str, heartbeat_ms: int | None, depth: int | None) -> bool:
-        if heartbeat_ms is None or depth is None:
-            return False
-        with self._lock:
-            samples = self._samples.setdefault(dev, [])
-            if not samples or samples[-1][0] != heartbeat_ms:
-                samples.append((heartbeat_ms, depth))
-                del samples[:-TREND_SAMPLES]
-            depths = [d for _, d in samples]
-        return (
-            len(depths) == TREND_SAMPLES
-            and depths[-1] >= OUTBOX_GROWING_MIN
-            and all(a < b for a, b in itertools.pairwise(depths))
-        )
-
-
 def trust_version(store: Store) -> int | None:
     """Version of the trust list this gateway publishes (None before the first one)."""
     versions = [d["version"] for d in store.documents() if d["typ"] == TRUST_TYPE]
     return max(versions) if versions else None
 
 
-def device_row(info: DeviceInfo, gateway_trust: int | None, trend: OutboxTrend) -> dict:
+def device_row(
+    info: DeviceInfo, now_ms: int, gateway_trust: int | None, trend: OutboxTrend
+) -> dict:
     hb = info.heartbeat or {}
-    alerts = list(info.alerts)
-    device_trust = hb.get("trust_version")
-    if info.heartbeat is not None:
-        if device_trust is None:
-            alerts.append("no_trust_list")
-        elif gateway_trust is not None and device_trust < gateway_trust:
-            alerts.append("trust_outdated")
+    alerts = device_alerts(info, now_ms) + trust_alerts(info, gateway_trust)
     sent = hb.get("t")
     hb_ms = int(sent * 1000) if isinstance(sent, int | float) else info.last_seen_ms
     if trend.growing(info.dev, hb_ms, hb.get("outbox_depth")) and "outbox_backlog" not in alerts:
@@ -90,23 +47,19 @@ def device_row(info: DeviceInfo, gateway_trust: int | None, trend: OutboxTrend) 
         "decoder_ms": hb.get("decoder_ms"),
         "outbox_depth": hb.get("outbox_depth"),
         "clock": hb.get("clock"),
-        "trust_version": device_trust,
+        "trust_version": hb.get("trust_version"),
         "cpu_temp": hb.get("cpu_temp"),
         "contiguous_seq": info.contiguous,
         "open_gaps": info.open_gaps,
         "alerts": alerts,
-        "alert_text": [ALERT_TEXT.get(a, a.replace("_", " ")) for a in alerts],
+        "alert_text": [alert_text(a) for a in alerts],
     }
 
 
-def scanners(store: Store, now_ms: int) -> list[DeviceInfo]:
-    """The scanners the gateway heard of (the store leaves the gateway itself out)."""
-    return store.devices(now=now_ms)
-
-
 def devices(store: Store, now_ms: int, trend: OutboxTrend) -> list[dict]:
+    """One row per scanner the gateway heard of (the store leaves the gateway itself out)."""
     gateway_trust = trust_version(store)
-    return [device_row(d, gateway_trust, trend) for d in scanners(store, now_ms)]
+    return [device_row(d, now_ms, gateway_trust, trend) for d in store.devices()]
 
 
 def day_start_ms(now_s: float) -> int:
@@ -183,7 +136,7 @@ def banners(device_rows: list[dict], lane_rows: list[dict], store_alerts: list[s
     return out
 
 
-def decision_dict(d: Decision) -> dict[str, Any]:
+def decision_dict(d: StoredEvent) -> dict[str, Any]:
     """One feed line: what the lights showed, where and when. No pass or person data."""
     return {
         "id": d.id,

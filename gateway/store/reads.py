@@ -1,0 +1,257 @@
+"""Reads for the operators' status page, its JSON API and metrics, and `chot gateway status`.
+
+Pseudonymous only: event rows without their signed bytes, device health, counters. The one
+exception, `manual_entries(include_doc4=True)`, is for the manual entries page alone. What
+these facts mean for an operator (alerts, banners) is decided in gateway/web/.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.store.connection import StoreBase, now_ms
+from gateway.store.records import DeviceInfo, StoredEvent
+
+
+class StoreReads(StoreBase):
+    """Plain SELECTs on the calling thread's connection (WAL: they never block ingest)."""
+
+    def devices(self) -> list[DeviceInfo]:
+        """Every scanner the gateway heard of (not the gateway itself: its own events keep a
+        sequence row, but it is no scanner), with its last status and heartbeat."""
+        db = self._db()
+        gaps = dict(
+            db.execute(
+                "SELECT dev, COUNT(*) FROM gaps WHERE closed_ms IS NULL GROUP BY dev"
+            ).fetchall()
+        )
+        out = []
+        for dev, contiguous, highest, lane, last_ms, status, hb, hb_ms in db.execute(
+            "SELECT dev, contiguous, highest, lane, last_event_ms, status, heartbeat, "
+            "heartbeat_ms FROM devices WHERE dev IS NOT ? ORDER BY dev",
+            (self.own_id,),
+        ).fetchall():
+            out.append(
+                DeviceInfo(
+                    dev=dev,
+                    lane=lane,
+                    online=status == "online",
+                    status=status,
+                    last_seen_ms=max((t for t in (last_ms, hb_ms) if t is not None), default=None),
+                    contiguous=contiguous,
+                    highest=highest,
+                    open_gaps=gaps.get(dev, 0),
+                    heartbeat=json.loads(hb) if hb else None,
+                    heartbeat_ms=hb_ms,
+                )
+            )
+        return out
+
+    def recent_decisions(self, after_id: int = 0, limit: int = 100) -> list[StoredEvent]:
+        """Events with id > after_id, oldest first: poll with the last id you saw. With
+        after_id=0 you get the newest `limit` (still oldest first)."""
+        cols = "id, eid, dev, typ, seq, lane, verdict, reason, kind, t_ms, received_ms, state"
+        db = self._db()
+        if after_id:
+            rows = db.execute(
+                f"SELECT {cols} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            ).fetchall()
+        else:
+            rows = db.execute(
+                f"SELECT {cols} FROM events ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()[::-1]
+        return [StoredEvent(r[0], r[1].hex(), *r[2:]) for r in rows]
+
+    def lane_counters(self, since_ms: int) -> dict[str, dict[str, int]]:
+        """{lane: {reason: count}} for scans received since `since_ms`."""
+        out: dict[str, dict[str, int]] = {}
+        for lane, reason, n in self._db().execute(
+            "SELECT COALESCE(lane, '-'), COALESCE(reason, '-'), COUNT(*) FROM events "
+            "WHERE received_ms >= ? AND typ='scan' GROUP BY 1, 2",
+            (since_ms,),
+        ):
+            out.setdefault(lane, {})[reason] = n
+        return out
+
+    def scans_per_minute(self, since_ms: int) -> list[tuple[int, str, int]]:
+        """[(minute start ms, lane, scans)] by gateway receive time, oldest first."""
+        return [
+            (m, lane, n)
+            for m, lane, n in self._db().execute(
+                "SELECT (received_ms / 60000) * 60000 AS m, COALESCE(lane, '-'), COUNT(*) "
+                "FROM events WHERE received_ms >= ? AND typ='scan' GROUP BY 1, 2 ORDER BY 1, 2",
+                (since_ms,),
+            )
+        ]
+
+    def lane_load(
+        self, capacities: Mapping[str, int], window_s: int = 60, now: int | None = None
+    ) -> dict[str, dict[str, float]]:
+        """Congestion inputs per lane: scans in the last window, scaled to a minute, against
+        the configured capacity (people per minute). `utilisation` >= 1 means people queue;
+        `queue_estimate` is the excess over the window (people left waiting, roughly)."""
+        now = now or now_ms()
+        counts = dict(
+            self._db()
+            .execute(
+                "SELECT COALESCE(lane, '-'), COUNT(*) FROM events "
+                "WHERE received_ms >= ? AND typ='scan' GROUP BY 1",
+                (now - window_s * 1000,),
+            )
+            .fetchall()
+        )
+        out = {}
+        for lane in sorted(set(capacities) | set(counts)):
+            per_min = counts.get(lane, 0) * 60 / window_s
+            cap = capacities.get(lane, 0)
+            util = per_min / cap if cap else 0.0
+            excess = max(0.0, per_min - cap) * window_s / 60 if cap else 0.0
+            out[lane] = {
+                "scans": counts.get(lane, 0),
+                "per_minute": per_min,
+                "capacity": cap,
+                "utilisation": util,
+                "queue_estimate": excess,
+            }
+        return out
+
+    def reject_counts(self) -> dict[str, int]:
+        """{reason: count} of inputs refused at ingest, since the store was created."""
+        return {
+            name.removeprefix("reject."): value
+            for name, value in self.counters().items()
+            if name.startswith("reject.")
+        }
+
+    def recent_rejects(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, received_ms, topic_dev, eid, reason, detail FROM rejects "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "id": r[0],
+                "received_ms": r[1],
+                "device": r[2],
+                "eid": r[3].hex() if r[3] else None,
+                "reason": r[4],
+                "detail": r[5],
+            }
+            for r in rows
+        ]
+
+    def counters(self) -> dict[str, int]:
+        """All counters: stored, duplicate, forwarded, reject.<reason>,
+        central_rejected.<reason>, gaps_opened, gaps_closed, ..."""
+        return dict(self._db().execute("SELECT name, value FROM counters").fetchall())
+
+    def depth(self) -> dict[str, int]:
+        """Events by state: pending (not yet confirmed by central), forwarded, rejected."""
+        out = {"pending": 0, "forwarded": 0, "rejected": 0}
+        out.update(
+            self._db().execute("SELECT state, COUNT(*) FROM events GROUP BY state").fetchall()
+        )
+        return out
+
+    def forward_lag_s(self, now: int | None = None) -> float:
+        """Age of the oldest event central has not confirmed yet (0 when all are confirmed)."""
+        row = (
+            self._db()
+            .execute("SELECT MIN(received_ms) FROM events WHERE state='pending'")
+            .fetchone()
+        )
+        return 0.0 if row[0] is None else max(0.0, ((now or now_ms()) - row[0]) / 1000)
+
+    def ingest_rate(self, window_s: int = 60, now: int | None = None) -> float:
+        """Events stored per second over the last window."""
+        now = now or now_ms()
+        n = (
+            self._db()
+            .execute("SELECT COUNT(*) FROM events WHERE received_ms >= ?", (now - window_s * 1000,))
+            .fetchone()[0]
+        )
+        return n / window_s
+
+    def open_gaps(self) -> list[dict[str, Any]]:
+        """Sequence gaps still open: {device, lo, hi, missing: [seq...] (first 50), opened_ms}."""
+        db = self._db()
+        out = []
+        for dev, lo, hi, opened in db.execute(
+            "SELECT dev, lo, hi, opened_ms FROM gaps WHERE closed_ms IS NULL ORDER BY dev, lo"
+        ).fetchall():
+            have = {
+                r[0]
+                for r in db.execute(
+                    "SELECT seq FROM events WHERE dev=? AND seq BETWEEN ? AND ?", (dev, lo, hi)
+                )
+            }
+            missing = [s for s in range(lo, min(hi, lo + 10_000) + 1) if s not in have]
+            if missing:
+                out.append(
+                    {
+                        "device": dev,
+                        "lo": lo,
+                        "hi": hi,
+                        "missing": missing[:50],
+                        "missing_count": len(missing),
+                        "opened_ms": opened,
+                    }
+                )
+        return out
+
+    def manual_entries(self, limit: int = 50, *, include_doc4: bool = False) -> list[dict]:
+        """Paper declarations entered here, newest first. doc4 only when the caller (an
+        operator screen) explicitly asks: it is personal data."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT eid, t_ms, lane, category, operator, doc4 FROM manual_entries "
+                "ORDER BY t_ms DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "eid": r[0].hex(),
+                "t_ms": r[1],
+                "lane": r[2],
+                "category": r[3],
+                "operator": r[4],
+                **({"doc4": r[5]} if include_doc4 else {}),
+            }
+            for r in rows
+        ]
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, t_ms, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [
+            {"id": r[0], "t_ms": r[1], "actor": r[2], "action": r[3], "detail": r[4]} for r in rows
+        ]
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Documents the gateway publishes (retained): topic, typ, version, raw bytes."""
+        rows = (
+            self._db()
+            .execute("SELECT topic, typ, version, raw, adopted_ms FROM documents ORDER BY topic")
+            .fetchall()
+        )
+        return [
+            {"topic": r[0], "typ": r[1], "version": r[2], "raw": r[3], "adopted_ms": r[4]}
+            for r in rows
+        ]
+
+    def event_count(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]

@@ -1,0 +1,92 @@
+"""The records that go into the store and come out of it.
+
+In: `Accepted` (a verified event) and `Rejected` (an input refused at ingest), committed
+together by `Store.commit_batch`, which answers with a `BatchResult`. Out: `StoredEvent` (one
+row of the live feed), `DeviceInfo` (one scanner's facts, for the status page and the CLI)
+and `PendingEvent` (what the forwarder sends to the central store).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A verified event ready to store (ingest builds it from protocol.events.Event)."""
+
+    eid: bytes
+    dev: str
+    seq: int
+    typ: str
+    t_ms: int
+    raw: bytes
+    verdict: str | None = None
+    reason: str | None = None
+    lane: str | None = None
+    kind: str | None = None
+    clock: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that failed verification; kept (without payload) for the rejects view."""
+
+    reason: str
+    detail: str = ""
+    topic_dev: str | None = None
+    eid: bytes | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch did, and what to acknowledge to each device."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    acks: dict[str, int] = field(default_factory=dict)  # device -> highest contiguous seq
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as the store holds it (a scan's decision, a manual entry or a load summary):
+    a line of the operators' live feed. Pseudonymous: no signed bytes, no personal data."""
+
+    id: int  # increasing cursor: poll with recent_decisions(after_id=last id seen)
+    eid: str
+    dev: str
+    typ: str
+    seq: int
+    lane: str | None
+    verdict: str | None
+    reason: str | None
+    kind: str | None
+    t_ms: int
+    received_ms: int
+    state: str  # pending | forwarded | rejected (by the central store)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the store knows of one scanner. What those facts mean for an operator (alerts)
+    is the status page's business: gateway/web/alerts.py."""
+
+    dev: str
+    lane: str | None
+    online: bool
+    status: str | None
+    last_seen_ms: int | None
+    contiguous: int
+    highest: int
+    open_gaps: int
+    heartbeat: dict[str, Any] | None
+    heartbeat_ms: int | None  # when the gateway received the last heartbeat
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event the central store has not confirmed yet, as the forwarder sends it."""
+
+    id: int
+    eid: bytes
+    raw: bytes

@@ -1,0 +1,239 @@
+"""Writes: the ingest batch commit, forwarding states, and the gateway's own records.
+
+An event is committed here BEFORE the broker and the device are acknowledged, so a crash can
+only cause a redelivery, which the UNIQUE event id turns into a counted duplicate.
+"""
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway.store import sequence
+from gateway.store.connection import StoreBase, bump, now_ms, rows_in
+from gateway.store.records import Accepted, BatchResult, PendingEvent, Rejected
+
+
+class StoreWrites(StoreBase):
+    """Every method is one short transaction."""
+
+    # --- ingest ----------------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        accepted: Iterable[Accepted],
+        rejected: Iterable[Rejected] = (),
+        *,
+        statuses: Iterable[tuple[str, str]] = (),
+        heartbeats: Iterable[tuple[str, Mapping[str, Any]]] = (),
+        received_ms: int | None = None,
+    ) -> BatchResult:
+        """Store a batch in ONE transaction; returns what to acknowledge to each device.
+
+        Duplicates (same eid) are counted, not stored again; their device is still acked so a
+        device that resends after a lost ack can trim its outbox. `statuses` are
+        (device, state) pairs, `heartbeats` (device, health) pairs.
+        """
+        received_ms = received_ms or now_ms()
+        result = BatchResult()
+        counts: Counter[str] = Counter()
+        accepted = list(accepted)
+        with self._tx() as db:
+            # Set-wise, not row by row: a reconnect storm brings batches of hundreds of events
+            # from hundreds of devices, and each statement is a trip through Python.
+            new = self._insert_new(db, accepted, received_ms, result, counts)
+            # every device heard from is acked, duplicates included: a device that resends
+            # after a lost ack can then trim its outbox
+            states = sequence.load_states(db, {ev.dev for ev in accepted})
+            for ev in new:  # all rows are in: a late arrival can walk over later seqs
+                state = states[ev.dev]
+                sequence.advance(db, ev.dev, ev.seq, state, received_ms, counts)
+                state.lane = ev.lane or state.lane
+            for rej in rejected:
+                result.rejected += 1
+                counts[f"reject.{rej.reason}"] += 1
+                db.execute(
+                    "INSERT INTO rejects (received_ms, topic_dev, eid, reason, detail) "
+                    "VALUES (?,?,?,?,?)",
+                    (received_ms, rej.topic_dev, rej.eid, rej.reason, rej.detail[:200]),
+                )
+            sequence.save_states(db, states, received_ms)
+            with_gaps = sequence.devices_with_open_gaps(db, list(states))
+            for dev in (dev for dev in states if dev in with_gaps):
+                sequence.close_gaps(db, dev, states[dev].contiguous, received_ms, counts)
+            result.acks = {dev: st.contiguous for dev, st in states.items()}
+            for dev, state in statuses:
+                self._set_status(db, dev, state, received_ms)
+            for dev, health in heartbeats:
+                self._set_heartbeat(db, dev, health, received_ms)
+            bump(db, counts)
+        return result
+
+    @staticmethod
+    def _insert_new(
+        db: sqlite3.Connection,
+        accepted: list[Accepted],
+        received_ms: int,
+        result: BatchResult,
+        counts: Counter[str],
+    ) -> list[Accepted]:
+        """Insert the events not stored yet (one statement); returns them."""
+        seen = {
+            r[0]
+            for r in rows_in(
+                db, "SELECT eid FROM events WHERE eid IN ({})", [ev.eid for ev in accepted]
+            )
+        }
+        new: list[Accepted] = []
+        for ev in accepted:
+            if ev.eid in seen:
+                result.duplicates += 1
+                counts["duplicate"] += 1
+            else:
+                seen.add(ev.eid)
+                new.append(ev)
+        db.executemany(
+            "INSERT INTO events (eid, dev, seq, typ, t_ms, received_ms, verdict, reason, "
+            "lane, kind, clock, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    ev.eid,
+                    ev.dev,
+                    ev.seq,
+                    ev.typ,
+                    ev.t_ms,
+                    received_ms,
+                    ev.verdict,
+                    ev.reason,
+                    ev.lane,
+                    ev.kind,
+                    ev.clock,
+                    ev.raw,
+                )
+                for ev in new
+            ],
+        )
+        result.stored = len(new)
+        counts["stored"] += len(new)
+        return new
+
+    def note_peer_ack(self, dev: str, seq: int) -> int | None:
+        """The paired gateway acknowledged `dev` up to `seq`: it holds those events durably,
+        so our own contiguous point may jump to it. Returns the new ack if it moved."""
+        with self._tx() as db:
+            return sequence.note_peer_ack(db, dev, seq)
+
+    def ack_for(self, dev: str) -> int:
+        row = self._db().execute("SELECT contiguous FROM devices WHERE dev=?", (dev,)).fetchone()
+        return row[0] if row else 0
+
+    @staticmethod
+    def _set_status(db: sqlite3.Connection, dev: str, state: str, t_ms: int) -> None:
+        db.execute(
+            "INSERT INTO devices (dev, status, status_ms) VALUES (?,?,?) ON CONFLICT (dev) "
+            "DO UPDATE SET status=excluded.status, status_ms=excluded.status_ms",
+            (dev, state, t_ms),
+        )
+
+    @staticmethod
+    def _set_heartbeat(
+        db: sqlite3.Connection, dev: str, health: Mapping[str, Any], t_ms: int
+    ) -> None:
+        db.execute(
+            "INSERT INTO devices (dev, heartbeat, heartbeat_ms) VALUES (?,?,?) "
+            "ON CONFLICT (dev) DO UPDATE SET heartbeat=excluded.heartbeat, "
+            "heartbeat_ms=excluded.heartbeat_ms",
+            (dev, json.dumps(dict(health))[:2000], t_ms),
+        )
+
+    def bump(self, counts: Mapping[str, int]) -> None:
+        with self._tx() as db:
+            bump(db, counts)
+
+    # --- forwarding ------------------------------------------------------------------------
+
+    def pending_batch(self, limit: int) -> list[PendingEvent]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, eid, raw FROM events WHERE state='pending' ORDER BY id LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [PendingEvent(*r) for r in rows]
+
+    def mark_forwarded(self, eids: Iterable[bytes], t_ms: int | None = None) -> int:
+        t_ms = t_ms or now_ms()
+        with self._tx() as db:
+            n = 0
+            for eid in eids:
+                n += db.execute(
+                    "UPDATE events SET state='forwarded', forwarded_ms=? "
+                    "WHERE eid=? AND state='pending'",
+                    (t_ms, eid),
+                ).rowcount
+            bump(db, {"forwarded": n})
+            return n
+
+    def mark_rejected(self, items: Iterable[tuple[bytes, str, str]]) -> int:
+        """Central refused these (eid, reason, detail): kept and counted, never retried."""
+        counts: Counter[str] = Counter()
+        with self._tx() as db:
+            for eid, reason, detail in items:
+                cur = db.execute(
+                    "UPDATE events SET state='rejected', central_reason=?, central_detail=?, "
+                    "forwarded_ms=? WHERE eid=? AND state='pending'",
+                    (reason, detail[:200], now_ms(), eid),
+                )
+                counts[f"central_rejected.{reason}"] += cur.rowcount
+            bump(db, counts)
+        return sum(counts.values())
+
+    # --- gateway's own records -------------------------------------------------------------
+
+    def next_own_seq(self, key: str = "own_seq") -> int:
+        """Reserve the next sequence number of the gateway's own events (manual, load)."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            seq = (row[0] if row else 0) + 1
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (key, seq),
+            )
+            return seq
+
+    def add_manual_entry(
+        self,
+        eid: bytes,
+        t_ms: int,
+        lane: str | None,
+        category: str,
+        operator: str,
+        doc4: str | None,
+    ) -> None:
+        """doc4 (last ID characters) is personal: it stays in this file, never forwarded."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO manual_entries (eid, t_ms, lane, category, operator, doc4) "
+                "VALUES (?,?,?,?,?,?)",
+                (eid, t_ms, lane, category, operator, doc4),
+            )
+
+    def add_audit(self, actor: str, action: str, detail: str = "") -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO audit (t_ms, actor, action, detail) VALUES (?,?,?,?)",
+                (now_ms(), actor, action, detail),
+            )
+
+    def save_document(self, topic: str, typ: str, version: int, raw: bytes) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO documents (topic, typ, version, raw, adopted_ms) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (topic) DO UPDATE SET typ=excluded.typ, version=excluded.version, "
+                "raw=excluded.raw, adopted_ms=excluded.adopted_ms",
+                (topic, typ, version, raw, now_ms()),
+            )
