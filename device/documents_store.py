@@ -19,6 +19,7 @@ from typing import Any
 from protocol.documents import SignedDocument, check_newer, open_document
 from protocol.reasons import ProtocolError, Reason
 from protocol.trust import (
+    CONFIG_TYPE,
     REVOCATION_TYPE,
     TRUST_TYPE,
     RevocationList,
@@ -29,7 +30,6 @@ from protocol.trust import (
 
 log = logging.getLogger(__name__)
 
-CONFIG_TYPE = "chot-config"
 KINDS: dict[str, str] = {"trust": TRUST_TYPE, "revocations": REVOCATION_TYPE, "config": CONFIG_TYPE}
 
 

@@ -19,11 +19,10 @@ from protocol import topics
 from protocol.documents import SignedDocument, check_newer, open_document
 from protocol.ids import require_id
 from protocol.reasons import ProtocolError, Reason
-from protocol.trust import REVOCATION_TYPE, TRUST_TYPE, root_keyring
+from protocol.trust import CONFIG_TYPE, REVOCATION_TYPE, TRUST_TYPE, root_keyring
 
 log = logging.getLogger(__name__)
 
-CONFIG_TYPE = "chot-config"
 DOCUMENT_TYPES = (TRUST_TYPE, REVOCATION_TYPE, CONFIG_TYPE)
 FILE_SUFFIXES = (".cbor", ".cose", ".bin")
 

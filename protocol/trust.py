@@ -15,8 +15,10 @@ from protocol import cose
 from protocol.documents import SignedDocument, open_document, sign_document
 from protocol.reasons import ProtocolError, Reason
 
+# the signed documents of the ops root key (`typ` in their envelope, protocol/documents.py)
 TRUST_TYPE = "chot-trust"
 REVOCATION_TYPE = "chot-revocations"
+CONFIG_TYPE = "chot-config"  # per-device policy, body read by device/documents_store.py
 PASS_KINDS = ("declaration", "vaccination", "test", "recovery")
 PASS_REF_LENGTH = 16
 KID_LENGTH = 8

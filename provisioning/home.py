@@ -29,6 +29,7 @@ from protocol.documents import sign_document
 from protocol.pass_v1 import PassClaims, encode_pass
 from protocol.registry import Registry
 from protocol.trust import (
+    CONFIG_TYPE,
     PASS_KINDS,
     IssuerKey,
     root_keyring,
@@ -41,8 +42,6 @@ from provisioning.keys import load_key_file, new_key_file
 from provisioning.passes import parse_pass_ref, subject_pseudonym
 from provisioning.secrets import get_passphrase, write_secret
 from provisioning.state import IssuerRecord, OpsState
-
-CONFIG_TYPE = "chot-config"
 
 
 @dataclass(frozen=True)
