@@ -27,7 +27,7 @@ from bench._table import machine, percentile  # noqa: E402
 from bench._table import row as table_row  # noqa: E402
 from device import synthetic  # noqa: E402
 from device.decode import DECODERS, make_decoder  # noqa: E402
-from tests.support.vectors import vector_path  # noqa: E402
+from harness.vectors import vector_path  # noqa: E402
 
 VECTOR = vector_path("chot-pass-v1.json")
 SIZES = ((640, 480), (1280, 720))

@@ -33,11 +33,12 @@ from device import synthetic  # noqa: E402
 from device.camera import Frame, write_pgm  # noqa: E402
 from device.decide import Decider, Policy  # noqa: E402
 from device.decode import decode_frame, make_decoder  # noqa: E402
+from harness.device_config import write_device  # noqa: E402
+from harness.pki import Pki  # noqa: E402
 from protocol import cose  # noqa: E402
 from protocol.clock import Clock  # noqa: E402
 from protocol.pass_v1 import qr_to_cose  # noqa: E402
 from protocol.trust import open_trust_list, root_keyring  # noqa: E402
-from tests.support.device_pipeline import Pki, write_device  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -1,5 +1,5 @@
 """The whole chain on this machine: 4 scanner-unit processes -> TLS Mosquitto -> gateway ->
-central store (SQLite), everything provisioned by the ops tool (tests/support/e2e_site.py).
+central store (SQLite), everything provisioned by the ops tool (harness/e2e/).
 
 The units are fed distinct passes (first paced, then flat out) through their keyboard-wedge pipe.
 Figures, all from the stores themselves:
@@ -23,8 +23,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._table import markdown, percentile, row  # noqa: E402
-from tests.e2e.rounds import Round  # noqa: E402
-from tests.support.e2e_site import E2ESite, make_scans  # noqa: E402
+from harness.e2e.passes import make_scans  # noqa: E402
+from harness.e2e.rounds import Round  # noqa: E402
+from harness.e2e.site import E2ESite  # noqa: E402
 
 PACED_RATE = 20.0  # scans/s per unit in the latency phase: 80/s for the site, well below capacity
 

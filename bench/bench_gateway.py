@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._table import markdown, row  # noqa: E402
+from harness.config_files import to_toml  # noqa: E402
+from harness.mosquitto import Broker, free_port  # noqa: E402
 from protocol import topics  # noqa: E402
 from protocol.events import Event, new_event_id, sign_event  # noqa: E402
 from protocol.registry import Registry, Signer  # noqa: E402
-from tests.support.gateway_core import to_toml  # noqa: E402
-from tests.support.mosquitto import Broker, free_port  # noqa: E402
 
 SITE = "HN-01"
 RAW_SITE = "HN-02"  # the raw reference's copy of the burst: same bytes, topic not ours

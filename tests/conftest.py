@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mosquitto import Broker
+from harness.mosquitto import Broker
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.rounds import ScanPool
-from tests.support.e2e_site import E2ESite, make_scans
+from harness.e2e.passes import make_scans
+from harness.e2e.rounds import ScanPool
+from harness.e2e.site import E2ESite
 
 FAULT_ROUNDS = 8  # rounds the fault tests may take from the pool
 ROUND = 240  # scans per unit per fault round

@@ -11,16 +11,21 @@ import errno
 import json
 from pathlib import Path
 
+from harness.e2e.clock_unit import set_clock
+from harness.e2e.device_proc import outbox_state
+from harness.e2e.rounds import Round
+from harness.e2e.site import E2ESite
+from harness.polling import wait_until
 from tests.e2e.conftest import ROUND
-from tests.e2e.rounds import Round
-from tests.support.e2e_site import E2ESite, outbox_state, set_clock, wait_until
 
 RATE = 60.0  # scans per second per unit: a round lasts about 4 s
 
 
 def _started(site: E2ESite, pool, rate: float = RATE) -> Round:
     rnd = Round(site, pool.take(ROUND), rate).start()
-    wait_until(lambda: all(rnd.decided(d) >= 40 for d in site.devices), 30, "the round underway")
+    wait_until(
+        lambda: all(rnd.decided(d) >= 40 for d in site.devices), 30, message="the round underway"
+    )
     return rnd
 
 
@@ -36,7 +41,9 @@ def test_unit_killed_mid_write_replays_its_outbox(fault_site) -> None:
     committed = rnd.decided(victim)
     assert 0 < committed < ROUND
     # its broker session ends without a goodbye: the last will tells the gateway
-    wait_until(lambda: site.device_status(victim.id) == "offline", 15, "unit 1 shown offline")
+    wait_until(
+        lambda: site.device_status(victim.id) == "offline", 15, message="unit 1 shown offline"
+    )
     assert "offline" in site.status_page_devices()[victim.id]["alerts"]  # the operators see it
     rnd.assert_deciding(site.devices[1:])
     victim.start()
@@ -91,13 +98,13 @@ def test_central_store_down_for_a_while(fault_site) -> None:
     during = wait_until(
         lambda: (s := site.gateway_status())["depth"]["pending"] > 0 and s,
         20,
-        "events pending at the gateway",
+        message="events pending at the gateway",
     )
     assert during["forward_lag_s"] > 0
     site.services["central"].start()
     rnd.finish()
     after = wait_until(
-        lambda: (s := site.gateway_status())["depth"]["pending"] == 0 and s, 30, "drained"
+        lambda: (s := site.gateway_status())["depth"]["pending"] == 0 and s, 30, message="drained"
     )
     assert after["forward_lag_s"] == 0
 
@@ -107,7 +114,9 @@ def test_unit_cut_from_the_network(fault_site) -> None:
     victim, proxy = site.devices[3], site.proxies[3]
     rnd = _started(site, pool)
     proxy.cut()
-    wait_until(lambda: site.device_status(victim.id) == "offline", 15, "unit 4 shown offline")
+    wait_until(
+        lambda: site.device_status(victim.id) == "offline", 15, message="unit 4 shown offline"
+    )
     rnd.assert_deciding(site.devices, seconds=2.0)  # the cut unit too: it decides offline
     assert outbox_state(victim.outbox)["depth"] > 0
     status = site.gateway_status()
@@ -117,7 +126,7 @@ def test_unit_cut_from_the_network(fault_site) -> None:
     assert not page[victim.id]["online"] and "offline" in page[victim.id]["alerts"]
     assert all(page[d.id]["online"] for d in site.devices if d is not victim)
     proxy.restore()
-    wait_until(lambda: site.device_status(victim.id) == "online", 20, "unit 4 back online")
+    wait_until(lambda: site.device_status(victim.id) == "online", 20, message="unit 4 back online")
     assert site.status_page_devices()[victim.id]["online"]
     rnd.finish()
     assert outbox_state(victim.outbox)["depth"] == 0
@@ -148,7 +157,7 @@ def test_gateway_disk_full(fault_site) -> None:
         wait_until(
             lambda: all(outbox_state(d.outbox)["depth"] > 10 for d in site.devices),
             20,
-            "the units' outboxes to fill up while the gateway cannot commit",
+            message="the units' outboxes to fill up while the gateway cannot commit",
         )
         for dev in site.devices:
             acked = outbox_state(dev.outbox)["acked_seq"]
@@ -191,8 +200,10 @@ def test_unit_clock_jumps(fault_site) -> None:
     for offset, state, shown in phases:
         mark = rnd.decided(victim)
         set_clock(clock_file, offset_s=offset, state=state)
-        wait_until(lambda s=shown: heartbeat_clock() == s, 10, f"heartbeat clock {shown}")
-        wait_until(lambda m=mark: rnd.decided(victim) >= m + 15, 20, "decisions in this phase")
+        wait_until(lambda s=shown: heartbeat_clock() == s, 10, message=f"heartbeat clock {shown}")
+        wait_until(
+            lambda m=mark: rnd.decided(victim) >= m + 15, 20, message="decisions in this phase"
+        )
         if offset < 0:  # the operator sees it on the status page / `chot gateway status`
             unit = next(d for d in site.gateway_status()["devices"] if d["dev"] == victim.id)
             assert "clock_bounded" in unit["alerts"]

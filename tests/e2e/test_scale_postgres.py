@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.rounds import Round
-from tests.support.e2e_site import E2ESite, make_scans
+from harness.e2e.passes import make_scans
+from harness.e2e.rounds import Round
+from harness.e2e.site import E2ESite
 from tests.support.postgres import create_database, drop_database
 
 PER_UNIT = 2_500

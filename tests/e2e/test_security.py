@@ -15,12 +15,13 @@ import httpx
 import paho.mqtt.client as mqtt
 
 from device.config import load_signing_key
+from harness.e2e.rounds import Round
+from harness.e2e.site import SITE, E2ESite
+from harness.mosquitto import TlsFiles
+from harness.polling import wait_until
 from protocol import topics
 from protocol.events import Event, new_event_id, sign_event
 from provisioning import tls
-from tests.e2e.rounds import Round
-from tests.support.e2e_site import SITE, E2ESite, wait_until
-from tests.support.mosquitto import TlsFiles
 
 NOT_AUTHORIZED = 135
 
@@ -192,7 +193,7 @@ def test_event_forged_in_another_units_name_is_rejected(security_site) -> None:
     wait_until(
         lambda: site.gateway_status()["rejects"].get("bad_signature", 0) > before,
         15,
-        "the gateway to count the forged event as bad_signature",
+        message="the gateway to count the forged event as bad_signature",
     )
     assert not site.central_fetch(f"SELECT eid FROM events WHERE eid = x'{forged.eid.hex()}'")
     assert site.central_fetch(f"SELECT eid FROM events WHERE seq = {10**6}") == []
@@ -215,7 +216,7 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
     wait_until(
         lambda: all(versions().get(u) == old_version + 1 for u in units),
         30,
-        "every unit to adopt the new trust list",
+        message="every unit to adopt the new trust list",
     )
     gw = site.site.gateway_config.parent
     probe = Probe(site, "demo-gw", _password(gw))  # whoever may write the trust topic
@@ -226,7 +227,7 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
         wait_until(
             lambda: all("trust refused" in p.read_text() for p in logs),
             15,
-            "every unit to refuse the replayed list",
+            message="every unit to refuse the replayed list",
         )
         assert all("rollback" in p.read_text() for p in logs)
         time.sleep(2)  # heartbeats after the replay still carry the newer version
@@ -241,7 +242,7 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
 def test_status_page_refuses_writes_without_login(security_site) -> None:
     site, _ = security_site
     base = f"http://127.0.0.1:{site.site.web_port}"
-    wait_until(lambda: _status("GET", f"{base}/login") == 200, 15, "the status page")
+    wait_until(lambda: _status("GET", f"{base}/login") == 200, 15, message="the status page")
     form = {"category": "paper", "doc4": "1234", "lane": "lane-1"}
     for path in ("/manual", "/logout"):
         assert _status("POST", base + path, data=form) in (401, 403, 303), path

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import cbor2
 
+from harness.mosquitto import free_port
 from protocol import cose
 from protocol.events import open_event, parse_event_payload
 from protocol.reasons import ProtocolError
-from tests.support.mosquitto import free_port
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (eid BLOB PRIMARY KEY, gateway TEXT, dev TEXT, typ TEXT,

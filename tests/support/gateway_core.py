@@ -1,5 +1,7 @@
 """Test helpers for the gateway: a provisioned site (keys, registry, config), simulated scanner
-publishers (real paho clients signing real events) and a gateway subprocess."""
+publishers (real paho clients signing real events) and a gateway subprocess.
+
+`wait_for` is `harness.polling.wait_until` under the name the gateway tests import."""
 
 import json
 import os
@@ -14,6 +16,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from nacl.signing import SigningKey
 
+from harness.config_files import to_toml
+from harness.polling import wait_until
 from protocol import topics
 from protocol.events import Event, new_event_id, sign_event
 from protocol.registry import Registry, Signer
@@ -32,6 +36,7 @@ topic read chot/v1/+/dev/+/ack
 topic read chot/v1/+/trust
 """
 ROOT = Path(__file__).resolve().parents[2]
+wait_for = wait_until  # the name the gateway tests import
 
 
 def make_event(
@@ -147,18 +152,6 @@ class Site:
         return path
 
 
-def to_toml(data: dict[str, Any]) -> str:
-    """Enough TOML for test configs: scalars, lists of strings, one level of tables."""
-    top, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append(f"\n[{key}]")
-            tables += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
-        else:
-            top.append(f"{key} = {json.dumps(value)}")
-    return "\n".join(top + tables) + "\n"
-
-
 class Scanner:
     """A simulated scanner's uplink: publishes signed events QoS 1, records end-to-end acks."""
 
@@ -194,13 +187,15 @@ class Scanner:
         self.client.publish(topic, payload, qos=qos)
 
     def wait_acks(self, expected: dict[str, int], timeout: float = 20) -> dict[str, int]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The acks seen once each device's ack reached `expected`."""
+
+        def reached() -> bool:
             with self._lock:
-                if all(self.acks.get(d, 0) >= n for d, n in expected.items()):
-                    return dict(self.acks)
-            time.sleep(0.05)
-        return dict(self.acks)
+                return all(self.acks.get(d, 0) >= n for d, n in expected.items())
+
+        wait_until(reached, timeout, message=lambda: f"acks {expected} (got {self.acks})")
+        with self._lock:
+            return dict(self.acks)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -240,19 +235,9 @@ def wait_gateways_online(broker, gateways: list[str], timeout: float = 20) -> bo
         return all(t in seen and json.loads(seen[t]).get("state") == "online" for t in wanted)
 
     try:
-        return bool(wait_for(all_online, timeout))
+        return wait_until(all_online, timeout, message=f"gateways {gateways} online")
     finally:
         reader.close()
-
-
-def wait_for(predicate, timeout: float = 20, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def start_gateway_process(config_path: Path, log_path: Path) -> subprocess.Popen:

@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.support.e2e_site import DeviceProc, E2ESite, Scan, pass_ref_of, wait_until
+from harness.e2e.device_proc import DeviceProc
+from harness.e2e.passes import Scan, pass_ref_of
+from harness.e2e.site import E2ESite
+from harness.polling import wait_until
 
 
 @dataclass
@@ -82,7 +85,7 @@ class Round:
         wait_until(
             lambda: all(self.decided(d) >= self.n for d in site.devices),
             timeout,
-            "every unit to decide its round",
+            message="every unit to decide its round",
         )
         for dev in site.devices:
             assert self.decided(dev) == self.n, f"{dev.id}: {self.decided(dev)} != {self.n}"
