@@ -15,16 +15,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from protocol.topics import event_topic
 from provisioning import mqtt_auth, tls
-from provisioning.sites import ensure_site, site_dir
-
-if TYPE_CHECKING:
-    from provisioning.home import OpsHome
+from provisioning.sites import ensure_site
+from provisioning.state import HomeFiles
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 NOT_AUTHORIZED = 135  # MQTT 5 reason code
@@ -87,7 +85,7 @@ tls_version tlsv1.2
 
 
 def write_broker_config(
-    home: "OpsHome",
+    home: HomeFiles,
     site: str,
     out: Path,
     *,
@@ -103,7 +101,7 @@ def write_broker_config(
 
         raise OpsError(f"{out}/server.key exists; refusing to overwrite the broker's key")
     names = list(dict.fromkeys([record.broker_host, *(hosts or []), "localhost", "127.0.0.1"]))
-    tls.create_server_cert(site_dir(home, site), out, names)
+    tls.create_server_cert(home.site_dir(site), out, names)
     copy_credentials(home, site, out)
     conf = out / "mosquitto.conf"
     conf.write_text(render_config(install_dir=install_dir or out, port=record.broker_port))
@@ -128,9 +126,9 @@ def write_local_config(folder: Path, port: int) -> Path:
     return conf
 
 
-def copy_credentials(home: "OpsHome", site: str, out: Path) -> None:
+def copy_credentials(home: HomeFiles, site: str, out: Path) -> None:
     """(Re)copy the site's CA, password file and ACL into a broker folder; then SIGHUP it."""
-    folder = site_dir(home, site)
+    folder = home.site_dir(site)
     shutil.copyfile(folder / "ca.crt", out / "ca.crt")
     shutil.copyfile(folder / "acl", out / "acl")
     passwd = folder / "passwd"
@@ -211,7 +209,7 @@ class _Session:
         self.client.loop_stop()
 
 
-def check_broker(home: "OpsHome", site: str, broker_dir: Path | None = None) -> dict:
+def check_broker(home: HomeFiles, site: str, broker_dir: Path | None = None) -> dict:
     """Start mosquitto on a copy of the site config and probe it. Returns a JSON-able report
     whose "ok" is True only if every check held."""
     with tempfile.TemporaryDirectory(prefix="chot-broker-check-") as tmp:

@@ -13,12 +13,14 @@
 
 Every list is re-signed with the next version as soon as what it says changes, so the files in
 the home are always the newest truth; `sign_trust_list` / `sign_revocation_list` also refresh
-them before they expire.
+them before they expire. Site work (units, brokers, operators) lives in sites.py, which sees only
+the home's public files (state.HomeFiles): this module calls it, it never calls back.
 """
 
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,7 @@ from provisioning.errors import OpsError, VersionError
 from provisioning.keys import load_key_file, new_key_file
 from provisioning.passes import parse_pass_ref, subject_pseudonym
 from provisioning.secrets import get_passphrase, write_secret
-from provisioning.state import IssuerRecord, OpsState
+from provisioning.state import HomeFiles, IssuerRecord, OpsState
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,24 @@ class IssuerInfo:
     not_after: int | None
 
 
-class OpsHome:
+@dataclass(frozen=True)
+class _SignedList:
+    """Where one of the two root-signed lists keeps its last version and its newest copy."""
+
+    label: str
+    version_field: str  # the OpsState attribute
+    file_name: str
+
+
+TRUST_LIST = _SignedList("trust list", "trust_version", "trust.cose")
+REVOCATION_LIST = _SignedList("revocation list", "revocation_version", "revocations.cose")
+
+
+class OpsHome(HomeFiles):
     """An existing ops home. Create one with `OpsHome.init(path)`."""
 
     def __init__(self, path: str | Path, *, passphrase: bytes | None = None) -> None:
-        self.path = Path(path)
-        if not (self.path / "ops.json").is_file():
-            raise OpsError(f"{self.path} is not an ops home (no ops.json); run provision init")
-        self.state = OpsState.load(self.path / "ops.json")
+        super().__init__(path)
         self._passphrase = passphrase
         self._root: SigningKey | None = None
 
@@ -120,9 +132,6 @@ class OpsHome:
 
     def _issuer_secret(self) -> bytes:
         return bytes.fromhex((self.path / "issuer.secret").read_text().strip())
-
-    def save(self) -> None:
-        self.state.save(self.path / "ops.json")
 
     # --- issuers ----------------------------------------------------------------------------
 
@@ -251,39 +260,55 @@ class OpsHome:
         self, *, version: int | None = None, expires_in: int | None = None, now: int | None = None
     ) -> bytes:
         """Sign the next trust list, keep it as HOME/trust.cose and return its bytes."""
-        version = self._next_version(self.state.trust_version, version, "trust list")
-        issued = _now(now)
-        data = sign_trust_list(
-            self.trusted_issuers(),
+        issuers = self.trusted_issuers()
+        return self._sign_list(
+            TRUST_LIST,
+            lambda **window: sign_trust_list(issuers, **window),
             version=version,
-            issued_at=issued,
-            expires_at=issued + (expires_in or self.state.max_age_s),
-            root_key=self.root_signing_key(),
+            expires_in=expires_in,
+            now=now,
         )
-        self.state.trust_version = version
-        self.save()
-        _write_public(self.path / "trust.cose", data)
-        sites.refresh_gateway_bundles(self)
-        return data
 
     def sign_revocation_list(
         self, *, version: int | None = None, expires_in: int | None = None, now: int | None = None
     ) -> bytes:
         """Sign the next revocation list, keep it as HOME/revocations.cose and return it."""
-        version = self._next_version(self.state.revocation_version, version, "revocation list")
+        pass_refs = [bytes.fromhex(r) for r in self.state.revoked_pass_refs]
+        kids = [bytes.fromhex(k)[:8] for k in self.state.revoked_kids]
+        devices = self.state.revoked_devices
+        return self._sign_list(
+            REVOCATION_LIST,
+            lambda **window: sign_revocation_list(
+                pass_refs=pass_refs, kids=kids, devices=devices, **window
+            ),
+            version=version,
+            expires_in=expires_in,
+            now=now,
+        )
+
+    def _sign_list(
+        self,
+        kind: _SignedList,
+        sign: Callable[..., bytes],
+        *,
+        version: int | None,
+        expires_in: int | None,
+        now: int | None,
+    ) -> bytes:
+        """Sign with the next (or the given, newer) version, remember it, keep the newest copy
+        in the home and hand it to the site gateways. ``sign`` gets version, issued_at,
+        expires_at and root_key as keywords."""
+        version = self._next_version(getattr(self.state, kind.version_field), version, kind.label)
         issued = _now(now)
-        data = sign_revocation_list(
-            pass_refs=[bytes.fromhex(r) for r in self.state.revoked_pass_refs],
-            kids=[bytes.fromhex(k)[:8] for k in self.state.revoked_kids],
-            devices=self.state.revoked_devices,
+        data = sign(
             version=version,
             issued_at=issued,
             expires_at=issued + (expires_in or self.state.max_age_s),
             root_key=self.root_signing_key(),
         )
-        self.state.revocation_version = version
+        setattr(self.state, kind.version_field, version)
         self.save()
-        _write_public(self.path / "revocations.cose", data)
+        _write_public(self.path / kind.file_name, data)
         sites.refresh_gateway_bundles(self)
         return data
 
@@ -373,26 +398,22 @@ class OpsHome:
 
     # --- devices, gateways, operators (sites.py does the work) ------------------------------
 
-    def registry(self) -> Registry:
-        return Registry.load(self.path / "registry.json")
-
     def add_device(self, site: str, name: str, **options) -> "sites.DeviceBundle":
         return sites.add_device(self, site, name, **options)
 
     def revoke_device(self, device_id: str, *, now: int | None = None) -> bytes:
-        return sites.revoke_signer(self, device_id, now=now)
+        """Revoke a unit (device or gateway) everywhere; returns the re-signed revocation list."""
+        sites.revoke_signer(self, device_id)
+        return self.sign_revocation_list(now=now)  # also refreshes the gateway bundles
 
     def add_gateway(self, site: str, name: str, **options) -> "sites.GatewayBundle":
         return sites.add_gateway(self, site, name, **options)
 
     def revoke_gateway(self, gateway_id: str, *, now: int | None = None) -> bytes:
-        return sites.revoke_signer(self, gateway_id, now=now)
+        return self.revoke_device(gateway_id, now=now)
 
     def add_operator(self, site: str, user: str, password: str) -> Path:
         return sites.add_operator(self, site, user, password)
-
-    def site_dir(self, site: str) -> Path:
-        return sites.site_dir(self, site)
 
 
 def _check_kinds(kinds: tuple[str, ...]) -> None:

@@ -4,6 +4,9 @@ A bundle is a folder to copy onto the unit's SD card: its config, its own Ed2551
 password (0600), the site CA certificate and the newest signed trust and revocation lists. The
 home keeps only public data about a unit (registry.json); the private key exists in the bundle
 alone, so a lost home leaks no device key and a lost SD card costs one `revoke`.
+
+Everything here works on a home's public files (``HomeFiles``); signing stays in home.py,
+which calls in here, never the other way round.
 """
 
 import json
@@ -13,7 +16,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 
@@ -23,10 +25,7 @@ from provisioning import bundles, mqtt_auth, tls
 from provisioning.errors import OpsError
 from provisioning.keys import new_key_file
 from provisioning.secrets import write_secret
-from provisioning.state import SiteRecord
-
-if TYPE_CHECKING:
-    from provisioning.home import OpsHome
+from provisioning.state import HomeFiles, SiteRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +55,8 @@ class GatewayBundle:
         return self.folder / bundles.GATEWAY_CONFIG_NAME
 
 
-def site_dir(home: "OpsHome", site: str) -> Path:
-    return home.path / "sites" / require_id(site, "site")
-
-
 def ensure_site(
-    home: "OpsHome", site: str, broker_host: str | None = None, broker_port: int | None = None
+    home: HomeFiles, site: str, broker_host: str | None = None, broker_port: int | None = None
 ) -> SiteRecord:
     """The site's record and CA, created on first use; host/port given here are remembered."""
     record = home.state.sites.setdefault(require_id(site, "site"), SiteRecord())
@@ -69,7 +64,7 @@ def ensure_site(
         record.broker_host = broker_host
     if broker_port:
         record.broker_port = int(broker_port)
-    folder = site_dir(home, site)
+    folder = home.site_dir(site)
     if not (folder / "ca.crt").exists():
         folder.mkdir(parents=True, exist_ok=True)
         tls.create_ca(folder, site)
@@ -78,12 +73,12 @@ def ensure_site(
     return record
 
 
-def write_acl(home: "OpsHome", site: str) -> None:
+def write_acl(home: HomeFiles, site: str) -> None:
     record = home.state.sites[site]
-    (site_dir(home, site) / "acl").write_text(mqtt_auth.site_acl(site, record.gateways))
+    (home.site_dir(site) / "acl").write_text(mqtt_auth.site_acl(site, record.gateways))
 
 
-def _new_unit(home: "OpsHome", unit_id: str, folder: Path, key_name: str) -> tuple[bytes, str]:
+def _new_unit(home: HomeFiles, unit_id: str, folder: Path, key_name: str) -> tuple[bytes, str]:
     """Key + MQTT password files in a fresh bundle folder; returns (public key, password)."""
     require_id(unit_id, "id")
     if unit_id in home.registry().signers:
@@ -97,14 +92,14 @@ def _new_unit(home: "OpsHome", unit_id: str, folder: Path, key_name: str) -> tup
     return bytes(key.verify_key), password
 
 
-def _copy_public_files(home: "OpsHome", site: str, folder: Path) -> None:
-    shutil.copyfile(site_dir(home, site) / "ca.crt", folder / "ca.crt")
+def _copy_public_files(home: HomeFiles, site: str, folder: Path) -> None:
+    shutil.copyfile(home.site_dir(site) / "ca.crt", folder / "ca.crt")
     shutil.copyfile(home.path / "trust.cose", folder / "trust.cose")
     shutil.copyfile(home.path / "revocations.cose", folder / "revocations.cose")
 
 
 def add_device(
-    home: "OpsHome",
+    home: HomeFiles,
     site: str,
     name: str,
     *,
@@ -120,10 +115,10 @@ def add_device(
     folder = Path(out) if out else home.path / "bundles" / name
     public_key, password = _new_unit(home, name, folder, "device.key")
     lane = lane or "lane-1"
-    mqtt_auth.set_password(site_dir(home, site) / "passwd", name, password)
+    mqtt_auth.set_password(home.site_dir(site) / "passwd", name, password)
     registry = home.registry()
     registry.add(Signer(name, site, "device", public_key, lane=lane))
-    registry.save(home.path / "registry.json")
+    home.save_registry(registry)
     refresh_gateway_bundles(home, site)  # the site's gateways must know the new device
     _copy_public_files(home, site, folder)
     text = bundles.device_config(
@@ -142,7 +137,7 @@ def add_device(
 
 
 def add_gateway(
-    home: "OpsHome",
+    home: HomeFiles,
     site: str,
     name: str,
     *,
@@ -160,11 +155,11 @@ def add_gateway(
     write_secret(folder / "central.token", (token + "\n").encode())
     # signs the status page's session cookies: operators stay logged in across restarts
     write_secret(folder / bundles.WEB_SECRET_NAME, (secrets.token_hex(32) + "\n").encode())
-    mqtt_auth.set_password(site_dir(home, site) / "passwd", name, password)
+    mqtt_auth.set_password(home.site_dir(site) / "passwd", name, password)
     registry = home.registry()
     registry.add(Signer(name, site, "gateway", public_key))
     registry.set_token(name, token)
-    registry.save(home.path / "registry.json")
+    home.save_registry(registry)
     registry.for_site(site).save(folder / "registry.json")
     if name not in record.gateways:
         record.gateways.append(name)
@@ -176,7 +171,7 @@ def add_gateway(
     documents.mkdir()
     for document in ("trust.cose", "revocations.cose"):
         shutil.move(folder / document, documents / document)
-    operators = site_dir(home, site) / "operators.json"
+    operators = home.site_dir(site) / "operators.json"
     if operators.exists():
         write_secret(folder / "operators.json", operators.read_bytes(), replace=True)
     (folder / bundles.GATEWAY_CONFIG_NAME).write_text(
@@ -201,11 +196,13 @@ def _site_lanes(registry: Registry, site: str) -> dict[str, int]:
     return {lane: bundles.LANE_CAPACITY for lane in sorted(lanes or {"lane-1"})}
 
 
-def revoke_signer(home: "OpsHome", unit_id: str, *, now: int | None = None) -> bytes:
-    """Revoke a device or gateway everywhere: password line, ACL, registry, revocation list.
+def revoke_signer(home: HomeFiles, unit_id: str) -> str:
+    """Revoke a device or gateway in the site files: password line, ACL, registry, and the
+    id in the state's revoked devices. Returns its site.
 
-    Returns the re-signed revocation list. The site broker must then re-read its files
-    (SIGHUP; `chot provision broker config` again copies them).
+    The caller (``OpsHome``) then re-signs the revocation list, which also refreshes the site's
+    gateway bundles. The site broker must re-read its files (SIGHUP; `chot provision broker
+    config` again copies them).
     """
     registry = home.registry()
     signer = registry.signers.get(unit_id)
@@ -215,8 +212,8 @@ def revoke_signer(home: "OpsHome", unit_id: str, *, now: int | None = None) -> b
         raise OpsError(f"{unit_id} is already revoked")
     registry.revoke(unit_id)
     registry.tokens.pop(unit_id, None)
-    registry.save(home.path / "registry.json")
-    mqtt_auth.remove_user(site_dir(home, signer.site) / "passwd", unit_id)
+    home.save_registry(registry)
+    mqtt_auth.remove_user(home.site_dir(signer.site) / "passwd", unit_id)
     record = home.state.sites.get(signer.site)
     if record and unit_id in record.gateways:
         record.gateways.remove(unit_id)
@@ -224,12 +221,10 @@ def revoke_signer(home: "OpsHome", unit_id: str, *, now: int | None = None) -> b
     home.save()
     write_acl(home, signer.site)
     log.info("%s %s revoked at site %s", signer.role, unit_id, signer.site)
-    revocations = home.sign_revocation_list(now=now)
-    refresh_gateway_bundles(home, signer.site)
-    return revocations
+    return signer.site
 
 
-def refresh_gateway_bundles(home: "OpsHome", site: str | None = None) -> list[Path]:
+def refresh_gateway_bundles(home: HomeFiles, site: str | None = None) -> list[Path]:
     """Bring the site's gateway bundles up to date: registry and the newest signed lists.
 
     A running gateway watches both (registry file mtime, documents/ folder), so a revocation
@@ -253,13 +248,13 @@ def refresh_gateway_bundles(home: "OpsHome", site: str | None = None) -> list[Pa
     return refreshed
 
 
-def add_operator(home: "OpsHome", site: str, user: str, password: str) -> Path:
+def add_operator(home: HomeFiles, site: str, user: str, password: str) -> Path:
     """A gate operator's login for the gateway web page: argon2id hash in operators.json."""
     require_id(user, "user")
     if len(password) < 8:
         raise OpsError("operator passwords need at least 8 characters")
     ensure_site(home, site)
-    path = site_dir(home, site) / "operators.json"
+    path = home.site_dir(site) / "operators.json"
     data = json.loads(path.read_text()) if path.exists() else {"version": 1, "users": {}}
     if user in data["users"]:
         raise OpsError(f"operator {user} already exists at {site}")

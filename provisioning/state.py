@@ -1,12 +1,17 @@
-"""ops.json: the public state of an ops home (no secret, no personal data).
+"""The public files of an ops home (no secret, no personal data): ops.json and registry.json.
 
-It remembers the last signed versions (so a version is never reused), the issuer keys and their
-status, what is revoked, and the sites with their brokers and gateways.
+ops.json remembers the last signed versions (so a version is never reused), the issuer keys and
+their status, what is revoked, and the sites with their brokers and gateways. ``HomeFiles`` is
+what the site work (sites.py, broker.py) needs of a home; ``OpsHome`` adds keys and signing.
 """
 
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from protocol.ids import require_id
+from protocol.registry import Registry
+from provisioning.errors import OpsError
 
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600  # how long a device may stay offline on one signed list
 STATE_VERSION = 1
@@ -75,3 +80,25 @@ class OpsState:
         tmp = Path(path).with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         tmp.replace(path)
+
+
+class HomeFiles:
+    """An existing ops home's public files: its state (ops.json) and the registry."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "ops.json").is_file():
+            raise OpsError(f"{self.path} is not an ops home (no ops.json); run provision init")
+        self.state = OpsState.load(self.path / "ops.json")
+
+    def save(self) -> None:
+        self.state.save(self.path / "ops.json")
+
+    def registry(self) -> Registry:
+        return Registry.load(self.path / "registry.json")
+
+    def save_registry(self, registry: Registry) -> None:
+        registry.save(self.path / "registry.json")
+
+    def site_dir(self, site: str) -> Path:
+        return self.path / "sites" / require_id(site, "site")

@@ -15,6 +15,12 @@ from protocol.trust import open_revocation_list, open_trust_list
 from provisioning.home import OpsHome
 from tests.provisioning.conftest import parse_json
 
+QR_MODEL_2 = getattr(zxingcpp.BarcodeFormat, "QRCodeModel2", None) or zxingcpp.BarcodeFormat.QRCode
+
+
+def read_qr(image) -> list:
+    return zxingcpp.read_barcodes(image, formats=QR_MODEL_2)
+
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as f:
@@ -99,10 +105,12 @@ def test_printed_cards_scan_after_rendering(tmp_path: Path, run_cli) -> None:
     )
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) == 2  # ten cards per A4 page
-    decoded = [b.text for page in pages for b in zxingcpp.read_barcodes(Image.open(page))]
+    # read as the scanner does, QR model 2 only: with every symbology on, zxing now and then
+    # reported a stray extra symbol ('B$.C') on a page
+    decoded = [b.text for page in pages for b in read_qr(Image.open(page))]
     assert sorted(decoded) == sorted(p["qr_text"] for p in passes)
     # the printed symbol is at least 35 mm wide: measure it in the 150 dpi render
-    first = zxingcpp.read_barcodes(Image.open(pages[0]))[0].position
+    first = read_qr(Image.open(pages[0]))[0].position
     width_px = abs(first.top_right.x - first.top_left.x)
     assert width_px / 150 * 25.4 >= 35
     # opt-in name (folded to ASCII for the base-14 PDF font)
