@@ -9,7 +9,6 @@ queue, publishes "stopped" and closes everything.
 The web layer (gateway/web/) reads `app.store` and `app.health()`; `web_app()` is its hook.
 """
 
-import json
 import logging
 import signal
 import ssl
@@ -32,6 +31,7 @@ from gateway.ingest import Ingest, RegistrySource
 from gateway.manual import GatewaySigner
 from gateway.store import Store
 from protocol import topics
+from protocol.status import encode_status
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class GatewayApp:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         status = topics.gateway_status_topic(c.site, c.id)
-        client.will_set(status, json.dumps({"state": "offline", "t": 0}), qos=1, retain=True)
+        client.will_set(status, encode_status("offline", 0), qos=1, retain=True)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(1, 30)
@@ -197,7 +197,7 @@ class GatewayApp:
 
     def _publish_status(self, state: str) -> mqtt.MQTTMessageInfo:
         topic = topics.gateway_status_topic(self.config.site, self.config.id)
-        payload = json.dumps({"state": state, "t": int(time.time())})
+        payload = encode_status(state, int(time.time()))
         return self.client.publish(topic, payload, qos=1, retain=True)
 
     # --- lifecycle -------------------------------------------------------------------------
