@@ -2,8 +2,9 @@
 
 Patterns are data (``PATTERNS``) so the tests, the docs table (``python -m device.indicator``)
 and the player all read one table. One background thread plays them; its sleeps are
-``Event.wait`` so a new command cuts the running pattern off at once (gpiozero's
-``_blink_device``), and callers only store the latest command and return.
+``clock.wait(stopping, t)`` (``Event.wait`` on the real clock) so a new command cuts the
+running pattern off at once (gpiozero's ``_blink_device``), and callers only store the latest
+command and return. The clock is injected, so tests drive the patterns in virtual time.
 
 A transient pattern (pass / fail / warn) plays once; then the steady device-state pattern
 (booting, no_camera, offline, outbox_full, idle) resumes from its start and loops.
@@ -14,12 +15,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
 
 from device.gpio.base import BUZZER, LEDS, OutputBackend
 
 log = logging.getLogger(__name__)
+
+
+class PlayerClock(Protocol):
+    """What the player thread reads and sleeps on."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+        ...
+
+    def wait(self, stopping: threading.Event, seconds: float) -> bool:
+        """Sleep up to ``seconds`` or until ``stopping`` is set; True when it was set."""
+        ...
+
+
+class MonotonicClock:
+    """The real clock: ``time.monotonic`` and ``Event.wait``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, stopping: threading.Event, seconds: float) -> bool:
+        return stopping.wait(seconds)
 
 
 class Step(NamedTuple):
@@ -129,11 +152,11 @@ class Indicator:
         self,
         backend: OutputBackend,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: PlayerClock | None = None,
         state: str = "booting",
     ) -> None:
         self._backend = backend
-        self._clock = clock
+        self._clock: PlayerClock = clock or MonotonicClock()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._state = self._state_key(state)
@@ -203,15 +226,15 @@ class Indicator:
                 self._play(PATTERNS[key])
             except Exception:  # a flaky output must not kill the feedback thread
                 log.exception("indicator output failed while playing %s", key)
-                self._wake.wait(1.0)
+                self._clock.wait(self._wake, 1.0)
 
     def _play(self, steps: tuple[Step, ...]) -> None:
         """Deadlines are absolute so slow writes do not stretch the pattern."""
-        deadline = self._clock()
+        deadline = self._clock.now()
         for step in steps:
             self._apply(step)
             deadline += step.seconds
-            if self._wake.wait(max(0.0, deadline - self._clock())):
+            if self._clock.wait(self._wake, max(0.0, deadline - self._clock.now())):
                 return
 
     def _apply(self, step: Step) -> None:

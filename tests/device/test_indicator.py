@@ -1,4 +1,8 @@
-"""Indicator patterns played on the simulated backend, checked against the PATTERNS table."""
+"""Indicator patterns played on the simulated backend, checked against the PATTERNS table.
+
+The timing tests run the player on a virtual clock (tests/support/virtual_clock.py): the same
+clock stamps the backend's history, so a transition's time is where the pattern put it, and
+the tests never sleep in real time."""
 
 from __future__ import annotations
 
@@ -25,8 +29,9 @@ from device.indicator import (
     patterns_markdown,
     warn_pattern,
 )
+from tests.support.virtual_clock import VirtualClock
 
-TOLERANCE = 0.040  # seconds; Event.wait on a loaded 2-core box stays well inside this
+TOLERANCE = 1e-6  # seconds; virtual time is exact up to float rounding
 
 
 def expected_transitions(steps: tuple[Step, ...]) -> tuple[list[tuple[float, str, object]], float]:
@@ -40,14 +45,15 @@ def expected_transitions(steps: tuple[Step, ...]) -> tuple[list[tuple[float, str
     return out, t
 
 
-def quiet_indicator() -> tuple[Indicator, SimulatedBackend]:
-    """An indicator whose background (idle) has just finished its short blip."""
-    backend = SimulatedBackend()
+def quiet_indicator() -> tuple[Indicator, SimulatedBackend, VirtualClock]:
+    """An indicator on virtual time whose background (idle) has just finished its short blip."""
+    clock = VirtualClock()
+    backend = SimulatedBackend(clock=clock.now)
     backend.setup(DEFAULT_PINS)
-    indicator = Indicator(backend, state="idle")
-    time.sleep(0.1)
+    indicator = Indicator(backend, clock=clock, state="idle")
+    clock.advance(0.1)
     backend.clear_history()
-    return indicator, backend
+    return indicator, backend, clock
 
 
 def since(backend: SimulatedBackend, t0: float, until: float) -> list[tuple[float, str, object]]:
@@ -55,7 +61,7 @@ def since(backend: SimulatedBackend, t0: float, until: float) -> list[tuple[floa
 
 
 def test_every_transient_pattern_plays_its_table_timings() -> None:
-    """All transient patterns at once, one indicator each, so the test takes ~4 s not ~20."""
+    """Every transient pattern, each on its own indicator and virtual clock."""
     commands = {"pass": lambda i: i.pass_(), "fail": lambda i: i.fail("unlisted_reason")}
     commands["warn"] = lambda i: i.warn("unlisted_reason")
     for reason in FAIL_CODES:
@@ -64,16 +70,13 @@ def test_every_transient_pattern_plays_its_table_timings() -> None:
         commands[warn_pattern(reason)] = lambda i, r=reason: i.warn(r)
     keys = [k for k in PATTERNS if not k.startswith("state:")]
     assert sorted(commands) == sorted(keys)  # every transient pattern is reachable
-    runs = {k: quiet_indicator() for k in keys}
-    starts = {}
-    for key, (indicator, _) in runs.items():
-        starts[key] = time.monotonic()
+    for key in keys:
+        indicator, backend, clock = quiet_indicator()
+        start = clock.now()
         commands[key](indicator)
-    longest = max(expected_transitions(PATTERNS[k])[1] for k in keys)
-    time.sleep(longest + 0.1)
-    for key, (indicator, backend) in runs.items():
         want, length = expected_transitions(PATTERNS[key])
-        got = since(backend, starts[key], length - TOLERANCE)
+        clock.advance(length + 0.1)
+        got = since(backend, start, length - TOLERANCE)
         indicator.close()
         assert [(n, s) for _, n, s in got] == [(n, s) for _, n, s in want], key
         for (t_got, name, _), (t_want, _, _) in zip(got, want, strict=True):
@@ -104,12 +107,12 @@ def test_blink_groups_match_the_spec() -> None:
 
 
 def test_new_command_cuts_the_running_pattern() -> None:
-    indicator, backend = quiet_indicator()
+    indicator, backend, clock = quiet_indicator()
     indicator.fail("kind_not_allowed")
-    time.sleep(0.3)  # inside the long red buzz
-    t_cut = time.monotonic()
+    clock.advance(0.3)  # inside the long red buzz
+    t_cut = clock.now()
     indicator.pass_()
-    time.sleep(0.2)
+    clock.advance(0.2)
     after = since(backend, t_cut, 10)
     indicator.close()
     assert {(n, s) for _, n, s in after[:3]} == {("red", False), ("green", True), (BUZZER, HIGH_HZ)}
@@ -118,13 +121,13 @@ def test_new_command_cuts_the_running_pattern() -> None:
 
 
 def test_device_state_resumes_after_transient_and_does_not_cut_it() -> None:
-    indicator, backend = quiet_indicator()
-    t0 = time.monotonic()
+    indicator, backend, clock = quiet_indicator()
+    t0 = clock.now()
     indicator.pass_()
-    time.sleep(0.2)
+    clock.advance(0.2)
     indicator.state("no_camera")  # must wait for the pass to finish
     pass_len = expected_transitions(PATTERNS["pass"])[1]
-    time.sleep(pass_len + 0.2)
+    clock.advance(pass_len + 0.2)
     got = since(backend, t0, 10)
     indicator.close()
     green_off = next(t for t, n, s in got if n == "green" and not s)
@@ -135,10 +138,10 @@ def test_device_state_resumes_after_transient_and_does_not_cut_it() -> None:
 
 
 def test_state_change_while_idle_applies_at_once() -> None:
-    indicator, backend = quiet_indicator()
-    t0 = time.monotonic()
+    indicator, backend, clock = quiet_indicator()
+    t0 = clock.now()
     indicator.state("outbox_full")
-    time.sleep(0.1)
+    clock.advance(0.1)
     got = since(backend, t0, 10)
     indicator.close()
     assert got and got[0][1:] == ("amber", True) and got[0][0] <= TOLERANCE
@@ -174,16 +177,15 @@ def test_calls_never_block_the_caller() -> None:
 
 
 def test_close_turns_everything_off_and_stops_the_thread() -> None:
-    indicator, backend = quiet_indicator()
+    indicator, backend, clock = quiet_indicator()
     indicator.pass_()
-    time.sleep(0.05)
+    clock.settle()  # the player has taken the command
     assert backend.state("green") and backend.state(BUZZER)
     indicator.close()
     assert not any(backend.state(n) for n in (*LEDS, BUZZER))
     assert not any(t.name == "indicator" and t.is_alive() for t in threading.enumerate())
     n = len(backend.history)
-    indicator.fail("revoked")  # ignored after close
-    time.sleep(0.05)
+    indicator.fail("revoked")  # ignored after close: no thread is left to play it
     assert len(backend.history) == n
     assert not backend.closed  # the backend belongs to the caller
 
