@@ -6,6 +6,7 @@ naming the key, relative paths are relative to the config file's folder (or syst
 ``password_file``, or the ``mqtt.password`` credential, never from this file.
 """
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from common.config import (
     PublicKeyHex,
     StrictModel,
     credentials_dir,
-    load_model,
+    read_config_file,
     read_secret,
     resolve_paths,
     validate,
@@ -39,7 +40,11 @@ class DeviceSection(StrictModel):
     id: str = Field(description="device id, also the MQTT client id and username")
     site: str
     lane: str | None = None
-    state_dir: Path = Field(Path("state"), description="outbox.db and adopted *.cose")
+    state_dir: Path | None = Field(
+        None,
+        description="outbox.db and adopted *.cose; default $STATE_DIRECTORY (systemd), else"
+        " 'state' beside the config; a relative one lies inside $STATE_DIRECTORY when set",
+    )
     signing_key_file: Path = Field(description="Ed25519 seed, 64 hex chars, mode 0600")
     offline_after_s: float = Field(30.0, gt=0, description="show 'offline' after this long")
 
@@ -83,8 +88,12 @@ class MqttSection(StrictModel):
     ack_timeout_s: float = Field(15.0, ge=1)
 
     def password(self) -> str | None:
-        """$CHOT_MQTT_PASSWORD, else password_file, else $CREDENTIALS_DIRECTORY/mqtt.password."""
-        return read_secret(self.password_file, env="CHOT_MQTT_PASSWORD", credential="mqtt.password")
+        """$CHOT_MQTT_PASSWORD, else the ``mqtt.password`` credential, else password_file.
+
+        The credential wins: under systemd the file may be root-only (LoadCredential= hands
+        the service its own copy)."""
+        secret = read_secret(env="CHOT_MQTT_PASSWORD", credential="mqtt.password")
+        return secret if secret is not None else read_secret(self.password_file)
 
 
 class CameraSection(StrictModel):
@@ -131,7 +140,21 @@ class DeviceConfig(StrictModel):
 
     def resolve(self, base: Path) -> "DeviceConfig":
         """A copy with every relative path made relative to ``base`` (the config's folder)."""
-        return resolve_paths(self, base, credentials_dir())
+        return resolve_paths(_with_state_dir(self), base, credentials_dir())
+
+
+def _with_state_dir(config: DeviceConfig) -> DeviceConfig:
+    """Under systemd, ``StateDirectory=`` ($STATE_DIRECTORY) is the unit's one writable place
+    (/etc is read-only there): no state_dir means it and a relative one lies inside it.
+    Elsewhere no state_dir means "state" beside the config file."""
+    state_env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    path = config.device.state_dir
+    if state_env and (path is None or not path.is_absolute()):
+        path = Path(state_env) / (path or "")
+    elif path is None:
+        path = Path("state")
+    device = config.device.model_copy(update={"state_dir": path})
+    return config.model_copy(update={"device": device})
 
 
 def parse_config(data: dict[str, Any], base: Path) -> DeviceConfig:
@@ -139,7 +162,12 @@ def parse_config(data: dict[str, Any], base: Path) -> DeviceConfig:
 
 
 def load_config(path: Path) -> DeviceConfig:
-    return load_model(DeviceConfig, path)
+    path = Path(path)
+    data = read_config_file(path)  # its errors already name the file
+    try:
+        return parse_config(data, path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def load_signing_key(path: Path) -> SigningKey:
