@@ -17,23 +17,27 @@ device ids, event ids and reason codes are.
 
 import json
 import logging
-import multiprocessing
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from common.reload import ReloadingFile
 from gateway.store import Accepted, BatchResult, Rejected, Store
-from gateway.verifier import verify_event, verify_in_worker, worker_init, worker_ready
+from gateway.verifier import (
+    PendingVerification,
+    Refusal,
+    VerifierPool,
+    VerifierResult,
+    verify_event,
+)
 from protocol import topics
-from protocol.reasons import ProtocolError, Reason
+from protocol.reasons import ProtocolError
 from protocol.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -44,42 +48,36 @@ ACK_COALESCE_S = 0.5
 
 
 class RegistrySource:
-    """The site registry, reloaded when its file changes (mtime poll) or on request (SIGHUP).
+    """The site registry, re-read when its file changes (checked by the writer thread every
+    `registry_check_s`) or on request (SIGHUP).
 
     A broken file keeps the last good registry: a half-written file must not reject a site.
     """
 
     def __init__(self, path: Path, site: str) -> None:
-        self.path = Path(path)
         self.site = site
-        self._mtime = 0.0
-        self._reload_requested = False
-        self.registry = Registry()
-        self.reload()
+        self.registry = Registry()  # until the file is read: refuses every event
+        self._file = ReloadingFile(
+            path,
+            lambda p: Registry.load(p).for_site(site),
+            initial=self.registry,
+            name=f"registry of site {site}",
+        )
+        self.maybe_reload()
 
-    def reload(self) -> bool:
-        try:
-            mtime = os.stat(self.path).st_mtime
-            registry = Registry.load(self.path).for_site(self.site)
-        except (OSError, ValueError, KeyError) as exc:
-            log.error("registry %s not (re)loaded, keeping the previous one: %s", self.path, exc)
-            return False
-        self.registry, self._mtime = registry, mtime
-        log.info("registry loaded: %d signers for site %s", len(registry.signers), self.site)
-        return True
+    @property
+    def path(self) -> Path:
+        return self._file.path
 
     def request_reload(self) -> None:
-        """Signal-safe: only sets a flag the writer thread acts on."""
-        self._reload_requested = True
+        """Signal-safe: the writer thread re-reads the file at its next check."""
+        self._file.request_reload()
 
     def maybe_reload(self) -> None:
-        try:
-            changed = os.stat(self.path).st_mtime != self._mtime
-        except OSError:
-            changed = False
-        if changed or self._reload_requested:
-            self._reload_requested = False
-            self.reload()
+        registry = self._file.get()
+        if registry is not self.registry:
+            log.info("registry: %d signers for site %s", len(registry.signers), self.site)
+        self.registry = registry
 
 
 @dataclass(frozen=True)
@@ -94,16 +92,26 @@ class Inbound:
     generation: int  # connection it arrived on: a PUBACK is only valid on that connection
 
 
-_Verified = tuple[
-    list[Accepted],
-    list[Rejected],
-    list[tuple[str, str]],
-    list[tuple[str, dict]],
-    list[tuple[str, int]],
-]
-# a batch on its way through the verifier: the registry it is checked against, the verifier
-# process's future (None: verify in this process) and the pool that holds it
-_Submitted = tuple[Registry, "Future | None", "ProcessPoolExecutor | None"]
+@dataclass(frozen=True)
+class SubmittedBatch:
+    """A batch on its way through the verifier: its messages, the registry snapshot it is
+    checked against, and the verifier process's pending answer (None: verify here)."""
+
+    items: list[Inbound]
+    registry: Registry
+    pending: PendingVerification | None
+
+
+@dataclass
+class VerifiedBatch:
+    """A batch sorted for the commit: verified events, refused inputs, and the devices'
+    statuses, heartbeats and (from the paired gateway) acks, as (device, value) pairs."""
+
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    statuses: list[tuple[str, str]] = field(default_factory=list)
+    heartbeats: list[tuple[str, dict]] = field(default_factory=list)
+    peer_acks: list[tuple[str, int]] = field(default_factory=list)
 
 
 class Ingest:
@@ -134,14 +142,10 @@ class Ingest:
         self.on_batch: Callable[[BatchResult], None] | None = None
         self.totals = {"stored": 0, "duplicates": 0, "rejected": 0, "batches": 0}
         self.registry_check_s = 5.0
-        # verified batches waiting for the committer; small, so memory stays bounded and
-        # the broker (receive maximum) does the buffering
-        self.verify_process = verify_process
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()  # the writer starts pools, the committer drops them
-        self._pool_registry: tuple[Registry | None, int] = (None, 0)  # last sent to the pool
-        # batches handed to the verifier, in arrival order, for the committer to collect
-        self._submitted: queue.Queue[tuple[list[Inbound], _Submitted] | None] = queue.Queue(3)
+        self.verifier = VerifierPool(site) if verify_process else None
+        # batches handed to the verifier, in arrival order, for the committer to collect;
+        # small, so memory stays bounded and the broker (receive maximum) does the buffering
+        self._submitted: queue.Queue[SubmittedBatch | None] = queue.Queue(3)
         self._pending_acks: dict[str, int] = {}  # device -> seq not yet published
         self._acks_flushed_at = 0.0
 
@@ -188,8 +192,8 @@ class Ingest:
     # --- writer thread ---------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.verify_process:
-            self._start_pool()
+        if self.verifier:
+            self.verifier.start()
         self._thread = threading.Thread(target=self._run, name="gateway-ingest", daemon=True)
         self._thread.start()
 
@@ -199,29 +203,8 @@ class Ingest:
         self.queue.put(None)
         if self._thread:
             self._thread.join(timeout)
-        self._stop_pool()
-
-    def _start_pool(self) -> None:
-        try:
-            # spawn: a clean interpreter, nothing inherited from this threaded process
-            pool = ProcessPoolExecutor(
-                1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker_init,
-                initargs=(os.getpid(),),
-            )
-            pool.submit(worker_ready)  # start it now, not on the first event
-        except Exception:
-            log.exception("verifier process not started; verifying in the writer thread")
-            return
-        with self._pool_lock:
-            self._pool = pool
-            self._pool_registry = (None, self._pool_registry[1])  # a new worker knows none
-
-    def _stop_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if self.verifier:
+            self.verifier.stop()
 
     def _drain(self) -> list[Inbound]:
         items: list[Inbound] = []
@@ -261,7 +244,7 @@ class Ingest:
                     next_registry_check = time.monotonic() + self.registry_check_s
                 items = self._drain()
                 if items:
-                    self._submitted.put((items, self._submit(items)))
+                    self._submitted.put(self._submit(items))
         finally:
             self._submitted.put(None)
             committer.join()
@@ -275,128 +258,81 @@ class Ingest:
                 continue
             if work is None:
                 break
-            items, submitted = work
             try:
-                self._finish(items, self._collect(items, submitted))
+                self._finish(work.items, self._sort(work))
             except Exception:
                 # only reached when stopping (commit retries otherwise): nothing acked
-                log.exception("ingest batch of %d messages not committed", len(items))
+                log.exception("ingest batch of %d messages not committed", len(work.items))
         self._flush_acks()
 
     def process(self, items: list[Inbound]) -> BatchResult:
         """Verify, commit (retrying on storage errors), then PUBACK and end-to-end ack."""
-        return self._finish(items, self._collect(items, self._submit(items)))
+        return self._finish(items, self._sort(self._submit(items)))
 
-    def _submit(self, items: list[Inbound]) -> "_Submitted":
+    def _submit(self, items: list[Inbound]) -> SubmittedBatch:
         """Start verifying a batch's events in the verifier process (when there is one)."""
         registry = self.registry.registry
-        return (registry, *self._submit_remote(items, registry))
+        return SubmittedBatch(items, registry, self._send_to_verifier(items, registry))
 
-    def _collect(self, items: list[Inbound], submitted: "_Submitted") -> "_Verified":
+    def _send_to_verifier(
+        self, items: list[Inbound], registry: Registry
+    ) -> PendingVerification | None:
+        """None means verify here: no verifier process (configured off, not started by a
+        direct `process()` call, stopping, or it could not be (re)started), or no events."""
+        verifier = self.verifier
+        if verifier is None:
+            return None
+        if not verifier.running:
+            if self._thread is None or self._stop.is_set():
+                return None
+            verifier.start()  # the last one broke: a new one for this batch
+        events = [(item.dev, item.payload) for item in items if item.leaf == "event"]
+        return verifier.submit(registry, events) if events else None
+
+    def _answers(self, batch: SubmittedBatch) -> list[VerifierResult] | None:
+        """The verifier process's answers for the batch's events, or None: verify here."""
+        if batch.pending is None or self.verifier is None:
+            return None
+        n_events = sum(item.leaf == "event" for item in batch.items)
+        return self.verifier.results(batch.pending, n_events)
+
+    def _sort(self, batch: SubmittedBatch) -> VerifiedBatch:
         """The batch sorted into accepted / rejected / statuses / heartbeats / peer acks."""
-        accepted: list[Accepted] = []
-        rejected: list[Rejected] = []
-        statuses: list[tuple[str, str]] = []
-        heartbeats: list[tuple[str, dict]] = []
-        peer_acks: list[tuple[str, int]] = []
-        registry, future, pool = submitted
-        site = self.site
-        remote = self._remote_results(future, pool, sum(item.leaf == "event" for item in items))
-        for item in items:
+        out = VerifiedBatch()
+        answers = self._answers(batch)
+        remote = iter(answers) if answers is not None else None
+        for item in batch.items:
             try:
                 if item.leaf == "event":
-                    if remote is None:
-                        accepted.append(verify_event(item.payload, item.dev, site, registry))
-                        continue
-                    r = next(remote)
-                    if len(r) == 2:
-                        raise ProtocolError(Reason(r[0]), r[1])
-                    eid, dev, seq, typ, t_ms, verdict, reason, lane, kind, clock = r
-                    accepted.append(
-                        Accepted(
-                            eid,
-                            dev,
-                            seq,
-                            typ,
-                            t_ms,
-                            item.payload,
-                            verdict,
-                            reason,
-                            lane,
-                            kind,
-                            clock,
-                        )
-                    )
+                    out.accepted.append(self._accept(item, batch.registry, remote))
                 elif item.leaf == "status":
-                    statuses.append((item.dev, str(_json(item.payload)["state"])[:16]))
+                    out.statuses.append((item.dev, str(_json(item.payload)["state"])[:16]))
                 elif item.leaf == "heartbeat":
-                    heartbeats.append((item.dev, _json(item.payload)))
+                    out.heartbeats.append((item.dev, _json(item.payload)))
                 elif item.leaf == "ack" and self.peer_acks:
-                    peer_acks.append((item.dev, int(_json(item.payload)["seq"])))
+                    out.peer_acks.append((item.dev, int(_json(item.payload)["seq"])))
             except ProtocolError as exc:
-                rejected.append(Rejected(exc.reason.value, exc.detail, item.dev))
+                out.rejected.append(Rejected(exc.reason.value, exc.detail, item.dev))
                 log.info("reject device=%s reason=%s", item.dev, exc.reason.value)
             except Exception as exc:  # malformed JSON status/heartbeat or anything unexpected
-                rejected.append(Rejected(f"bad_{item.leaf}", type(exc).__name__, item.dev))
-        return accepted, rejected, statuses, heartbeats, peer_acks
+                out.rejected.append(Rejected(f"bad_{item.leaf}", type(exc).__name__, item.dev))
+        return out
 
-    def _submit_remote(
-        self, items: list[Inbound], registry: Registry
-    ) -> "tuple[Future | None, ProcessPoolExecutor | None]":
-        """The batch's events sent to the verifier process, and that process's pool; no future
-        means verify here (no pool, or it could not take the batch: then it is restarted for
-        the next one)."""
-        if self._pool is None:
-            if not self.verify_process or self._thread is None or self._stop.is_set():
-                return None, None  # not started (a direct `process()` call), or stopping
-            self._start_pool()
-        pool = self._pool
-        events = [(item.dev, item.payload) for item in items if item.leaf == "event"]
-        if pool is None or not events:
-            return None, None
-        send: Registry | None = None
-        if self._pool_registry[0] is not registry:
-            send, self._pool_registry = registry, (registry, self._pool_registry[1] + 1)
-        try:
-            future = pool.submit(verify_in_worker, self.site, self._pool_registry[1], send, events)
-        except Exception:
-            log.exception("verifier process refused a batch; verifying it in this process")
-            self._drop_pool(pool)
-            return None, None
-        return future, pool
+    def _accept(
+        self, item: Inbound, registry: Registry, remote: Iterator[VerifierResult] | None
+    ) -> Accepted:
+        """The event as the store keeps it, from the verifier process's answer or verified
+        here (remote None); raises ProtocolError with the reason it is refused."""
+        if remote is None:
+            return verify_event(item.payload, item.dev, self.site, registry)
+        answer = next(remote)
+        if isinstance(answer, Refusal):
+            raise ProtocolError(answer.reason, answer.detail)
+        return answer.accepted(item.payload)
 
-    def _remote_results(
-        self, future: "Future | None", pool: "ProcessPoolExecutor | None", n_events: int
-    ) -> "Iterator[tuple] | None":
-        """The verifier's answers in order, or None: verify here instead (never accept an
-        event the verifier did not answer for)."""
-        if future is None:
-            return None
-        try:
-            results = future.result()
-        except Exception:
-            log.exception("verifier process failed; verifying this batch in the gateway")
-            self._drop_pool(pool)
-            return None
-        if len(results) != n_events:
-            log.error("verifier process returned %d results for %d events", len(results), n_events)
-            return None
-        return iter(results)
-
-    def _drop_pool(self, pool: "ProcessPoolExecutor | None") -> None:
-        """Forget a broken verifier process (only that one: the batches it held fail too, and
-        must not take down its successor); the writer starts a new one for the next batch."""
-        with self._pool_lock:
-            if pool is None or pool is not self._pool:
-                return
-            self._pool = None
-            self._pool_registry = (None, self._pool_registry[1])
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    def _finish(self, items: list[Inbound], verified: "_Verified") -> BatchResult:
-        accepted, rejected, statuses, heartbeats, peer_acks = verified
-        result = self._commit(accepted, rejected, statuses, heartbeats)
-        for dev, seq in peer_acks:
+    def _finish(self, items: list[Inbound], verified: VerifiedBatch) -> BatchResult:
+        result = self._commit(verified)
+        for dev, seq in verified.peer_acks:
             try:
                 self.store.note_peer_ack(dev, seq)
             except Exception:
@@ -410,17 +346,20 @@ class Ingest:
             self.on_batch(result)
         return result
 
-    def _commit(self, accepted, rejected, statuses, heartbeats) -> BatchResult:
+    def _commit(self, batch: VerifiedBatch) -> BatchResult:
         delay = 0.1
         while True:
             try:
                 return self.store.commit_batch(
-                    accepted, rejected, statuses=statuses, heartbeats=heartbeats
+                    batch.accepted,
+                    batch.rejected,
+                    statuses=batch.statuses,
+                    heartbeats=batch.heartbeats,
                 )
             except Exception:
                 # Nothing is acked, so nothing is lost: retry until the disk recovers or we
                 # stop (then the broker redelivers after our restart).
-                log.exception("store commit failed for %d events; retrying", len(accepted))
+                log.exception("store commit failed for %d events; retrying", len(batch.accepted))
                 if self._stop.wait(delay):
                     raise
                 delay = min(delay * 2, 5.0)

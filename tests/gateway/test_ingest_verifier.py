@@ -14,8 +14,7 @@ def inbound(dev: str, payload: bytes, mid: int) -> Inbound:
 
 
 def verifier_pids(ingest: Ingest) -> list[int]:
-    pool = ingest._pool
-    return list(pool._processes) if pool is not None and pool._processes else []
+    return ingest.verifier.worker_pids() if ingest.verifier else []
 
 
 def test_pipelined_batches_survive_a_killed_verifier_process(tmp_path):
