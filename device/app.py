@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from common.sd_notify import SystemdNotifier
 from device import camera
 from device.clock_source import ClockSource
 from device.config import DeviceConfig, load_signing_key
@@ -31,7 +32,7 @@ from device.decode import decode_frame, make_decoder
 from device.documents_store import DocumentStore, parse_config_policy
 from device.gpio import make_backend
 from device.gpio.base import OutputBackend
-from device.health import Health, SystemdNotifier, cpu_temp_c
+from device.health import Health, cpu_temp_c
 from device.indicator import Indicator
 from device.outbox import Outbox, OutboxError
 from device.uplink import MqttOptions, Uplink

@@ -1,17 +1,15 @@
-"""Health numbers for the heartbeat (systemd's notify protocol lives in chot/systemd.py).
+"""Health numbers for the heartbeat (systemd's notify protocol lives in common/sd_notify.py).
 
 ``Health`` is fed by the scan loop (one call per frame, O(1)) and read by the uplink thread.
-``SystemdNotifier`` speaks sd_notify(3) over ``$NOTIFY_SOCKET`` with a plain datagram socket
-(no libsystemd binding needed): READY=1 once booted, WATCHDOG=1 from the scan loop, so a loop
-that hangs (camera driver, decoder) is restarted by systemd.
+``common.sd_notify.SystemdNotifier`` speaks sd_notify(3) over ``$NOTIFY_SOCKET`` with a plain
+datagram socket (no libsystemd binding needed): READY=1 once booted, WATCHDOG=1 from the scan
+loop, so a loop that hangs (camera driver, decoder) is restarted by systemd.
 """
 
 import threading
 import time
 from collections import deque
 from pathlib import Path
-
-from chot.systemd import SystemdNotifier  # noqa: F401  (re-exported for device.app)
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 

@@ -33,6 +33,7 @@ from paho.mqtt.properties import Properties
 
 from device.outbox import Outbox
 from protocol import topics
+from protocol.status import Heartbeat, encode_heartbeat, encode_status
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,9 @@ class Uplink:
         since = self._disconnected_since
         return 0.0 if since is None else time.monotonic() - since
 
-    def _status(self, state: str) -> str:
-        return json.dumps({"state": state, "t": int(time.time())})
+    def _status(self, state: str) -> bytes:
+        """Retained availability (protocol/status.py); the last will carries t=0."""
+        return encode_status(state, 0 if state == "offline" else int(time.time()))
 
     # -- paho callbacks (network thread) ----------------------------------------------------
 
@@ -327,5 +329,5 @@ class Uplink:
         if now - self._last_heartbeat < self.options.heartbeat_s:
             return
         self._last_heartbeat = now
-        body = {"t": int(time.time()), **self._health()}
-        self.client.publish(self._heartbeat_topic, json.dumps(body), qos=0)
+        heartbeat = Heartbeat(t=int(time.time()), **self._health())
+        self.client.publish(self._heartbeat_topic, encode_heartbeat(heartbeat), qos=0)
