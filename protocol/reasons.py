@@ -44,6 +44,15 @@ class Reason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     DEVICE_REVOKED = "device_revoked"
     TOPIC_MISMATCH = "topic_mismatch"
+    # EU Digital COVID Certificates (protocol/dcc.py): the signer and the site's DCC rules
+    DSC_NOT_IN_FORCE = "dsc_not_in_force"  # signing certificate outside its validity now
+    DSC_KIND_NOT_ALLOWED = "dsc_kind_not_allowed"  # the DSC's key usage excludes this type
+    WRONG_DISEASE = "wrong_disease"  # not a COVID-19 certificate (tg)
+    VACCINATION_INCOMPLETE = "vaccination_incomplete"  # dn < sd
+    VACCINATION_TOO_RECENT = "vaccination_too_recent"  # last dose inside the waiting days
+    TEST_POSITIVE = "test_positive"  # result is not "not detected"
+    TEST_TOO_OLD = "test_too_old"  # sample taken longer ago than the site allows
+    RECOVERY_NOT_VALID = "recovery_not_valid"  # today outside df..du
 
 
 # Reasons that mean "cannot decide safely here": amber, staff check the card by hand.

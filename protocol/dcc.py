@@ -1,0 +1,328 @@
+"""EU Digital COVID Certificates (eHealth Network hcert v1), decoded and verified offline.
+
+    QR text = "HC1:" + base45(zlib(COSE_Sign1(CWT {1: iss, 4: exp, 6: iat, -260: {1: hcert}})))
+
+The same building blocks as chot passes (strict base45, bounded zlib, strict CBOR, the RFC 9052
+Sig_structure, the clock rule), but the signature is ES256 (-7) or PS256 (-37) by a Document
+Signer Certificate (`dcc_trust`), checked with the `cryptography` package. `verify_dcc` is total:
+for any input it returns a `DccResult` (a `PassResult`, so a unit treats both alike) and never
+raises. Personal data (`nam`, `dob`, `ci`) stays in `DccResult.certificate`.
+"""
+
+import hashlib
+import hmac
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from protocol import cbor, cose
+from protocol.base45 import b45decode
+from protocol.clock import Clock, ClockState
+from protocol.dcc_payload import DccCertificate, parse_hcert
+from protocol.dcc_policy import DccPolicy, check_content, check_timing
+from protocol.dcc_trust import DccTrust, Dsc
+from protocol.pass_v1 import DEFAULT_SKEW_S, MAX_QR_TEXT, PassClaims, PassResult, check_time
+from protocol.pass_v1 import inflate as bounded_inflate
+from protocol.reasons import ProtocolError, Reason, verdict_for
+from protocol.trust import RevocationList
+
+PREFIX = "HC1:"
+ALG_ES256 = -7
+ALG_PS256 = -37
+CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_HCERT = 1, 4, 6, -260
+HCERT_V1 = 1
+ES256_SIGNATURE_LENGTH = 64
+_SUB_DOMAIN = b"chot-dcc-sub/v1\x00"
+_SHA256 = hashes.SHA256()
+_PSS = padding.PSS(mgf=padding.MGF1(_SHA256), salt_length=padding.PSS.AUTO)
+
+
+def is_dcc(text: Any) -> bool:
+    """True when a scanned text claims to be a DCC: route it here instead of to pass_v1."""
+    return isinstance(text, str) and text.startswith(PREFIX)
+
+
+# --- decoding, one small step each ------------------------------------------------------------
+
+
+def qr_to_cose(text: str) -> bytes:
+    """Prefix, base45, zlib (required: an uncompressed COSE is `bad_zlib`, bounded to 8 KiB)."""
+    if not is_dcc(text):
+        raise ProtocolError(Reason.NOT_CHOT, "text does not start with HC1:")
+    if len(text) > MAX_QR_TEXT:
+        raise ProtocolError(Reason.TOO_LARGE, "text longer than any QR code")
+    try:
+        data = b45decode(text[len(PREFIX) :])
+    except ValueError as exc:
+        raise ProtocolError(Reason.BAD_BASE45, str(exc)) from None
+    if data[:1] != b"\x78":  # every zlib stream starts with CMF 0x78 (deflate, 32 KiB window)
+        raise ProtocolError(Reason.BAD_ZLIB, "not zlib-compressed (hcert requires zlib)")
+    return bounded_inflate(data)
+
+
+@dataclass(frozen=True, slots=True)
+class DccSign1:
+    """A parsed, not yet verified COSE_Sign1 of a DCC."""
+
+    protected_bytes: bytes
+    alg: int
+    kid: bytes
+    payload: bytes
+    signature: bytes
+
+    def to_be_signed(self) -> bytes:
+        return cose.sig_structure(self.protected_bytes, self.payload)
+
+    @property
+    def ref_material(self) -> bytes:
+        """What the certificate reference hashes: ECDSA's `r` only (`s` is malleable, so the
+        same certificate could otherwise be shown under many references), RSA's whole value."""
+        return self.signature[:32] if self.alg == ALG_ES256 else self.signature
+
+
+def parse_cose(data: bytes) -> DccSign1:
+    """COSE_Sign1, tagged (18) or untagged. Raises bad_cbor / bad_cose / bad_alg."""
+    item = cbor.loads_strict(data)
+    if isinstance(item, cbor2.CBORTag):
+        if item.tag != cose.COSE_SIGN1_TAG or isinstance(item.value, cbor2.CBORTag):
+            raise ProtocolError(Reason.BAD_COSE, f"tag {item.tag} is not COSE_Sign1")
+        item = item.value
+    if not isinstance(item, list | tuple) or len(item) != 4:
+        raise ProtocolError(Reason.BAD_COSE, "COSE_Sign1 must be an array of 4")
+    protected_bytes, unprotected, payload, signature = item
+    if not isinstance(protected_bytes, bytes) or not isinstance(unprotected, Mapping):
+        raise ProtocolError(Reason.BAD_COSE, "bad header types")
+    if not isinstance(payload, bytes) or not isinstance(signature, bytes):
+        raise ProtocolError(Reason.BAD_COSE, "payload and signature must be byte strings")
+    protected = _protected(protected_bytes)
+    alg = protected.get(cose.HDR_ALG)
+    if alg not in (ALG_ES256, ALG_PS256) or type(alg) is not int:
+        raise ProtocolError(Reason.BAD_ALG, f"alg {alg!r} is neither ES256 (-7) nor PS256 (-37)")
+    if alg == ALG_ES256 and len(signature) != ES256_SIGNATURE_LENGTH:
+        raise ProtocolError(Reason.BAD_COSE, f"ES256 signature is {len(signature)} bytes, not 64")
+    return DccSign1(protected_bytes, alg, _kid(protected, unprotected), payload, signature)
+
+
+def _protected(protected_bytes: bytes) -> Mapping[Any, Any]:
+    if not protected_bytes:
+        return {}
+    try:
+        protected = cbor.loads_strict(protected_bytes)
+    except ProtocolError:
+        raise ProtocolError(Reason.BAD_COSE, "protected header is not CBOR") from None
+    if not isinstance(protected, dict):
+        raise ProtocolError(Reason.BAD_COSE, "protected header must be a map")
+    return protected
+
+
+def _kid(protected: Mapping[Any, Any], unprotected: Mapping[Any, Any]) -> bytes:
+    """hcert §3.3.1: the kid belongs in the protected header; the unprotected one is used only
+    when the protected header has none (the signature still binds the DSC it names)."""
+    kid = protected[cose.HDR_KID] if cose.HDR_KID in protected else unprotected.get(cose.HDR_KID)
+    if kid is None:
+        raise ProtocolError(Reason.BAD_COSE, "kid missing")
+    if not isinstance(kid, bytes) or not kid:
+        raise ProtocolError(Reason.BAD_COSE, "kid must be a non-empty byte string")
+    return kid
+
+
+@dataclass(frozen=True, slots=True)
+class DccClaims:
+    """The CWT claims of a DCC: `iss` (country, optional), `iat`, `exp` and the certificate."""
+
+    iss: str
+    iat: int
+    exp: int
+    certificate: DccCertificate
+
+
+def parse_claims(payload: bytes) -> DccClaims:
+    try:
+        raw = cbor.loads_strict(payload)
+    except ProtocolError:
+        raise ProtocolError(Reason.BAD_CLAIMS, "payload is not CBOR") from None
+    if type(raw) is not dict:
+        raise ProtocolError(Reason.BAD_CLAIMS, "CWT claims must be a map")
+    iss, iat, exp = raw.get(CLAIM_ISS, ""), raw.get(CLAIM_IAT), raw.get(CLAIM_EXP)
+    if type(iss) is not str or len(iss) > 64:
+        raise ProtocolError(Reason.BAD_CLAIMS, "iss must be short text")
+    for name, value in (("iat", iat), ("exp", exp)):
+        if type(value) is not int or value < 0:
+            raise ProtocolError(Reason.BAD_CLAIMS, f"{name} must be a uint")
+    if exp < iat:
+        raise ProtocolError(Reason.BAD_CLAIMS, "exp before iat")
+    hcert = raw.get(CLAIM_HCERT)
+    if type(hcert) is not dict or HCERT_V1 not in hcert:
+        raise ProtocolError(Reason.BAD_CLAIMS, "claim -260 needs the hcert v1 payload at key 1")
+    return DccClaims(iss, iat, exp, parse_hcert(hcert[HCERT_V1]))
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedDcc:
+    """A DCC decoded without trust: structure checked, signature NOT checked."""
+
+    msg: DccSign1
+    claims: DccClaims
+
+    @property
+    def kid(self) -> bytes:
+        return self.msg.kid
+
+
+def decode_dcc(text: str) -> DecodedDcc:
+    """Prefix -> base45 -> zlib -> CBOR -> COSE -> CWT -> hcert. Raises ProtocolError."""
+    msg = parse_cose(qr_to_cose(text))
+    return DecodedDcc(msg, parse_claims(msg.payload))
+
+
+# --- signature --------------------------------------------------------------------------------
+
+
+def signature_valid(msg: DccSign1, dsc: Dsc) -> bool:
+    """ES256 over P-256 or PS256 over RSA, per the DSC's key. Never raises on bad input."""
+    key = dsc.public_key
+    try:
+        if msg.alg == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
+            r = int.from_bytes(msg.signature[:32], "big")
+            s = int.from_bytes(msg.signature[32:], "big")
+            key.verify(encode_dss_signature(r, s), msg.to_be_signed(), ec.ECDSA(_SHA256))
+            return True
+        if msg.alg == ALG_PS256 and isinstance(key, rsa.RSAPublicKey):
+            key.verify(msg.signature, msg.to_be_signed(), _PSS, _SHA256)
+            return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return False  # alg and key type disagree
+
+
+def pseudonym(key: bytes, ci: str) -> bytes:
+    """The subject pseudonym events carry for a DCC: HMAC-SHA256(ops key, ci)[0:16]."""
+    return hmac.new(key, _SUB_DOMAIN + ci.encode("utf-8"), hashlib.sha256).digest()[:16]
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DccResult(PassResult):
+    """A `PassResult` for a DCC. `claims.sub` is the keyed pseudonym of `ci` (empty without a
+    pseudonym key), `claims.cti` the signature material behind `pass_ref`. `certificate` holds
+    personal data: keep it on the device."""
+
+    certificate: DccCertificate | None = None
+    format: str = "dcc"
+
+    def public_dict(self) -> dict[str, Any]:
+        return {**super().public_dict(), "format": self.format}
+
+
+def verify_dcc(
+    text: str,
+    trust: DccTrust | None,
+    clock: Clock,
+    *,
+    policy: DccPolicy | None = None,
+    revocations: RevocationList | None = None,
+    allowed_kinds: Collection[str] | None = None,
+    skew_s: int = DEFAULT_SKEW_S,
+) -> DccResult:
+    """Decide one DCC offline. Total: never raises, whatever `text` is."""
+    decoded: DecodedDcc | None = None
+    try:
+        decoded = decode_dcc(text)
+        if trust is None:
+            raise ProtocolError(Reason.NO_TRUST_LIST, "no DCC trust list installed")
+        reason = _check_trusted(
+            decoded, trust, clock, policy or DccPolicy(), revocations, allowed_kinds, skew_s
+        )
+        return _result(reason, "", decoded, trust)
+    except ProtocolError as exc:
+        return _result(exc.reason, exc.detail, decoded, trust)
+    except Exception as exc:  # a bug must still give a safe, red answer
+        return _result(Reason.BAD_COSE, f"internal: {type(exc).__name__}", decoded, None)
+
+
+def _result(
+    reason: Reason, detail: str, decoded: DecodedDcc | None, trust: DccTrust | None
+) -> DccResult:
+    if decoded is None:
+        return DccResult(verdict_for(reason), reason, detail)
+    c = decoded.claims
+    key = trust.pseudonym_key if trust is not None else None
+    claims = PassClaims(
+        iss=c.iss,
+        iat=c.iat,
+        exp=c.exp,
+        cti=decoded.msg.ref_material,
+        sub=pseudonym(key, c.certificate.ci) if key else b"",
+        kind=c.certificate.kind,
+    )
+    return DccResult(
+        verdict_for(reason), reason, detail, claims, decoded.kid, certificate=c.certificate
+    )
+
+
+def _check_trusted(
+    decoded: DecodedDcc,
+    trust: DccTrust,
+    clock: Clock,
+    policy: DccPolicy,
+    revocations: RevocationList | None,
+    allowed_kinds: Collection[str] | None,
+    skew_s: int,
+) -> Reason:
+    claims, cert = decoded.claims, decoded.claims.certificate
+    dsc = trust.dsc_for(decoded.kid)
+    if dsc is None:
+        raise ProtocolError(Reason.UNKNOWN_KID, f"kid {decoded.kid.hex()} is not a trusted DSC")
+    if not signature_valid(decoded.msg, dsc):
+        raise ProtocolError(Reason.BAD_SIGNATURE, "signature does not verify with the DSC")
+    if cert.kind not in dsc.kinds:
+        raise ProtocolError(Reason.DSC_KIND_NOT_ALLOWED, f"DSC may not sign {cert.kind}")
+    content = check_content(cert, policy, allowed_kinds)
+    if content is not Reason.OK:
+        return content
+    if revocations is not None and (
+        decoded.kid in revocations.kids
+        or revocations.is_pass_revoked(pass_ref_of(decoded.msg.ref_material))
+    ):
+        return Reason.REVOKED
+    # Time checks: a refusal one of them can prove wins over another's "cannot tell" (amber).
+    timed = (
+        _dsc_in_force(dsc, clock),
+        check_time(_time_claims(claims), clock, skew_s),
+        check_timing(cert, policy, clock, skew_s),
+    )
+    for reason in sorted(set(timed) - {Reason.OK}, key=timed.index):
+        if reason is not Reason.CLOCK_UNTRUSTED:
+            return reason
+    if Reason.CLOCK_UNTRUSTED in timed:
+        return Reason.CLOCK_UNTRUSTED
+    stale_at = min(trust.expires_at, revocations.expires_at if revocations else trust.expires_at)
+    if not (clock.state is ClockState.SYNCED and clock.now <= stale_at):
+        return Reason.TRUST_STALE
+    return Reason.OK
+
+
+def pass_ref_of(material: bytes) -> bytes:
+    """The same reference function as chot passes: SHA-256(...)[0:16]."""
+    return hashlib.sha256(material).digest()[:16]
+
+
+def _dsc_in_force(dsc: Dsc, clock: Clock) -> Reason:
+    """The signer must be in force at checking time; unprovable is amber, never green."""
+    if clock.state is ClockState.SYNCED:
+        return Reason.OK if dsc.in_force(clock.now) else Reason.DSC_NOT_IN_FORCE
+    if clock.state is ClockState.BOUNDED and (clock.lower_bound or 0) > dsc.not_after:
+        return Reason.DSC_NOT_IN_FORCE
+    return Reason.CLOCK_UNTRUSTED
+
+
+def _time_claims(claims: DccClaims) -> PassClaims:
+    return PassClaims(claims.iss, claims.iat, claims.exp, b"", b"", "")
