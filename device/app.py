@@ -12,19 +12,15 @@ and WATCHDOG=1 from the frame loop.
 """
 
 import logging
-import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from common.sd_notify import SystemdNotifier
-from device import camera
+from device import camera, health
 from device.clock_source import ClockSource
 from device.config import DeviceConfig, load_signing_key
 from device.decide import Decider, Decision, Policy, signature_checked
@@ -32,7 +28,7 @@ from device.decode import decode_frame, make_decoder
 from device.documents_store import DocumentStore, parse_config_policy
 from device.gpio import make_backend
 from device.gpio.base import OutputBackend
-from device.health import Health, cpu_temp_c
+from device.health import Health
 from device.indicator import Indicator
 from device.outbox import Outbox, OutboxError
 from device.uplink import MqttOptions, Uplink
@@ -54,91 +50,11 @@ class RunStats:
     seconds: float = 0.0
 
 
-def arrival_texts(
-    passes: Sequence[str], *, arrival_per_min: float, hold_s: float, fps: float, seed: int = 0
-) -> Iterator[str | None]:
-    """Frame contents of a checkpoint queue: people arrive at random (Poisson) and each holds
-    the next pass in front of the camera for ``hold_s``; between them, empty frames."""
-    rng = np.random.default_rng(seed)
-    hold = max(1, round(hold_s * fps))
-    index = 0
-    while True:
-        gap = rng.exponential(60.0 / arrival_per_min)
-        for _ in range(round(gap * fps)):
-            yield None
-        text = passes[index % len(passes)] if passes else None
-        index += 1
-        for _ in range(hold):
-            yield text
-
-
-class ThreadedSource:
-    """Runs a blocking source (a keyboard wedge waits for Enter) in its own thread so the loop
-    keeps ticking (watchdog, device state); ``read`` returns an empty frame when idle."""
-
-    def __init__(self, inner: camera.FrameSource, idle_s: float = 0.5) -> None:
-        self._inner = inner
-        self._idle_s = idle_s
-        self._queue: queue.Queue[camera.Frame | None] = queue.Queue(maxsize=64)
-        self._thread = threading.Thread(target=self._run, name="source", daemon=True)
-        self._thread.start()
-        self._ticks = 0
-
-    def _run(self) -> None:
-        while True:
-            frame = self._inner.read()
-            self._queue.put(frame)
-            if frame is None:
-                return
-
-    def read(self) -> camera.Frame | None:
-        try:
-            return self._queue.get(timeout=self._idle_s)
-        except queue.Empty:
-            self._ticks += 1
-            return camera.Frame(gray=None, t=time.monotonic(), index=-self._ticks)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-def open_configured_source(config: DeviceConfig) -> camera.FrameSource:
-    cam = config.camera
-    kind = "picamera" if cam.source == "picamera2" else cam.source
-    if kind == "picamera":
-        return camera.open_source(kind, width=cam.width, height=cam.height)
-    if kind == "opencv":
-        return camera.open_source(kind, device=cam.device, width=cam.width, height=cam.height)
-    if kind == "files":
-        interval = 1.0 / cam.fps if cam.loop else 0.0  # a replay is paced like a camera
-        return camera.open_source(kind, paths=cam.paths, loop=cam.loop, interval=interval)
-    if kind == "keyboard":
-        return ThreadedSource(camera.open_source(kind))
-    passes: list[str] = []
-    if cam.passes_file is not None:
-        try:
-            passes = [ln.strip() for ln in cam.passes_file.read_text().splitlines() if ln.strip()]
-        except OSError as exc:
-            raise camera.CameraError(f"cannot read passes_file: {exc.strerror}") from None
-    texts = arrival_texts(
-        passes,
-        arrival_per_min=cam.arrival_per_min,
-        hold_s=cam.hold_s,
-        fps=cam.fps,
-        seed=cam.seed,
-    )
-    return camera.open_source(
-        "synthetic",
-        texts=texts,
-        size=(cam.width, cam.height),
-        difficulty=cam.difficulty,
-        seed=cam.seed,
-        interval=1.0 / cam.fps,
-    )
-
-
 class DeviceApp:
-    """Build with a config; ``source``/``backend``/``clock`` may be injected (tests, demo)."""
+    """Build with a config; ``source``/``backend``/``clock`` may be injected (tests, demo).
+
+    The constructor runs the ``init_*`` steps in data-flow order, then ``start_uplink`` unless
+    ``connect`` is False (tests that drive the link themselves, offline benchmarks)."""
 
     def __init__(
         self,
@@ -152,13 +68,6 @@ class DeviceApp:
         self.config = config
         self.device_id = config.device.id
         self._source = source
-        self._owns_backend = backend is None
-        if backend is None:
-            backend = make_backend(config.gpio.backend, dict(config.gpio.pins))
-        else:
-            backend.setup(dict(config.gpio.pins))  # injected (tests, demo): set up, not closed
-        self.backend = backend
-        self.indicator = Indicator(self.backend, state="booting")
         self.clock = clock or ClockSource()
         self.health = Health()
         self.notifier = SystemdNotifier()
@@ -171,39 +80,15 @@ class DeviceApp:
         self._outbox_failed = False
         self._unrecorded_pending = 0  # reported in the next recorded event
         self.stats = RunStats()
-
-        state_dir = config.device.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = DocumentStore(
-            state_dir, root_keyring(config.trust.root_keys()), self.device_id
-        )
-        self._seed_documents()
-        self.decider = Decider(
-            self.store.trust_list(),
-            self.store.revocation_list(),
-            self._policy(),
-            self.clock.read,
-        )
-        self.outbox = Outbox(
-            state_dir / "outbox.db",
-            self.device_id,
-            config.device.site,
-            load_signing_key(config.device.signing_key_file),
-            max_events=config.outbox.max_events,
-            max_db_bytes=config.outbox.max_db_mb * 1024 * 1024,
-        )
-        self.decoder = make_decoder(config.decoder.name)
         self.uplink: Uplink | None = None
+
+        self.init_indicator(backend)
+        self.init_documents()
+        self.init_decider()
+        self.init_outbox()
+        self.decoder = make_decoder(config.decoder.name)
         if connect:
-            self.uplink = Uplink(
-                self._mqtt_options(),
-                self.device_id,
-                config.device.site,
-                self.outbox,
-                on_document=self.on_document,
-                health=self.health_snapshot,
-            )
-            self.uplink.start()
+            self.start_uplink()
         log.info(
             "device %s: booted, outbox at seq %d (%d pending)",
             self.device_id,
@@ -211,9 +96,25 @@ class DeviceApp:
             self.outbox.depth,
         )
 
-    # -- boot helpers -----------------------------------------------------------------------
+    # -- boot steps -------------------------------------------------------------------------
 
-    def _seed_documents(self) -> None:
+    def init_indicator(self, backend: OutputBackend | None) -> None:
+        """Lights first, so a unit that fails further on still shows it is booting."""
+        self._owns_backend = backend is None
+        if backend is None:
+            backend = make_backend(self.config.gpio.backend, dict(self.config.gpio.pins))
+        else:
+            backend.setup(dict(self.config.gpio.pins))  # injected (tests, demo): set up, not closed
+        self.backend = backend
+        self.indicator = Indicator(self.backend, state="booting")
+
+    def init_documents(self) -> None:
+        """The persisted signed documents, plus the bundled ones when they are newer."""
+        state_dir = self.config.device.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = DocumentStore(
+            state_dir, root_keyring(self.config.trust.root_keys()), self.device_id
+        )
         for kind, path in (
             ("trust", self.config.trust.trust_list_file),
             ("revocations", self.config.trust.revocation_list_file),
@@ -228,6 +129,36 @@ class DeviceApp:
         if newest is not None:
             self.clock.note_document(newest)
 
+    def init_decider(self) -> None:
+        self.decider = Decider(
+            self.store.trust_list(),
+            self.store.revocation_list(),
+            self._policy(),
+            self.clock.read,
+        )
+
+    def init_outbox(self) -> None:
+        self.outbox = Outbox(
+            self.config.device.state_dir / "outbox.db",
+            self.device_id,
+            self.config.device.site,
+            load_signing_key(self.config.device.signing_key_file),
+            max_events=self.config.outbox.max_events,
+            max_db_bytes=self.config.outbox.max_db_mb * 1024 * 1024,
+        )
+
+    def start_uplink(self, options: MqttOptions | None = None) -> None:
+        """Connect to the site broker (in the background); ``options`` default to the config."""
+        self.uplink = Uplink(
+            options or MqttOptions.from_config(self.config.mqtt),
+            self.device_id,
+            self.config.device.site,
+            self.outbox,
+            on_document=self.on_document,
+            health=self.health_snapshot,
+        )
+        self.uplink.start()
+
     def _policy(self) -> Policy:
         p = self.config.policy
         values: dict[str, Any] = {
@@ -239,24 +170,6 @@ class DeviceApp:
         if doc is not None:
             values.update(parse_config_policy(doc.body))
         return Policy.make(resignal_s=p.resignal_s, skew_s=self.config.trust.skew_s, **values)
-
-    def _mqtt_options(self) -> MqttOptions:
-        m = self.config.mqtt
-        return MqttOptions(
-            host=m.host,
-            port=m.port,
-            username=m.username,
-            password=m.password(),
-            ca_file=m.ca_file,
-            cert_file=m.cert_file,
-            key_file=m.key_file,
-            keepalive_s=m.keepalive_s,
-            heartbeat_s=m.heartbeat_s,
-            session_expiry_s=m.session_expiry_s,
-            reconnect_max_s=m.reconnect_max_s,
-            window=m.window,
-            ack_timeout_s=m.ack_timeout_s,
-        )
 
     # -- documents from MQTT (paho thread) --------------------------------------------------
 
@@ -288,7 +201,7 @@ class DeviceApp:
         if now < self._camera_retry_at:
             return None
         try:
-            self._source = open_configured_source(self.config)
+            self._source = camera.open_from_config(self.config.camera)
             self._camera_missing = False
         except (camera.CameraError, ValueError) as exc:
             if not self._camera_missing:
@@ -404,23 +317,16 @@ class DeviceApp:
         return self._state
 
     def health_snapshot(self) -> dict[str, Any]:
-        clock = self.clock.read()
+        """Heartbeat fields (called from the uplink's pump thread)."""
         trust = self.decider.trust
-        snap: dict[str, Any] = {
-            "fps": round(self.health.fps(), 1),
-            "decoder_ms": round(self.health.decoder_ms, 2),
-            "outbox_depth": self.outbox.depth,
-            "outbox_full": self.outbox.full or self._outbox_failed,
-            "unrecorded": self.health.unrecorded,
-            "seq": self.outbox.last_seq,
-            "clock": clock.state.value,
-            "trust_version": trust.version if trust else None,
-            "state": self._state,
-        }
-        temp = cpu_temp_c()
-        if temp is not None:
-            snap["cpu_temp"] = temp
-        return snap
+        return health.snapshot(
+            self.health,
+            self.outbox,
+            self.clock.read(),
+            outbox_failed=self._outbox_failed,
+            trust_version=trust.version if trust else None,
+            state=self._state,
+        )
 
     # -- running ----------------------------------------------------------------------------
 

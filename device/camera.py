@@ -2,7 +2,8 @@
 
 Every source has ``read() -> Frame | None`` (None: the source has ended, e.g. files ran out
 or stdin closed), ``close()`` and ``with`` support. A source that cannot be opened raises
-``CameraError``, which the app shows as the ``no_camera`` device state.
+``CameraError``, which the app shows as the ``no_camera`` device state. ``open_from_config``
+turns the ``[camera]`` config section into an open source.
 
 A ``Frame`` normally carries ``gray`` (2-D uint8, what the decoders want). A USB
 keyboard-wedge QR reader decodes by itself and types the text, so its frames carry ``text``
@@ -11,14 +12,19 @@ with ``gray=None``; ``device.decode.decode_frame`` handles both kinds.
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from device.config import CameraSection
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pbm", ".tif", ".tiff"})
 
@@ -299,3 +305,76 @@ def open_source(kind: str, **options: Any) -> FrameSource:
             f"unknown frame source {kind!r}; expected one of: {', '.join(SOURCES)}"
         ) from None
     return cls(**options)
+
+
+class ThreadedSource(FrameSource):
+    """Runs a blocking source (a keyboard wedge waits for Enter) in its own thread so the loop
+    keeps ticking (watchdog, device state); ``read`` returns an empty frame when idle."""
+
+    def __init__(self, inner: FrameSource, idle_s: float = 0.5) -> None:
+        self._inner = inner
+        self._idle_s = idle_s
+        self._queue: queue.Queue[Frame | None] = queue.Queue(maxsize=64)
+        self._thread = threading.Thread(target=self._run, name="source", daemon=True)
+        self._thread.start()
+        self._ticks = 0
+
+    def _run(self) -> None:
+        while True:
+            frame = self._inner.read()
+            self._queue.put(frame)
+            if frame is None:
+                return
+
+    def read(self) -> Frame | None:
+        try:
+            return self._queue.get(timeout=self._idle_s)
+        except queue.Empty:
+            self._ticks += 1
+            return Frame(gray=None, t=time.monotonic(), index=-self._ticks)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def open_from_config(cam: CameraSection) -> FrameSource:
+    """The source a ``[camera]`` section names, opened. Raises ``CameraError`` (or
+    ``ValueError`` for a bad option) like ``open_source``."""
+    kind = "picamera" if cam.source == "picamera2" else cam.source
+    if kind == "picamera":
+        return open_source(kind, width=cam.width, height=cam.height)
+    if kind == "opencv":
+        return open_source(kind, device=cam.device, width=cam.width, height=cam.height)
+    if kind == "files":
+        interval = 1.0 / cam.fps if cam.loop else 0.0  # a replay is paced like a camera
+        return open_source(kind, paths=cam.paths, loop=cam.loop, interval=interval)
+    if kind == "keyboard":
+        return ThreadedSource(open_source(kind))
+    return _open_synthetic_queue(cam)
+
+
+def _open_synthetic_queue(cam: CameraSection) -> FrameSource:
+    """Rendered frames of a checkpoint queue presenting the passes of ``passes_file``."""
+    from device.synthetic import arrival_texts  # OpenCV is loaded only for synthetic frames
+
+    passes: list[str] = []
+    if cam.passes_file is not None:
+        try:
+            passes = [ln.strip() for ln in cam.passes_file.read_text().splitlines() if ln.strip()]
+        except OSError as exc:
+            raise CameraError(f"cannot read passes_file: {exc.strerror}") from None
+    texts = arrival_texts(
+        passes,
+        arrival_per_min=cam.arrival_per_min,
+        hold_s=cam.hold_s,
+        fps=cam.fps,
+        seed=cam.seed,
+    )
+    return open_source(
+        "synthetic",
+        texts=texts,
+        size=(cam.width, cam.height),
+        difficulty=cam.difficulty,
+        seed=cam.seed,
+        interval=1.0 / cam.fps,
+    )

@@ -10,6 +10,11 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from device.outbox import Outbox
+    from protocol.clock import Clock
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -32,7 +37,6 @@ class Health:
         self._lock = threading.Lock()
         self.decoder_ms = 0.0
         self.frames = 0
-        self.decisions = 0
         self.unrecorded = 0  # decisions the outbox could not store (disk full)
 
     def frame(self, decode_s: float, now: float | None = None) -> None:
@@ -54,3 +58,31 @@ class Health:
             return 0.0
         span = max(recent[-1] - recent[0], 1e-6)
         return (len(recent) - 1) / span
+
+
+def snapshot(
+    health: Health,
+    outbox: "Outbox",
+    clock: "Clock",
+    *,
+    outbox_failed: bool,
+    trust_version: int | None,
+    state: str,
+) -> dict[str, Any]:
+    """The heartbeat's health fields: what an operator needs to see a unit that cannot scan,
+    record or deliver (``outbox_failed``: the last append hit a full disk)."""
+    snap: dict[str, Any] = {
+        "fps": round(health.fps(), 1),
+        "decoder_ms": round(health.decoder_ms, 2),
+        "outbox_depth": outbox.depth,
+        "outbox_full": outbox.full or outbox_failed,
+        "unrecorded": health.unrecorded,
+        "seq": outbox.last_seq,
+        "clock": clock.state.value,
+        "trust_version": trust_version,
+        "state": state,
+    }
+    temp = cpu_temp_c()
+    if temp is not None:
+        snap["cpu_temp"] = temp
+    return snap

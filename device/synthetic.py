@@ -12,6 +12,7 @@ gives the same frames on every machine (OpenCV's warps and blurs are determinist
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -51,6 +52,24 @@ RANGES: dict[str, _Ranges] = {
         (0.22, 0.6), 180, 0.16, (0.8, 2.0), (4.0, 12.0), (0.25, 0.7), 0.6, (90, 200), 0.35, 0.06
     ),
 }
+
+
+def arrival_texts(
+    passes: Sequence[str], *, arrival_per_min: float, hold_s: float, fps: float, seed: int = 0
+) -> Iterator[str | None]:
+    """Frame contents of a checkpoint queue: people arrive at random (Poisson) and each holds
+    the next pass in front of the camera for ``hold_s``; between them, empty frames."""
+    rng = np.random.default_rng(seed)
+    hold = max(1, round(hold_s * fps))
+    index = 0
+    while True:
+        gap = rng.exponential(60.0 / arrival_per_min)
+        for _ in range(round(gap * fps)):
+            yield None
+        text = passes[index % len(passes)] if passes else None
+        index += 1
+        for _ in range(hold):
+            yield text
 
 
 @lru_cache(maxsize=64)

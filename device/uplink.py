@@ -1,9 +1,9 @@
 """MQTT link from a scanner to its site broker: events out, acks and signed documents in.
 
 MQTT 5 rather than 3.1.1: a persistent session with a *bounded* lifetime (session expiry, so a
-retired unit does not make the broker queue its acks forever), reason codes on CONNACK and
-PUBACK (an ACL refusal is visible instead of silently dropped), and shared subscriptions on the
-gateway side (``$share/...``) so two gateways can split a site's events.
+retired unit does not make the broker queue its acks forever), reason codes on CONNACK, SUBACK
+and PUBACK (an ACL refusal is visible instead of silently dropped), and shared subscriptions on
+the gateway side (``$share/...``) so two gateways can split a site's events.
 
 Delivery: the outbox row is written first; ``publish`` only hands a copy to the broker (QoS 1,
 PUBACK marks the row ``sent``). A row leaves the outbox only on the gateway's end-to-end ack
@@ -11,6 +11,8 @@ PUBACK marks the row ``sent``). A row leaves the outbox only on the gateway's en
 or when no ack progress is seen for ``ack_timeout_s``, everything not acknowledged is
 published again in seq order (the gateway removes duplicates by event id). Nothing is
 published while disconnected: paho would queue it and report success, which is not delivery.
+A refused ack subscription (SUBACK) is logged and stops the ack-timeout republishing, since no
+ack can come; refused filters are asked for again every ``resubscribe_s``.
 
 Threads: paho's network thread runs the callbacks (each wrapped so one bad message cannot stop
 it); one ``pump`` thread publishes outbox rows and heartbeats. The scan loop only calls
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -34,6 +36,9 @@ from paho.mqtt.properties import Properties
 from device.outbox import Outbox
 from protocol import topics
 from protocol.status import Heartbeat, encode_heartbeat, encode_status
+
+if TYPE_CHECKING:
+    from device.config import MqttSection
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,26 @@ class MqttOptions:
     reconnect_max_s: float = 30.0
     window: int = 64  # events published beyond the last gateway ack
     ack_timeout_s: float = 15.0
+    resubscribe_s: float = 300.0  # ask again for filters the broker refused (ACL fixed since)
+
+    @classmethod
+    def from_config(cls, m: "MqttSection") -> "MqttOptions":
+        """The ``[mqtt]`` config section, with the password read from where it is kept."""
+        return cls(
+            host=m.host,
+            port=m.port,
+            username=m.username,
+            password=m.password(),
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
+            keepalive_s=m.keepalive_s,
+            heartbeat_s=m.heartbeat_s,
+            session_expiry_s=m.session_expiry_s,
+            reconnect_max_s=m.reconnect_max_s,
+            window=m.window,
+            ack_timeout_s=m.ack_timeout_s,
+        )
 
 
 class Uplink:
@@ -97,6 +122,9 @@ class Uplink:
         self._broker_has = 0  # highest seq PUBACKed (QoS 1 acks come in order)
         self._marked_sent = 0
         self._ack_to = 0  # highest gateway ack received, applied by the pump
+        self._subscribe_requests: dict[int, list[str]] = {}  # paho mid -> filters asked for
+        self._refused: set[str] = set()  # filters the broker's last SUBACK refused
+        self._resubscribe_at = float("inf")
         self._last_heartbeat = float("-inf")
         self.stats = {
             "published": 0,
@@ -134,6 +162,7 @@ class Uplink:
         client.max_inflight_messages_set(max(20, o.window))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         return client
@@ -176,6 +205,12 @@ class Uplink:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def refused_filters(self) -> frozenset[str]:
+        """Topic filters the broker refused to this unit (its ACL), until a SUBACK grants them."""
+        with self._cond:
+            return frozenset(self._refused)
+
     def offline_for(self) -> float:
         """Seconds since the link went down (or since start when never up); 0 when up."""
         since = self._disconnected_since
@@ -193,8 +228,9 @@ class Uplink:
             return
         try:
             client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
-            subs = [(self._ack_topic, 1)] + [(t, 1) for t in self._documents]
-            client.subscribe([(t, mqtt.SubscribeOptions(qos=q)) for t, q in subs])
+            with self._cond:
+                self._subscribe_requests.clear()  # SUBACKs of the last connection never come
+            self._subscribe([self._ack_topic, *self._documents])
         except Exception:
             self.stats["callback_errors"] += 1
             log.exception("device %s: on_connect failed", self.device_id)
@@ -206,6 +242,60 @@ class Uplink:
             self._mids.clear()
             self.stats["connects"] += 1
             self._cond.notify_all()
+
+    def _subscribe(self, filters: list[str]) -> None:
+        """Ask for ``filters`` at QoS 1; ``_on_subscribe`` reads the broker's answer."""
+        with self._cond:  # held so the SUBACK cannot be handled before its mid is recorded
+            result, mid = self.client.subscribe(
+                [(f, mqtt.SubscribeOptions(qos=1)) for f in filters]
+            )
+            if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                self._subscribe_requests[mid] = filters
+
+    def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
+        """Check every filter's SUBACK reason code, as the gateway does. Refused filters are
+        logged and asked for again every ``resubscribe_s``. While the ack topic is refused no
+        gateway ack can arrive, so the ack timeout does not republish (it would loop forever):
+        events go out once per connection and stay in the outbox."""
+        try:
+            with self._cond:
+                filters = self._subscribe_requests.pop(mid, None)
+                if filters is None:
+                    return
+                for topic_filter, rc in zip(filters, reason_code_list, strict=False):
+                    if rc.is_failure:
+                        self._note_refused(topic_filter, rc)
+                    elif topic_filter in self._refused:
+                        self._refused.discard(topic_filter)
+                        log.info("device %s: subscription %s granted", self.device_id, topic_filter)
+                        if topic_filter == self._ack_topic:
+                            self._rewind = True  # acks can come now: publish what is unacked
+                            self._cond.notify_all()
+                now = time.monotonic()
+                self._resubscribe_at = (
+                    now + self.options.resubscribe_s if self._refused else float("inf")
+                )
+        except Exception:
+            self.stats["callback_errors"] += 1
+            log.exception("device %s: on_subscribe failed", self.device_id)
+
+    def _note_refused(self, topic_filter: str, reason_code: object) -> None:
+        """Called with ``_cond`` held."""
+        if topic_filter in self._refused:
+            return  # logged when first refused; still refused on retry
+        self._refused.add(topic_filter)
+        consequence = (
+            "no gateway acks: events stay in the outbox and are not republished on ack timeout"
+            if topic_filter == self._ack_topic
+            else "no document updates"
+        )
+        log.error(
+            "device %s: broker refused subscription %s: %s (%s; check the broker ACL)",
+            self.device_id,
+            topic_filter,
+            reason_code,
+            consequence,
+        )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:
@@ -272,6 +362,7 @@ class Uplink:
                 self._apply_acks()
                 if connected:
                     self._publish_window()
+                    self._maybe_resubscribe()
                     self._maybe_heartbeat()
             except Exception:
                 self.stats["callback_errors"] += 1
@@ -293,7 +384,12 @@ class Uplink:
         now = time.monotonic()
         with self._cond:
             outstanding = self._published_to > acked
-            if outstanding and now - self._last_progress > self.options.ack_timeout_s:
+            acks_refused = self._ack_topic in self._refused
+            if (
+                outstanding
+                and not acks_refused
+                and now - self._last_progress > self.options.ack_timeout_s
+            ):
                 log.warning(
                     "device %s: no ack beyond seq %d for %.0f s, republishing",
                     self.device_id,
@@ -323,6 +419,15 @@ class Uplink:
                     self._last_progress = time.monotonic()  # the ack clock starts now
                 self._published_to = row.seq
                 self.stats["published"] += 1
+
+    def _maybe_resubscribe(self) -> None:
+        with self._cond:
+            if time.monotonic() < self._resubscribe_at:
+                return
+            self._resubscribe_at = float("inf")  # until the SUBACK of this request
+            filters = sorted(self._refused)
+        if filters:
+            self._subscribe(filters)
 
     def _maybe_heartbeat(self) -> None:
         now = time.monotonic()
