@@ -13,6 +13,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--config", type=Path, required=True, help="device TOML config")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.set_defaults(func=run_device)
+    off = device_sub.add_parser(
+        "lights-off", help="switch every indicator pin off (ExecStopPost after any stop)"
+    )
+    off.add_argument("--config", type=Path, required=True, help="device TOML config")
+    off.set_defaults(func=run_lights_off)
 
 
 def run_device(args: argparse.Namespace) -> int:
@@ -23,6 +28,20 @@ def run_device(args: argparse.Namespace) -> int:
         run_from_config(args.config, args.duration)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    return 0
+
+
+def run_lights_off(args: argparse.Namespace) -> int:
+    """After a watchdog abort or an OOM kill the scanner could not switch its LEDs off."""
+    from device.config import ConfigError, load_config
+    from device.gpio import make_backend
+
+    try:
+        gpio = load_config(args.config).gpio
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    backend = make_backend(gpio.backend, dict(gpio.pins))  # setup drives every pin low
+    backend.close()
     return 0
 
 

@@ -33,7 +33,7 @@ def device_config(
             "id": device_id,
             "site": site,
             "lane": lane,
-            "state_dir": "state",
+            # no state_dir: $STATE_DIRECTORY under systemd, else "state" beside the config
             "signing_key_file": "device.key",
         },
         "trust": {

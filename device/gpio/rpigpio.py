@@ -7,6 +7,8 @@ an active buzzer would also sound on a plain high level, but then it has only on
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from device.gpio.base import DEFAULT_PINS
@@ -17,12 +19,18 @@ class RPiGPIOBackend:
     second one on the same channel), ``cleanup`` of our own pins only on close."""
 
     def __init__(self, pins: dict[str, int] | None = None) -> None:
+        _writable_lgpio_dir()
         try:
             import RPi.GPIO as GPIO
-        except ImportError as exc:  # RuntimeError on non-Pi hardware propagates as is
+        except ImportError as exc:
             raise RuntimeError(
                 "RPi.GPIO is not available: install python3-rpi.gpio (Pi 1-4) or "
                 "python3-rpi-lgpio (Pi 5), or use CHOT_GPIO_BACKEND=simulated"
+            ) from exc
+        except Exception as exc:  # rpi-lgpio opens the chip on import: lgpio.error, OSError
+            raise RuntimeError(
+                f"RPi.GPIO could not open the GPIO chip ({type(exc).__name__}: {exc}); "
+                f"check the gpio group and that LG_WD ({os.environ.get('LG_WD')}) is writable"
             ) from exc
         self._gpio: Any = GPIO
         self._pins: dict[str, int] = {}
@@ -71,3 +79,14 @@ class RPiGPIOBackend:
                 self._gpio.output(pin, self._gpio.LOW)
             self._gpio.cleanup(list(self._pins.values()))
             self._pins = {}
+
+
+def _writable_lgpio_dir() -> None:
+    """lgpio (under rpi-lgpio, Pi 5) creates its notify pipe ``.lgd-nfy*`` in ``$LG_WD`` or
+    the working directory; under ``ProtectSystem=strict`` the latter may be read-only ``/``.
+    The unit sets ``LG_WD``; when nothing does, use the runtime directory or the temp dir."""
+    if os.environ.get("LG_WD") or os.access(os.getcwd(), os.W_OK):
+        return
+    os.environ["LG_WD"] = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or (
+        tempfile.gettempdir()
+    )
