@@ -66,14 +66,14 @@ def test_central_down_for_a_while_then_up_everything_arrives_once(tmp_path, site
     central.stop()  # connection refused
     fwd.start()
     eids = fill(store, site, "d01", 120)
-    time.sleep(0.5)
-    assert fwd.stats.failures >= 2 and store.depth()["pending"] == 120
+    assert wait_for(lambda: fwd.stats.failures >= 2 and store.depth()["pending"] == 120, 10)
     assert store.forward_lag_s() > 0
     central.start()  # same port
     central.down = True  # up but failing (503)
     eids |= fill(store, site, "d02", 80)
-    time.sleep(0.4)
-    assert store.depth()["pending"] == 200 and "503" in (fwd.stats.last_error or "")
+    assert wait_for(
+        lambda: store.depth()["pending"] == 200 and "503" in (fwd.stats.last_error or ""), 10
+    )
     central.down = False
     assert wait_for(lambda: store.depth()["pending"] == 0, 10)
     fwd.stop()
