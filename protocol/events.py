@@ -5,6 +5,7 @@ It carries the subject pseudonym and the pass reference, never name, doc4 or dob
 below has no field that could hold them.
 """
 
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -91,9 +92,30 @@ _FIELD_TYPES: dict[str, type] = {
 }
 _REQUIRED = frozenset({"eid", "typ", "dev", "site", "seq", "t_ms", "clock"})
 
+# Bounds of every integer an event may carry (inclusive). A correctly signed event from a
+# stolen unit can say anything; these keep every value storable by every store downstream
+# (SQLite and PostgreSQL bigint stop at 2^63 - 1, PostgreSQL integer at 2^31 - 1, dates at
+# year 9999) and inside what a real unit can produce. See protocol/README.md §3.
+MAX_SAFE_INT = 2**53 - 1  # exact in a double: JSON readers and JavaScript keep it intact
+T_MS_MIN = 1_577_836_800_000  # 2020-01-01T00:00:00Z: systemd never boots a Pi's clock earlier
+T_MS_MAX = 4_102_444_800_000  # 2100-01-01T00:00:00Z: a fixed ceiling, the parser has no "now"
+MAX_LATENCY_US = 600_000_000  # 10 minutes: decode / verify latencies beyond are not latencies
+_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "seq": (0, MAX_SAFE_INT),  # 0 is refused below as bad_event, as ever: seqs start at 1
+    "t_ms": (T_MS_MIN, T_MS_MAX),
+    "tlv": (0, MAX_SAFE_INT),
+    "dec_us": (0, MAX_LATENCY_US),
+    "ver_us": (0, MAX_LATENCY_US),
+}
+MAX_TEXT = 64  # verdict, reason, lane, kind, clock: short codes and names
+MAX_EXTRA_DEPTH = 4  # maps and arrays inside `extra` (a load summary nests 3)
+MAX_EXTRA_ITEMS = 512  # keys and array elements in all of `extra`
+MAX_EXTRA_TEXT = 256  # each key and string inside `extra`
+
 
 def parse_event_payload(payload: bytes) -> Event:
-    """Payload CBOR -> Event with strict types; problems are `bad_event`."""
+    """Payload CBOR -> Event with strict types and bounds; problems are `bad_event` (shape,
+    type) or `out_of_range` (a value outside the bounds above)."""
     try:
         raw = cbor.loads_strict(payload)
     except ProtocolError:
@@ -110,6 +132,14 @@ def parse_event_payload(payload: bytes) -> Event:
             continue
         if type(value) is not typ or (typ is int and value < 0):
             raise ProtocolError(Reason.BAD_EVENT, f"{name} has the wrong type")
+        if typ is int:
+            low, high = _INT_BOUNDS[name]
+            if not low <= value <= high:
+                raise ProtocolError(Reason.OUT_OF_RANGE, f"{name} outside {low}..{high}")
+        elif typ is str and (len(value) > MAX_TEXT or not value.isprintable()):
+            raise ProtocolError(
+                Reason.OUT_OF_RANGE, f"{name} longer than {MAX_TEXT} or unprintable"
+            )
         fields[name] = value
     if not fields.keys() >= _REQUIRED:
         missing = sorted(_REQUIRED - fields.keys())
@@ -121,7 +151,47 @@ def parse_event_payload(payload: bytes) -> Event:
     for name in ("ref", "sub"):
         if name in fields and len(fields[name]) != 16:
             raise ProtocolError(Reason.BAD_EVENT, f"{name} must be 16 bytes")
+    if "kid" in fields and len(fields["kid"]) > MAX_TEXT:
+        raise ProtocolError(Reason.OUT_OF_RANGE, f"kid longer than {MAX_TEXT} bytes")
+    if fields.get("extra"):
+        check_extra(fields["extra"])
     return _event_from_checked(fields)
+
+
+def check_extra(extra: dict) -> None:
+    """`extra` is free-form but bounded: text keys, at most MAX_EXTRA_DEPTH levels and
+    MAX_EXTRA_ITEMS entries; leaves are short printable text, safe integers, finite floats,
+    booleans or null (what JSON and PostgreSQL jsonb can hold). Raises out_of_range/bad_event."""
+    budget = [MAX_EXTRA_ITEMS]
+
+    def walk(value: Any, depth: int) -> None:
+        kind = type(value)
+        if kind is dict or kind is list:
+            if depth > MAX_EXTRA_DEPTH:
+                raise ProtocolError(Reason.OUT_OF_RANGE, f"extra nests over {MAX_EXTRA_DEPTH}")
+            budget[0] -= len(value)
+            if budget[0] < 0:
+                raise ProtocolError(Reason.OUT_OF_RANGE, f"extra over {MAX_EXTRA_ITEMS} items")
+            items = value.items() if kind is dict else ((None, v) for v in value)
+            for key, item in items:
+                if kind is dict:
+                    if type(key) is not str:
+                        raise ProtocolError(Reason.BAD_EVENT, "extra keys must be text")
+                    walk(key, depth)
+                walk(item, depth + 1)
+        elif kind is str:
+            if len(value) > MAX_EXTRA_TEXT or not value.isprintable():
+                raise ProtocolError(Reason.OUT_OF_RANGE, "extra text too long or unprintable")
+        elif kind is int:
+            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                raise ProtocolError(Reason.OUT_OF_RANGE, f"extra integer outside +-{MAX_SAFE_INT}")
+        elif kind is float:
+            if not math.isfinite(value):
+                raise ProtocolError(Reason.OUT_OF_RANGE, "extra number is not finite")
+        elif value is not None and kind is not bool:
+            raise ProtocolError(Reason.BAD_EVENT, f"extra holds a {kind.__name__}")
+
+    walk(extra, 1)
 
 
 _EVENT_DEFAULTS = {name: None for name in _FIELD_TYPES if name not in _REQUIRED}

@@ -44,6 +44,8 @@ class Reason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     DEVICE_REVOKED = "device_revoked"
     TOPIC_MISMATCH = "topic_mismatch"
+    OUT_OF_RANGE = "out_of_range"  # an event value outside the bounds of protocol/events.py
+    STORE_REFUSED = "store_refused"  # central: the database refused this one event
     # EU Digital COVID Certificates (protocol/dcc.py): the signer and the site's DCC rules
     DSC_NOT_IN_FORCE = "dsc_not_in_force"  # signing certificate outside its validity now
     DSC_KIND_NOT_ALLOWED = "dsc_kind_not_allowed"  # the DSC's key usage excludes this type
