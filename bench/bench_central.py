@@ -39,9 +39,10 @@ from nacl.signing import SigningKey, VerifyKey  # noqa: E402
 from bench._table import machine, markdown  # noqa: E402
 from bench._table import row as table_row  # noqa: E402
 from central import queries  # noqa: E402
+from central.backends import open_store  # noqa: E402
 from central.ingest import to_row  # noqa: E402
 from central.migrate import migrate  # noqa: E402
-from central.store import COLUMNS, DAY_MS, day_of, open_store  # noqa: E402
+from central.store import COLUMNS, DAY_MS, day_of  # noqa: E402
 from protocol import cbor, cose  # noqa: E402
 from protocol.events import Event, new_event_id, open_event, sign_event  # noqa: E402
 from protocol.registry import Registry, Signer  # noqa: E402

@@ -18,10 +18,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from central import queries
+from central.backends import open_store
 from central.config import CentralConfig, load_config
 from central.ingest import BatchError, ingest_batch, parse_batch
 from central.migrate import migrate
-from central.store import Store, open_store
+from central.store import Store
 from common.reload import ReloadingFile
 from protocol.reasons import Reason
 from protocol.registry import Registry, Signer

@@ -17,9 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from central import queries
+from central.backends import open_store
 from central.config import CentralConfig, hash_token, load_config
 from central.migrate import migrate
-from central.store import DAY_MS, Store, open_store
+from central.store import DAY_MS, Store
 from common.cli import UsageError
 
 

@@ -1,4 +1,4 @@
-"""What every storage backend offers, and `open_store(url)` to pick one.
+"""What every storage backend offers (`central.backends.open_store(url)` picks one).
 
 A URL chooses the backend: `sqlite:///path/central.db` (embedded default, a demo needs no
 server) or `postgresql://...` (the real store, partitioned by day). Queries are written once,
@@ -121,16 +121,3 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_store(url: str) -> Store:
-    """Backend for a store URL; the schema is not touched (see migrate.migrate)."""
-    if url.startswith("sqlite://"):
-        from central.store_sqlite import SqliteStore
-
-        return SqliteStore(url)
-    if url.startswith(("postgresql://", "postgres://")):
-        from central.store_postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise ValueError("store URL must start with sqlite:/// or postgresql://")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from central import queries
-from central.store import open_store
+from central.backends import open_store
 from chot.system import OPERATOR, ProvisionedSite, provision_site, site_services
 from device.app import DeviceApp
 from device.config import load_config

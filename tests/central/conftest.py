@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from central.backends import open_store
 from central.migrate import migrate
-from central.store import Store, open_store
+from central.store import Store
 from tests.central.fixtures import Fleet
 from tests.support.postgres import postgres_url, reset_schema
 

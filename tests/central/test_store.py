@@ -2,9 +2,10 @@
 
 import psycopg
 
+from central.backends import open_store
 from central.ingest import ingest_batch
 from central.migrate import migrate, migrations_for
-from central.store import DAY_MS, Store, day_of, open_store
+from central.store import DAY_MS, Store, day_of
 from tests.central.fixtures import DAY, HOUR, T0, Fleet
 
 
