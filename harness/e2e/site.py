@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from central.store import open_store
+from central.backends import open_store
 from chot.system import OPERATOR, SITE, Service, chot_argv, provision_site, site_services
 from harness.config_files import edit_toml
 from harness.e2e.device_proc import DeviceProc, outbox_state
