@@ -124,6 +124,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _leaf(g, "revoke", "revoke one pass by its reference", cmd_pass_revoke)
     p.add_argument("ref", help="pass reference, 32 hex digits (spaces allowed)")
 
+    from provisioning import dcc
+
+    dcc.add_commands(psub)
+
     device = _group(psub, "device", "scanner units")
     p = _leaf(device, "add", "create a device identity and SD-card bundle", cmd_device_add)
     p.add_argument("site")
