@@ -22,7 +22,7 @@ from central.backends import open_store
 from central.config import CentralConfig, load_config
 from central.ingest import BatchError, ingest_batch, parse_batch
 from central.migrate import migrate
-from central.store import Store
+from central.store import Store, StoreUnavailable
 from common.reload import ReloadingFile
 from protocol.reasons import Reason
 from protocol.registry import Registry, Signer
@@ -94,7 +94,11 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
             log.warning("gateway %s: batch refused: %s", gateway.id, exc)
             return _error(exc.status, exc.reason, exc.detail)
         now_ms = int(time.time() * 1000)
-        result = await run_in_threadpool(ingest_batch, items, gateway, registry, store, now_ms)
+        try:
+            result = await run_in_threadpool(ingest_batch, items, gateway, registry, store, now_ms)
+        except StoreUnavailable as exc:  # no leader, or no standby to make it durable: retry
+            log.warning("gateway %s: batch not stored, store unavailable: %s", gateway.id, exc)
+            return _error(503, "store_unavailable", str(exc))
         # plain lists of strings: skip FastAPI's per-element jsonable_encoder walk
         return JSONResponse(result.to_json())
 

@@ -73,6 +73,11 @@ class EventRow:
 _values = attrgetter(*COLUMNS)
 
 
+class StoreUnavailable(Exception):
+    """The store cannot take this write durably now (no leader, or no synchronous standby
+    to confirm it): nothing was confirmed, the caller retries later (HTTP 503)."""
+
+
 def day_of(t_ms: int) -> int:
     """Day number (UTC) of a Unix-ms time: the partition key."""
     return t_ms // DAY_MS

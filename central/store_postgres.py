@@ -17,16 +17,17 @@ import logging
 import queue
 import re
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from central.store import COLUMNS, DAY_MS, EventRow, Store, day_of
+from central.store import COLUMNS, DAY_MS, EventRow, Store, StoreUnavailable, day_of
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ _COPY_TYPES = [
 _EXTRA = COLUMNS.index("extra")
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _PARTITION_NAME = re.compile(r"^events_(\d{8})$")
+_DURABLE = (
+    "SELECT current_setting('synchronous_standby_names') <> '' AS wanted, EXISTS (SELECT 1 "
+    "FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') AND state = 'streaming') "
+    "AS confirmed"
+)
+_REPLICATED = (
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') "
+    "AND flush_lsn >= %s::pg_lsn) AS done"
+)
+# connection lost (failover, kill -9), server shutting down or starting, statement cancelled,
+# or a leader demoted under us (read-only): try again on whatever is the leader now
+_FAILOVER_ERRORS = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
+_T = TypeVar("_T")
 _LOCK_PARTITIONS = 0x63686F74  # "chot": advisory lock id for partition DDL and migrations
 
 
@@ -76,41 +90,76 @@ def day_date(day: int) -> dt.date:
     return dt.date(1970, 1, 1) + dt.timedelta(days=day)
 
 
-class PostgresStore(Store):
-    dialect = "postgresql"
+class _Pool:
+    """Connections to one DSN (a multi-host one finds the leader or a standby by itself)."""
 
-    def __init__(self, url: str, pool_size: int = 8) -> None:
+    def __init__(self, url: str, size: int) -> None:
         self.url = url
-        self._pool: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(pool_size)
+        self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
         self._all: list[psycopg.Connection] = []
-        self._partitions: set[int] = set()
-        self._staged: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         self._guard = threading.Lock()
+        # connections whose commit stopped waiting for the synchronous standby (see below)
+        self.unconfirmed: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
-    # --- connections ----------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(self.url, row_factory=dict_row)
+
+        def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+            # "canceling wait for synchronous replication ...": committed locally only
+            if "synchronous replication" in (diag.message_primary or ""):
+                self.unconfirmed.add(conn)
+
+        conn.add_notice_handler(on_notice)
+        with self._guard:
+            self._all.append(conn)
+        return conn
 
     @contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection; the transaction commits on success, rolls back on error."""
+    def conn(self, commit_timeout_s: float | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled connection; the transaction commits on success, rolls back on error.
+        With commit_timeout_s, a commit still waiting for the synchronous standby after that
+        long is cancelled (it stays committed locally; the caller must not confirm it)."""
         with self._slots:
             try:
-                conn = self._pool.get_nowait()
+                conn = self._idle.get_nowait()
             except queue.Empty:
-                conn = psycopg.connect(self.url, row_factory=dict_row)
-                with self._guard:
-                    self._all.append(conn)
+                conn = self._connect()
+            watchdog: threading.Timer | None = None
             try:
                 with conn.transaction():
                     yield conn
+                    if commit_timeout_s is not None:
+                        watchdog = threading.Timer(commit_timeout_s, conn.cancel_safe)
+                        watchdog.daemon = True
+                        watchdog.start()
             except BaseException:
-                if conn.closed or conn.broken:
-                    with self._guard:
-                        self._all.remove(conn)
-                    raise
-                self._pool.put(conn)
+                self._release(conn, watchdog)
                 raise
-            self._pool.put(conn)
+            self._release(conn, watchdog)
+
+    def _release(self, conn: psycopg.Connection, watchdog: threading.Timer | None) -> None:
+        if watchdog is not None:
+            watchdog.cancel()
+            watchdog.join()
+        if conn.closed or conn.broken:
+            self._forget(conn)
+        else:
+            self._idle.put(conn)
+
+    def _forget(self, conn: psycopg.Connection) -> None:
+        with self._guard:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+
+    def flush(self) -> None:
+        """Drop idle connections: after a failover they lead to the old leader."""
+        while True:
+            try:
+                self._forget(self._idle.get_nowait())
+            except queue.Empty:
+                return
 
     def close(self) -> None:
         with self._guard:
@@ -118,22 +167,99 @@ class PostgresStore(Store):
                 conn.close()
             self._all.clear()
 
+
+class PostgresStore(Store):
+    """One PostgreSQL server, or a Patroni cluster through a multi-host DSN.
+
+    With `target_session_attrs=read-write` in the URL, writes find the leader and reads
+    (`fetch`: tracing, reports) use the same hosts with `prefer-standby`, so they keep
+    answering from a standby while the leader is down. A write that loses its connection
+    (failover) is retried on the new leader until `failover_wait_s`; eids make that safe.
+    When the server runs synchronous replication (`synchronous_standby_names` set, as
+    Patroni's synchronous_mode does), a batch is confirmed only once a synchronous standby
+    has it too; otherwise StoreUnavailable (HTTP 503) and the gateway retries.
+    """
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 8,
+        *,
+        read_url: str | None = None,
+        failover_wait_s: float = 15.0,
+        commit_timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.failover_wait_s = failover_wait_s
+        self.commit_timeout_s = commit_timeout_s
+        self._write = _Pool(url, pool_size)
+        read_url = read_url or _read_url(url)
+        self._read = self._write if read_url == url else _Pool(read_url, pool_size)
+        self._partitions: set[int] = set()
+        self._staged: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _conn(self) -> AbstractContextManager[psycopg.Connection]:
+        return self._write.conn()
+
+    def _retrying(self, work: Callable[[], _T], what: str, pool: "_Pool | None" = None) -> _T:
+        """Run `work`, again on a fresh connection while the cluster fails over."""
+        pool = pool or self._write
+        deadline = time.monotonic() + self.failover_wait_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return work()
+            except (*_FAILOVER_ERRORS, StoreUnavailable) as exc:
+                if not isinstance(exc, StoreUnavailable):
+                    pool.flush()
+                    self._partitions.clear()  # the new leader may lack an unconfirmed one
+                if time.monotonic() + 0.5 > deadline:
+                    log.warning("%s: giving up after %d attempts: %s", what, attempt, exc)
+                    if isinstance(exc, StoreUnavailable):
+                        raise
+                    raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+                log.warning("%s: attempt %d failed (%s); retrying", what, attempt, exc)
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        self._write.close()
+        if self._read is not self._write:
+            self._read.close()
+
     # --- events ---------------------------------------------------------------------------
 
     def insert_events(self, rows: Sequence[EventRow]) -> set[bytes]:
         if not rows:
             return set()
-        self._ensure_partitions({day_of(r.t) for r in rows})
+        days = {day_of(r.t) for r in rows}
         ordered = sorted(rows, key=lambda r: r.eid)
-        for attempt in range(3):
-            try:
-                return self._insert(ordered)
-            except psycopg.errors.DeadlockDetected:
-                log.warning("deadlock inserting %d events, retry %d", len(rows), attempt + 1)
-        return self._insert(ordered)
+
+        def attempt() -> set[bytes]:
+            self._ensure_partitions(days)
+            for retry in range(3):
+                try:
+                    inserted = self._insert(ordered)
+                    break
+                except psycopg.errors.DeadlockDetected:
+                    log.warning("deadlock inserting %d events, retry %d", len(rows), retry + 1)
+            else:
+                inserted = self._insert(ordered)
+            if len(inserted) < len(ordered):
+                # duplicates were committed by an earlier transaction, perhaps one whose
+                # wait for the standby was cancelled: confirm them only once replicated
+                self._await_replicated()
+            return inserted
+
+        return self._retrying(attempt, f"insert of {len(rows)} events")
 
     def _insert(self, rows: Sequence[EventRow]) -> set[bytes]:
-        with self._conn() as conn:
+        with self._write.conn(self.commit_timeout_s) as conn:
+            self._check_durable(conn)
             if conn not in self._staged:
                 conn.execute(_STAGING)  # lives as long as the connection
                 self._staged.add(conn)
@@ -151,13 +277,47 @@ class PostgresStore(Store):
                             )
                         copy.write_row(values)
                 cur.execute(_MOVE)
-                return {r["eid"] for r in cur.fetchall()}
+                inserted = {r["eid"] for r in cur.fetchall()}
+        if conn in self._write.unconfirmed:
+            self._write.unconfirmed.discard(conn)
+            raise StoreUnavailable(
+                f"no synchronous standby confirmed the commit within {self.commit_timeout_s} s"
+            )
+        return inserted
+
+    @staticmethod
+    def _check_durable(conn: psycopg.Connection) -> None:
+        """Refuse before writing when synchronous replication is asked for but no standby
+        streams as synchronous (Patroni's strict mode with the last standby gone): the
+        commit would hang, and a degraded single-copy commit is not an acknowledgement."""
+        row = conn.execute(_DURABLE).fetchone()
+        if row["wanted"] and not row["confirmed"]:
+            raise StoreUnavailable("no synchronous standby is streaming")
+
+    def _await_replicated(self) -> None:
+        with self._write.conn() as conn:
+            row = conn.execute(
+                "SELECT pg_current_wal_lsn()::text AS lsn, "
+                "current_setting('synchronous_standby_names') <> '' AS wanted"
+            ).fetchone()
+        if not row["wanted"]:
+            return
+        deadline = time.monotonic() + self.commit_timeout_s
+        while time.monotonic() < deadline:
+            with self._write.conn() as conn:
+                done = conn.execute(_REPLICATED, (row["lsn"],)).fetchone()["done"]
+            if done:
+                return
+            time.sleep(0.01)
+        raise StoreUnavailable("no synchronous standby confirmed the stored duplicates")
 
     def _ensure_partitions(self, days: set[int]) -> None:
+        """Create missing day partitions in one transaction (all of them or none: a failover
+        in the middle leaves no half-made state, and the next attempt starts over)."""
         missing = days - self._partitions
         if not missing:
             return
-        with self._conn() as conn:
+        with self._write.conn(self.commit_timeout_s) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITIONS,))
             for day in sorted(missing):
                 name = partition_name(day)
@@ -168,22 +328,36 @@ class PostgresStore(Store):
                         f"FOR VALUES FROM ({day * DAY_MS}) TO ({(day + 1) * DAY_MS})"
                     )
                     log.info("created partition %s", name)
+        if conn in self._write.unconfirmed:
+            self._write.unconfirmed.discard(conn)
+            raise StoreUnavailable("partition creation not confirmed by a standby")
         self._partitions |= missing
 
     # --- queries --------------------------------------------------------------------------
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self._conn() as conn:
-            rows = conn.execute(_pg_sql(sql), dict(params or {})).fetchall()
-        return [_plain(r) for r in rows]
+        """Reads: from a standby when the URL names several hosts (prefer-standby)."""
+
+        def run() -> list[dict[str, Any]]:
+            with self._read.conn() as conn:
+                return conn.execute(_pg_sql(sql), dict(params or {})).fetchall()
+
+        return [_plain(r) for r in self._retrying(run, "query", self._read)]
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
-        with self._conn() as conn:
-            return conn.execute(_pg_sql(sql), dict(params or {})).rowcount
+        def run() -> int:
+            with self._write.conn(self.commit_timeout_s) as conn:
+                return conn.execute(_pg_sql(sql), dict(params or {})).rowcount
+
+        return self._retrying(run, "statement")
 
     def delete_days_before(self, cutoff_day: int) -> dict[str, Any]:
-        """DROP whole day partitions older than the cutoff: instant, no vacuum debt."""
-        with self._conn() as conn:
+        """DROP whole day partitions older than the cutoff: instant, no vacuum debt. One
+        transaction: a failover in the middle drops all of those days or none."""
+        return self._retrying(lambda: self._delete_days_before(cutoff_day), "retention")
+
+    def _delete_days_before(self, cutoff_day: int) -> dict[str, Any]:
+        with self._write.conn(self.commit_timeout_s) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITIONS,))
             names = conn.execute(
                 "SELECT c.relname AS name FROM pg_inherits i "
@@ -209,7 +383,7 @@ class PostgresStore(Store):
 
     @contextmanager
     def migration_lock(self) -> Iterator[None]:
-        with self._slots:
+        with self._write._slots:
             conn = psycopg.connect(self.url, autocommit=True)
             try:
                 conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_PARTITIONS + 1,))
@@ -233,6 +407,11 @@ class PostgresStore(Store):
                 "INSERT INTO schema_version VALUES (%s, %s, extract(epoch FROM now())::bigint)",
                 (version, name),
             )
+
+
+def _read_url(url: str) -> str:
+    """The reading twin of a leader-finding URL: same hosts, prefer a standby."""
+    return url.replace("target_session_attrs=read-write", "target_session_attrs=prefer-standby")
 
 
 def _as_is(text: str) -> str:
