@@ -15,6 +15,7 @@ import httpx
 import paho.mqtt.client as mqtt
 
 from device.config import load_signing_key
+from harness.e2e.device_proc import outbox_state
 from harness.e2e.rounds import Round
 from harness.e2e.site import SITE, E2ESite
 from harness.mosquitto import TlsFiles
@@ -156,7 +157,12 @@ def test_acl_keeps_units_in_their_own_topics(security_site) -> None:
         # lane 2 scans meanwhile: the gateway acks it on its ack topic
         rnd = Round(site, pool.take(20), 40.0).start()
         rnd.finish()
-        time.sleep(0.5)
+        lane2 = site.devices[1]
+        wait_until(
+            lambda: outbox_state(lane2.outbox)["acked_seq"] == site.device_seq(lane2),
+            15,
+            message="lane 2 to receive the gateway's ack of its last decision",
+        )
         assert probe.messages == [], f"lane 1 read {probe.messages[:3]}"
         assert probe.puback == [NOT_AUTHORIZED]
         rejects = site.gateway_status()["rejects"]
@@ -212,6 +218,11 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
         rows = site.gateway_query("SELECT dev, heartbeat FROM devices WHERE heartbeat IS NOT NULL")
         return {dev: json.loads(hb).get("trust_version") for dev, hb in rows}
 
+    def heartbeat_ms(unit: str) -> int:
+        """When the gateway received the unit's last heartbeat (Unix ms; 0: none yet)."""
+        rows = site.gateway_query("SELECT heartbeat_ms FROM devices WHERE dev = ?", (unit,))
+        return (rows[0][0] or 0) if rows else 0
+
     units = [d.id for d in site.devices]
     wait_until(
         lambda: all(versions().get(u) == old_version + 1 for u in units),
@@ -230,7 +241,13 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
             message="every unit to refuse the replayed list",
         )
         assert all("rollback" in p.read_text() for p in logs)
-        time.sleep(2)  # heartbeats after the replay still carry the newer version
+        # heartbeats sent after the replay (heartbeat_s = 1) still carry the newer version
+        refused_ms = int(time.time() * 1000)
+        wait_until(
+            lambda: all(heartbeat_ms(u) > refused_ms + 1000 for u in units),
+            15,
+            message="a heartbeat from every unit sent after the replay",
+        )
         assert all(versions()[u] == old_version + 1 for u in units)
         probe.client.publish(topics.trust_topic(SITE), newer, qos=1, retain=True).wait_for_publish(
             5
