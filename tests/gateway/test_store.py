@@ -158,3 +158,22 @@ def test_the_gateway_itself_is_not_listed_as_a_scanner(tmp_path):
     store.commit_batch([], statuses=[("d01", "online")])
     assert [d.dev for d in store.devices()] == ["d01"]
     assert store.event_count() == 1  # the load event itself is kept and forwarded
+
+
+def test_device_facts_become_alerts_at_the_named_thresholds(tmp_path):
+    from gateway.web.alerts import HEARTBEAT_STALE_MS, OUTBOX_BACKLOG_ALERT
+
+    store = Store(tmp_path / "g.db")
+    beats = {"d1": OUTBOX_BACKLOG_ALERT, "d2": OUTBOX_BACKLOG_ALERT + 1}
+    store.commit_batch(
+        [],
+        statuses=[("d1", "online"), ("d2", "online")],
+        heartbeats=[(d, {"clock": "synced", "outbox_depth": n}) for d, n in beats.items()],
+        received_ms=1_000_000,
+    )
+    devices = {d.dev: d for d in store.devices()}
+    assert devices["d1"].heartbeat_ms == 1_000_000
+    assert device_alerts(devices["d1"], 1_000_000) == []
+    assert device_alerts(devices["d2"], 1_000_000) == ["outbox_backlog"]
+    late = 1_000_000 + HEARTBEAT_STALE_MS + 1
+    assert device_alerts(devices["d1"], late) == ["heartbeat_stale"]
