@@ -1,7 +1,8 @@
 """`chot provision ...` (the ops team's tool) and `chot pass issue`.
 
 Every command takes `--json`; none prints a secret (keys, passwords, tokens, document numbers)
-and none overwrites a key. Exit codes: 0 done, 1 refused, 2 usage error.
+and none overwrites a key. Exit codes: 0 done, 1 refused, 2 usage error. Handlers return an
+`Output` (data, optional human lines, exit code); `_handler` prints it, one way for all.
 """
 
 import argparse
@@ -10,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from protocol.trust import PASS_KINDS
@@ -19,31 +20,50 @@ from provisioning.secrets import SecretExists
 
 HOME_ENV = "CHOT_HOME"
 
-Handler = Callable[[argparse.Namespace], int]
+
+@dataclass(frozen=True)
+class Output:
+    """What a command shows: ``data`` as one JSON line with --json; otherwise ``lines``, or
+    ``data``'s key=value pairs when there are none. ``code`` is the exit status."""
+
+    data: dict | list
+    lines: list[str] | None = None
+    code: int = 0
 
 
-def _handler(func: Handler) -> Handler:
-    """Turn refusals into exit 1 and bad input into exit 2, with one line on stderr."""
+Handler = Callable[[argparse.Namespace], Output]
+
+
+def _handler(func: Handler) -> Callable[[argparse.Namespace], int]:
+    """Print the handler's output; turn refusals into exit 1 and bad input into exit 2, with
+    one line on stderr."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
         try:
-            return func(args)
+            out = func(args)
         except (OpsError, SecretExists) as exc:
             print(f"chot: refused: {exc}", file=sys.stderr)
             return 1
         except (ValueError, OSError) as exc:
             print(f"chot: {exc}", file=sys.stderr)
             return 2
+        _print(out, as_json=args.json)
+        return out.code
 
     return run
 
 
-def _out(args: argparse.Namespace, data: dict, text: str | None = None) -> None:
-    if args.json:
-        print(json.dumps(data, sort_keys=True))
+def _print(out: Output, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(out.data, sort_keys=True))
+    elif out.lines is not None:
+        for line in out.lines:
+            print(line)
+    elif isinstance(out.data, dict):
+        print("  ".join(f"{k}={v}" for k, v in out.data.items()))
     else:
-        print(text if text is not None else "  ".join(f"{k}={v}" for k, v in data.items()))
+        print(json.dumps(out.data, sort_keys=True, indent=2))
 
 
 def _home(args: argparse.Namespace):
@@ -189,7 +209,7 @@ def add_pass_issue(pass_sub: argparse._SubParsersAction) -> None:
 # --- handlers ---------------------------------------------------------------------------------
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def cmd_init(args: argparse.Namespace) -> Output:
     from provisioning.home import OpsHome
 
     home = OpsHome.init(
@@ -200,55 +220,48 @@ def cmd_init(args: argparse.Namespace) -> int:
         max_age_s=int(args.max_age_days * 86400),
     )
     issuer = home.list_issuers()[0]
-    data = {
-        "home": str(home.path),
-        "root_public_key": home.state.root_public_key,
-        "issuer": issuer.issuer,
-        "kid": issuer.kid,
-        "trust_version": 1,
-        "encrypted": bool(args.encrypt),
-    }
-    _out(args, data)
-    return 0
+    return Output(
+        {
+            "home": str(home.path),
+            "root_public_key": home.state.root_public_key,
+            "issuer": issuer.issuer,
+            "kid": issuer.kid,
+            "trust_version": 1,
+            "encrypted": bool(args.encrypt),
+        }
+    )
 
 
-def cmd_issuer_create(args: argparse.Namespace) -> int:
-    _out(args, asdict(_home(args).create_issuer(args.issuer, kinds=args.kinds)))
-    return 0
+def cmd_issuer_create(args: argparse.Namespace) -> Output:
+    return Output(asdict(_home(args).create_issuer(args.issuer, kinds=args.kinds)))
 
 
-def cmd_issuer_add(args: argparse.Namespace) -> int:
+def cmd_issuer_add(args: argparse.Namespace) -> Output:
     info = _home(args).add_external_issuer(
         args.issuer, bytes.fromhex(args.public_key), kinds=args.kinds, not_before=args.not_before
     )
-    _out(args, asdict(info))
-    return 0
+    return Output(asdict(info))
 
 
-def cmd_issuer_list(args: argparse.Namespace) -> int:
+def cmd_issuer_list(args: argparse.Namespace) -> Output:
     issuers = [asdict(i) for i in _home(args).list_issuers()]
-    if args.json:
-        print(json.dumps(issuers, sort_keys=True))
-    else:
-        for i in issuers:
-            print(
-                f"{i['kid']}  {i['issuer']:<12} {i['status']:<8} "
-                f"{'local' if i['local'] else 'external'}  {','.join(i['kinds'])}"
-            )
-    return 0
+    lines = [
+        f"{i['kid']}  {i['issuer']:<12} {i['status']:<8} "
+        f"{'local' if i['local'] else 'external'}  {','.join(i['kinds'])}"
+        for i in issuers
+    ]
+    return Output(issuers, lines)
 
 
-def cmd_retire(args: argparse.Namespace) -> int:
-    _out(args, asdict(_home(args).retire_issuer(args.kid)))
-    return 0
+def cmd_retire(args: argparse.Namespace) -> Output:
+    return Output(asdict(_home(args).retire_issuer(args.kid)))
 
 
-def cmd_issuer_revoke(args: argparse.Namespace) -> int:
-    _out(args, asdict(_home(args).revoke_issuer(args.kid)))
-    return 0
+def cmd_issuer_revoke(args: argparse.Namespace) -> Output:
+    return Output(asdict(_home(args).revoke_issuer(args.kid)))
 
 
-def cmd_sign(args: argparse.Namespace) -> int:
+def cmd_sign(args: argparse.Namespace) -> Output:
     home = _home(args)
     expires = int(args.expires_days * 86400) if args.expires_days else None
     if args.document == "trust":
@@ -259,29 +272,25 @@ def cmd_sign(args: argparse.Namespace) -> int:
         version = home.state.revocation_version
     if args.out:
         args.out.write_bytes(data)
-    _out(
-        args,
+    return Output(
         {
             "document": args.document,
             "version": version,
             "bytes": len(data),
             "out": str(args.out or home.path / f"{args.document}.cose"),
-        },
+        }
     )
-    return 0
 
 
-def cmd_pass_revoke(args: argparse.Namespace) -> int:
+def cmd_pass_revoke(args: argparse.Namespace) -> Output:
     home = _home(args)
     home.revoke_pass(args.ref)
-    _out(
-        args,
-        {"revoked": args.ref.replace(" ", ""), "revocation_version": home.state.revocation_version},
+    return Output(
+        {"revoked": args.ref.replace(" ", ""), "revocation_version": home.state.revocation_version}
     )
-    return 0
 
 
-def cmd_device_add(args: argparse.Namespace) -> int:
+def cmd_device_add(args: argparse.Namespace) -> Output:
     bundle = _home(args).add_device(
         args.site,
         args.name,
@@ -292,20 +301,18 @@ def cmd_device_add(args: argparse.Namespace) -> int:
         camera_source=args.camera,
         gpio_backend=args.gpio,
     )
-    _out(
-        args,
+    return Output(
         {
             "device": bundle.device_id,
             "site": bundle.site,
             "lane": bundle.lane,
             "bundle": str(bundle.folder),
             "public_key": bundle.public_key.hex(),
-        },
+        }
     )
-    return 0
 
 
-def cmd_gateway_add(args: argparse.Namespace) -> int:
+def cmd_gateway_add(args: argparse.Namespace) -> Output:
     bundle = _home(args).add_gateway(
         args.site,
         args.name,
@@ -313,33 +320,29 @@ def cmd_gateway_add(args: argparse.Namespace) -> int:
         central_url=args.central_url,
         broker_port=args.broker_port,
     )
-    _out(
-        args,
+    return Output(
         {
             "gateway": bundle.gateway_id,
             "site": bundle.site,
             "bundle": str(bundle.folder),
             "public_key": bundle.public_key.hex(),
-        },
+        }
     )
-    return 0
 
 
-def cmd_revoke_unit(args: argparse.Namespace) -> int:
+def cmd_revoke_unit(args: argparse.Namespace) -> Output:
     home = _home(args)
     home.revoke_device(args.id)
-    _out(
-        args,
+    return Output(
         {
             "revoked": args.id,
             "revocation_version": home.state.revocation_version,
             "next": "reload the site broker: broker config again, or SIGHUP",
-        },
+        }
     )
-    return 0
 
 
-def cmd_device_list(args: argparse.Namespace) -> int:
+def cmd_device_list(args: argparse.Namespace) -> Output:
     signers = [
         {
             "id": s.id,
@@ -351,18 +354,14 @@ def cmd_device_list(args: argparse.Namespace) -> int:
         }
         for s in _home(args).registry()
     ]
-    if args.json:
-        print(json.dumps(signers, sort_keys=True))
-    else:
-        for s in signers:
-            print(
-                f"{s['id']:<20} {s['site']:<8} {s['role']:<8} "
-                f"{'REVOKED' if s['revoked'] else 'active'}"
-            )
-    return 0
+    lines = [
+        f"{s['id']:<20} {s['site']:<8} {s['role']:<8} {'REVOKED' if s['revoked'] else 'active'}"
+        for s in signers
+    ]
+    return Output(signers, lines)
 
 
-def cmd_operator_add(args: argparse.Namespace) -> int:
+def cmd_operator_add(args: argparse.Namespace) -> Output:
     import getpass
 
     if args.password_stdin:
@@ -370,29 +369,26 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
     else:
         password = getpass.getpass(f"password for {args.user}: ")
     path = _home(args).add_operator(args.site, args.user, password)
-    _out(args, {"operator": args.user, "site": args.site, "users_file": str(path)})
-    return 0
+    return Output({"operator": args.user, "site": args.site, "users_file": str(path)})
 
 
-def cmd_broker_config(args: argparse.Namespace) -> int:
+def cmd_broker_config(args: argparse.Namespace) -> Output:
     from provisioning.broker import write_broker_config
 
     conf = write_broker_config(
         _home(args), args.site, args.out, install_dir=args.install_dir, hosts=args.host
     )
-    _out(args, {"site": args.site, "config": str(conf), "folder": str(conf.parent)})
-    return 0
+    return Output({"site": args.site, "config": str(conf), "folder": str(conf.parent)})
 
 
-def cmd_broker_check(args: argparse.Namespace) -> int:
+def cmd_broker_check(args: argparse.Namespace) -> Output:
     from provisioning.broker import check_broker
 
     report = check_broker(_home(args), args.site, args.dir)
-    print(json.dumps(report, sort_keys=True, indent=None if args.json else 2))
-    return 0 if report["ok"] else 1
+    return Output(report, [json.dumps(report, sort_keys=True, indent=2)], 0 if report["ok"] else 1)
 
 
-def cmd_pass_issue(args: argparse.Namespace) -> int:
+def cmd_pass_issue(args: argparse.Namespace) -> Output:
     from provisioning.issue import issue_batch, issue_single
 
     home = _home(args)
@@ -408,11 +404,7 @@ def cmd_pass_issue(args: argparse.Namespace) -> int:
             pdf=args.pdf,
             print_name=args.print_name,
         )
-        if args.json:
-            print(json.dumps(result, sort_keys=True))
-        else:
-            print("\n".join(p["qr_text"] for p in result["passes"]))
-        return 0
+        return Output(result, [p["qr_text"] for p in result["passes"]])
     if not args.doc_number:
         raise ValueError("--doc-number or --csv is required")
     result = issue_single(
@@ -428,5 +420,4 @@ def cmd_pass_issue(args: argparse.Namespace) -> int:
         pdf=args.pdf,
         print_name=args.print_name,
     )
-    _out(args, result, text=result["qr_text"])
-    return 0
+    return Output(result, [result["qr_text"]])
