@@ -46,3 +46,16 @@ fresh-check:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+
+# Raspberry Pi packaging (packaging/README.md): .debs into dist/deb/, and the package
+# installed and deciding in an emulated arm64 Debian 12 root (minutes; not part of `make test`).
+.PHONY: deb pi-smoke
+deb:
+	scripts/bootstrap-pi deb
+	packaging/build-deb scanner arm64
+	packaging/build-deb gateway arm64
+	packaging/build-deb gateway amd64
+
+pi-smoke:
+	scripts/bootstrap test
+	$(PY) scripts/pi_smoke.py
