@@ -1,7 +1,9 @@
 """Ingest one gateway batch: parse, verify every event, store the good ones idempotently.
 
-A bad event never costs the good ones in the same batch: each is checked on its own and
-rejected with a stable reason code. A retried batch stores nothing twice: the eid is the
+A bad event never costs the good ones in the same batch: each is checked on its own against
+the protocol contract (protocol/events.py bounds every value) and rejected with a stable reason
+code; should the database still refuse a row, the batch is bisected down to that row, which is
+rejected as `store_refused` while the others are stored. A retried batch stores nothing twice: the eid is the
 idempotency key, and the answer lists which eids were new (`stored`) and which the store
 already held (`duplicate`) — both mean "confirmed" to the gateway.
 """
@@ -86,9 +88,28 @@ def ingest_batch(
             continue
         seen.add(event.eid)
         rows.append(row)
-    inserted = store.insert_events(rows)
+    inserted, refused = insert_isolating(store, rows)
     for row in rows:
-        (result.stored if row.eid in inserted else result.duplicate).append(row.eid.hex())
+        if row.eid in refused:
+            detail = refused[row.eid]
+            index = _index_of(items, row.raw)
+            result.rejected.append(
+                {
+                    "index": index,
+                    "eid": row.eid.hex(),
+                    "reason": Reason.STORE_REFUSED.value,
+                    "detail": detail,
+                }
+            )
+            log.warning(
+                "gateway %s: store refused event %d eid=%s: %s",
+                gateway.id,
+                index,
+                row.eid.hex(),
+                detail,
+            )
+        else:
+            (result.stored if row.eid in inserted else result.duplicate).append(row.eid.hex())
     result.duplicate.extend(in_batch_duplicates)
     log.info(
         "gateway %s: batch of %d: %d stored, %d duplicate, %d rejected",
@@ -99,6 +120,43 @@ def ingest_batch(
         len(result.rejected),
     )
     return result
+
+
+def insert_isolating(store: Store, rows: list[EventRow]) -> tuple[set[bytes], dict[bytes, str]]:
+    """Insert rows; when the database refuses the batch for the data of some row, bisect
+    until the refused rows are alone, so one bad row never fails the others. Returns
+    (eids inserted, {eid: why} refused). An outage (anything that is not a refusal of the
+    data) propagates: nothing is rejected for it, the gateway sends the batch again."""
+    if not rows:
+        return set(), {}
+    try:
+        return store.insert_events(rows), {}
+    except Exception as exc:
+        if not is_row_refusal(exc):
+            raise
+        if len(rows) == 1:
+            return set(), {rows[0].eid: f"{type(exc).__name__}: {exc}"[:200]}
+    half = len(rows) // 2
+    inserted, refused = insert_isolating(store, rows[:half])
+    more_inserted, more_refused = insert_isolating(store, rows[half:])
+    return inserted | more_inserted, refused | more_refused
+
+
+# PEP 249 names these in every DB-API driver (sqlite3, psycopg): the database refused the
+# values, not the request. OverflowError and ValueError are the driver or the store refusing a
+# value before it reaches the database (SQLite's int past 2^63, a partition date past 9999).
+_REFUSAL_NAMES = frozenset({"DataError", "IntegrityError"})
+
+
+def is_row_refusal(exc: BaseException) -> bool:
+    """True when `exc` says the data of some row is unstorable, not that the store is down."""
+    if isinstance(exc, OverflowError | ValueError):
+        return True
+    return any(cls.__name__ in _REFUSAL_NAMES for cls in type(exc).__mro__)
+
+
+def _index_of(items: list[Any], raw: bytes) -> int:
+    return next(i for i, item in enumerate(items) if item == raw)
 
 
 def verify_item(item: Any, gateway: Signer, registry: Registry) -> Event:

@@ -32,7 +32,7 @@ from central.store import COLUMNS, DAY_MS, EventRow, Store, StoreUnavailable, da
 log = logging.getLogger(__name__)
 
 _COLS = ", ".join(COLUMNS)
-_STAGING = "CREATE TEMP TABLE staging (LIKE events) ON COMMIT DELETE ROWS"
+_STAGING = "CREATE TEMP TABLE IF NOT EXISTS staging (LIKE events) ON COMMIT DELETE ROWS"
 _MOVE = (
     "WITH new AS (INSERT INTO event_ids (eid, t) SELECT eid, t FROM staging "
     "ON CONFLICT (eid) DO NOTHING RETURNING eid) "
@@ -262,7 +262,6 @@ class PostgresStore(Store):
             self._check_durable(conn)
             if conn not in self._staged:
                 conn.execute(_STAGING)  # lives as long as the connection
-                self._staged.add(conn)
             with conn.cursor() as cur:
                 # binary COPY: no text escaping of the bytea columns on either side
                 with cur.copy(f"COPY staging ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -278,6 +277,9 @@ class PostgresStore(Store):
                         copy.write_row(values)
                 cur.execute(_MOVE)
                 inserted = {r["eid"] for r in cur.fetchall()}
+        # only once committed: a rolled-back transaction (a row the database refused) takes
+        # the new staging table with it, and the next batch on this connection needs it again
+        self._staged.add(conn)
         if conn in self._write.unconfirmed:
             self._write.unconfirmed.discard(conn)
             raise StoreUnavailable(
