@@ -1,17 +1,31 @@
 """`chot pass verify|inspect` (and `issue`, contributed by provisioning): a pass on the command line.
 
-Output never contains name, doc4 or dob unless `--reveal` is given.
+Both take chot passes (`CHOT1:`) and EU Digital COVID Certificates (`HC1:`); a DCC's JSON is the
+same object plus `"format": "dcc"`. Output never contains name, doc4, dob or a DCC's `ci`
+unless `--reveal` is given.
 """
 
 import argparse
 import json
+import os
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
-from chot.trust_args import add_trust_arguments, load_trust_lists
+from chot.trust_args import _root_key_from_home, add_trust_arguments, load_trust_lists
+from common.cli import UsageError
 from protocol.clock import Clock
+from protocol.dcc import decode_dcc, is_dcc, pass_ref_of, verify_dcc
+from protocol.dcc_trust import (
+    DccTrust,
+    direct_trust,
+    open_dcc_trust_list,
+    read_certificate,
+)
 from protocol.pass_v1 import decode_pass, verify_pass
 from protocol.reasons import ProtocolError, Verdict
+from protocol.trust import root_keyring
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     verify = pass_sub.add_parser("verify", help="verify a pass offline against a trust list")
     verify.add_argument("qr_text", help="the QR text, or - to read it from standard input")
     add_trust_arguments(verify)
+    add_dcc_arguments(verify)
     verify.add_argument("--at", type=int, help="verify as of this Unix time (default: now)")
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.add_argument("--reveal", action="store_true", help="also print name, doc4 and dob")
@@ -41,14 +56,62 @@ def read_qr_text(value: str) -> str:
     return text.strip("\r\n")
 
 
+def add_dcc_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--dcc-trust` (the root-signed DCC trust list) and `--dsc` (certificates trusted as is)."""
+    parser.add_argument("--dcc-trust", type=Path, help="signed DCC trust list (dcc-trust.cose)")
+    parser.add_argument(
+        "--dsc",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="trust this Document Signer Certificate (PEM, base64 DER or DER); repeatable",
+    )
+
+
+def load_dcc_trust(args: argparse.Namespace) -> DccTrust | None:
+    """The signed DCC list (root key as for --trust) plus any --dsc certificates, or None.
+
+    Raises UsageError (unreadable file, bad certificate, no root key) or ProtocolError."""
+    try:
+        direct = direct_trust(read_certificate(path.read_bytes()) for path in args.dsc)
+        if args.dcc_trust is None:
+            return direct if direct.dscs else None
+        data = args.dcc_trust.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--dsc: {exc}") from None
+    hexes = list(args.root_key) or _root_key_from_home(args.dcc_trust)
+    if not hexes and os.environ.get("CHOT_ROOT_PUBLIC_KEY"):
+        hexes = os.environ["CHOT_ROOT_PUBLIC_KEY"].split(",")
+    if not hexes:
+        raise UsageError("--dcc-trust needs the ops root public key: --root-key HEX")
+    try:
+        keys = root_keyring(bytes.fromhex(h.strip()) for h in hexes)
+    except ValueError:
+        raise UsageError("--root-key must be hex") from None
+    signed = open_dcc_trust_list(data, keys)
+    return replace(signed, dscs={**signed.dscs, **direct.dscs}) if direct.dscs else signed
+
+
 def run_verify(args: argparse.Namespace) -> int:
     text = read_qr_text(args.qr_text)
     now = args.at if args.at is not None else int(time.time())
     try:
         trust, revocations = load_trust_lists(args)
+        dcc_trust = load_dcc_trust(args) if is_dcc(text) else None
     except ProtocolError as exc:
         _print({"verdict": "fail", "reason": exc.reason.value, "detail": exc.detail}, args)
         return 1
+    if is_dcc(text):
+        dcc = verify_dcc(text, dcc_trust, Clock.synced(now), revocations=revocations)
+        out = dcc.public_dict()
+        if args.reveal and dcc.certificate is not None:
+            c = dcc.certificate
+            out.update(name=c.family_name, dob=c.dob, ci=c.ci)
+        _print(out, args)
+        return 0 if dcc.verdict is Verdict.PASS else 1
     result = verify_pass(text, trust, Clock.synced(now), revocations=revocations)
     out = result.public_dict()
     if args.reveal and result.claims is not None:
@@ -58,8 +121,11 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    text = read_qr_text(args.qr_text)
+    if is_dcc(text):
+        return _inspect_dcc(text, args)
     try:
-        decoded = decode_pass(read_qr_text(args.qr_text))
+        decoded = decode_pass(text)
     except ProtocolError as exc:
         _print({"reason": exc.reason.value, "detail": exc.detail}, args)
         return 1
@@ -75,6 +141,29 @@ def run_inspect(args: argparse.Namespace) -> int:
         },
         args,
     )
+    return 0
+
+
+def _inspect_dcc(text: str, args: argparse.Namespace) -> int:
+    """Structure and claims of a DCC without trust: no name, dob or ci."""
+    try:
+        decoded = decode_dcc(text)
+    except ProtocolError as exc:
+        _print({"reason": exc.reason.value, "detail": exc.detail, "format": "dcc"}, args)
+        return 1
+    c = decoded.claims
+    out = {
+        "issuer": c.iss,
+        "kind": c.certificate.kind,
+        "kid": decoded.kid.hex(),
+        "alg": {-7: "ES256", -37: "PS256"}[decoded.msg.alg],
+        "iat": c.iat,
+        "exp": c.exp,
+        "country": c.certificate.country,
+        "pass_ref": pass_ref_of(decoded.msg.ref_material).hex(),
+        "format": "dcc",
+    }
+    _print(out, args)
     return 0
 
 

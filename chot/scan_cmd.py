@@ -9,9 +9,11 @@ import argparse
 import time
 from pathlib import Path
 
+from chot.pass_cmd import add_dcc_arguments, load_dcc_trust
 from chot.trust_args import add_trust_arguments, load_trust_lists
 from common.cli import UsageError, print_record
 from protocol.clock import Clock
+from protocol.dcc import is_dcc, verify_dcc
 from protocol.pass_v1 import verify_pass
 from protocol.reasons import ProtocolError
 
@@ -23,6 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--show-payload", action="store_true", help="also print the QR text")
     scan.add_argument("--decoder", choices=("zxing", "zbar"), default="zxing")
     add_trust_arguments(scan)
+    add_dcc_arguments(scan)  # chot passes and EU DCCs (HC1:) in one run
     scan.add_argument("--at", type=int, help="verify as of this Unix time (default: now)")
     scan.set_defaults(func=run_scan)
 
@@ -34,6 +37,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
     try:
         trust, revocations = load_trust_lists(args)
+        dcc_trust = load_dcc_trust(args)
     except ProtocolError as exc:
         raise UsageError(f"trust or revocation list refused: {exc}") from None
     decoder = make_decoder(args.decoder)
@@ -49,7 +53,11 @@ def run_scan(args: argparse.Namespace) -> int:
         texts = decoder.decode(gray)
         out: dict = {"file": str(path), "decoded": bool(texts), "verdict": "none", "reason": None}
         if texts:
-            result = verify_pass(texts[0], trust, clock, revocations=revocations)
+            if is_dcc(texts[0]):
+                result = verify_dcc(texts[0], dcc_trust, clock, revocations=revocations)
+                out["format"], out["kind"] = "dcc", result.claims.kind if result.claims else None
+            else:
+                result = verify_pass(texts[0], trust, clock, revocations=revocations)
             out["verdict"], out["reason"] = result.verdict.value, result.reason.value
         out["ms"] = round((time.perf_counter() - t0) * 1000, 2)
         if args.show_payload and texts:

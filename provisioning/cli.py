@@ -146,7 +146,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     from provisioning import dcc
 
-    dcc.add_commands(psub)
+    dcc.add_commands(psub, _leaf, _group, Output)
 
     device = _group(psub, "device", "scanner units")
     p = _leaf(device, "add", "create a device identity and SD-card bundle", cmd_device_add)

@@ -14,8 +14,10 @@ signs the next version with the home's max age; gateways republish it retained o
 
 import argparse
 import json
+import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -168,55 +170,68 @@ def _replace(path: Path, data: bytes) -> None:
 
 # --- command line (`chot provision dcc ...`) -----------------------------------------------------
 
+HOME_ENV = "CHOT_HOME"  # as provisioning.cli
 
-def add_commands(psub: argparse._SubParsersAction) -> None:
-    """Register `dcc add|import|list|sign` under `chot provision`."""
-    from provisioning import cli
 
-    group = cli._group(psub, "dcc", "EU Digital COVID Certificates: the DCC trust list (DSCs)")
-    p = cli._leaf(group, "add", "trust DSC certificate files and sign the next list", cmd_add)
+@dataclass(frozen=True)
+class Shown:
+    """What a command shows: `data` (the --json line) and, for humans, `lines`."""
+
+    data: dict | list
+    lines: list[str] | None = None
+
+
+def add_commands(
+    psub: argparse._SubParsersAction, leaf: Callable, group: Callable, output: Callable
+) -> None:
+    """Register `dcc add|import|list|sign` under `chot provision` with the caller's helpers:
+    `leaf` (adds --home/--json, handles errors), `group`, and `output(data, lines)` (what a
+    handler returns to it). Passed in so this module never imports provisioning.cli back."""
+
+    def handler(func: Callable[[argparse.Namespace], Shown]) -> Callable:
+        def run(args: argparse.Namespace):
+            shown = func(args)
+            return output(shown.data, shown.lines)
+
+        return run
+
+    dcc = group(psub, "dcc", "EU Digital COVID Certificates: the DCC trust list (DSCs)")
+    p = leaf(dcc, "add", "trust DSC certificate files and sign the next list", handler(cmd_add))
     p.add_argument("certs", nargs="+", type=Path, metavar="CERT", help="PEM, base64 DER or DER")
-    p = cli._leaf(group, "import", "trust a national backend's DSC list (JSON)", cmd_import)
+    p = leaf(dcc, "import", "trust a national backend's DSC list (JSON)", handler(cmd_import))
     p.add_argument("file", type=Path, help="JSON list of {kid, rawData (base64 DER)}")
-    cli._leaf(group, "list", "trusted DSCs", cmd_list)
-    p = cli._leaf(group, "sign", "re-sign the DCC trust list (before it expires)", cmd_sign)
+    leaf(dcc, "list", "trusted DSCs", handler(cmd_list))
+    p = leaf(dcc, "sign", "re-sign the DCC trust list (before it expires)", handler(cmd_sign))
     p.add_argument("--version", type=int, help="explicit version (must be newer)")
     p.add_argument("--expires-days", type=float, help="default: the home's max age")
 
 
 def _store(args: argparse.Namespace) -> DccStore:
-    from provisioning import cli
+    from provisioning.home import OpsHome
 
-    return DccStore(cli._home(args))
-
-
-def _report(args: argparse.Namespace, signed: Signed) -> int:
-    from provisioning import cli
-
-    cli._out(args, asdict(signed))
-    return 0
+    path = args.home or os.environ.get(HOME_ENV)
+    if not path:
+        raise ValueError(f"--home DIR (or ${HOME_ENV}) is required")
+    return DccStore(OpsHome(path))
 
 
-def cmd_add(args: argparse.Namespace) -> int:
-    return _report(args, _store(args).add_files(args.certs))
+def cmd_add(args: argparse.Namespace) -> Shown:
+    return Shown(asdict(_store(args).add_files(args.certs)))
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    return _report(args, _store(args).import_list(args.file))
+def cmd_import(args: argparse.Namespace) -> Shown:
+    return Shown(asdict(_store(args).import_list(args.file)))
 
 
-def cmd_sign(args: argparse.Namespace) -> int:
+def cmd_sign(args: argparse.Namespace) -> Shown:
     expires = int(args.expires_days * 86400) if args.expires_days else None
-    return _report(args, _store(args).sign(version=args.version, expires_in=expires))
+    return Shown(asdict(_store(args).sign(version=args.version, expires_in=expires)))
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace) -> Shown:
     infos = _store(args).dscs()
-    if args.json:
-        print(json.dumps([asdict(i) for i in infos]))
-    else:
-        for i in infos:
-            print(
-                f"{i.kid}  {i.country or '--'}  {','.join(i.kinds)}  {i.not_before}..{i.not_after}"
-            )
-    return 0
+    lines = [
+        f"{i.kid}  {i.country or '--'}  {','.join(i.kinds)}  {i.not_before}..{i.not_after}"
+        for i in infos
+    ]
+    return Shown([asdict(i) for i in infos], lines)
