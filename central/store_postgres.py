@@ -199,6 +199,8 @@ class PostgresStore(Store):
         self._read = self._write if read_url == url else _Pool(read_url, pool_size)
         self._partitions: set[int] = set()
         self._staged: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        # called with (server port, events) after each confirmed batch: failover timing
+        self.on_commit: Callable[[int, int], None] | None = None
 
     # --- connections ----------------------------------------------------------------------
 
@@ -285,6 +287,8 @@ class PostgresStore(Store):
             raise StoreUnavailable(
                 f"no synchronous standby confirmed the commit within {self.commit_timeout_s} s"
             )
+        if self.on_commit is not None:
+            self.on_commit(conn.info.port, len(rows))
         return inserted
 
     @staticmethod
