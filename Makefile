@@ -59,3 +59,20 @@ deb:
 pi-smoke:
 	scripts/bootstrap test
 	$(PY) scripts/pi_smoke.py
+
+# Central store HA (issue #18): etcd + Patroni-managed PostgreSQL on loopback (central/README.md).
+.PHONY: central-ha-smoke test-ha bench-ha
+central-ha-smoke:
+	scripts/bootstrap test
+	scripts/bootstrap-ha
+	$(PY) scripts/central-ha-smoke
+
+test-ha:
+	scripts/bootstrap test
+	scripts/bootstrap-ha
+	CHOT_HA=1 $(PY) -m pytest -q tests/central_ha $(PYTEST_ARGS)
+
+bench-ha:
+	scripts/bootstrap test
+	scripts/bootstrap-ha
+	$(PY) bench/bench_central_ha.py
