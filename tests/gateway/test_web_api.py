@@ -103,6 +103,8 @@ def test_tampered_session_cookie_is_refused(client: TestClient) -> None:
     login(client)
     value = client.cookies["chot_session"]
     body, sig = value.rsplit(".", 1)
+    # Replace the cookie (clear first: set() beside the server's cookie would send both)
+    client.cookies.clear()
     client.cookies.set("chot_session", body + "." + ("A" if sig[0] != "A" else "B") + sig[1:])
     assert client.get("/api/status").status_code == 401
 
