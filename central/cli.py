@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from central import queries
 from central.backends import open_store
+from central.cluster.cli import add_cluster_commands
 from central.config import CentralConfig, hash_token, load_config
 from central.migrate import migrate
 from central.store import DAY_MS, Store
@@ -83,6 +84,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     token = cmds.add_parser("token", help="make an operator token and its hash for the config")
     token.add_argument("--operator", required=True)
     token.set_defaults(func=run_token)
+
+    add_cluster_commands(cmds)  # chot central cluster up|down|status
 
 
 # --- argument helpers -----------------------------------------------------------------------
