@@ -19,9 +19,12 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from protocol.clock import Clock
+from protocol.dcc import is_dcc, verify_dcc
+from protocol.dcc_policy import DccPolicy
+from protocol.dcc_trust import DccTrust
 from protocol.pass_v1 import PassResult, verify_pass
 from protocol.reasons import Reason, Verdict, verdict_for
 from protocol.trust import RevocationList, TrustList
@@ -39,6 +42,9 @@ class Policy:
     resignal_s: float = 2.0
     skew_s: int = 300
     max_recent: int = DEFAULT_MAX_RECENT
+    dcc: DccPolicy = field(
+        default_factory=DccPolicy
+    )  # EU DCC rules: types, complete course, test age
 
     @classmethod
     def make(cls, allowed_kinds: Collection[str] | None = None, **kwargs) -> "Policy":
@@ -106,8 +112,10 @@ class Decider:
         clock_fn: Callable[[], Clock],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        dcc_trust: DccTrust | None = None,
     ) -> None:
         self.trust = trust
+        self.dcc_trust = dcc_trust  # DSCs for EU DCCs (HC1:), a separate signed list
         self.revocations = revocations
         self.policy = policy
         self._clock_fn = clock_fn
@@ -116,6 +124,9 @@ class Decider:
 
     def set_trust(self, trust: TrustList | None) -> None:
         self.trust = trust
+
+    def set_dcc_trust(self, dcc_trust: DccTrust | None) -> None:
+        self.dcc_trust = dcc_trust
 
     def set_revocations(self, revocations: RevocationList | None) -> None:
         self.revocations = revocations
@@ -130,14 +141,29 @@ class Decider:
         now = self._monotonic()
         clock = self._clock_fn()
         t0 = time.perf_counter_ns()
-        result = verify_pass(
-            text,
-            self.trust,
-            clock,
-            revocations=self.revocations,
-            allowed_kinds=self.policy.allowed_kinds,
-            skew_s=self.policy.skew_s,
-        )
+        p = self.policy
+        trust_list: TrustList | DccTrust | None
+        if is_dcc(text):  # an EU DCC: the same decision rules, its own trust list and rules
+            trust_list = self.dcc_trust
+            result: PassResult = verify_dcc(
+                text,
+                self.dcc_trust,
+                clock,
+                policy=p.dcc,
+                revocations=self.revocations,
+                allowed_kinds=p.allowed_kinds,
+                skew_s=p.skew_s,
+            )
+        else:
+            trust_list = self.trust
+            result = verify_pass(
+                text,
+                self.trust,
+                clock,
+                revocations=self.revocations,
+                allowed_kinds=p.allowed_kinds,
+                skew_s=p.skew_s,
+            )
         ver_us = (time.perf_counter_ns() - t0) // 1000
         ref = result.pass_ref
         key = ref if ref is not None else hashlib.sha256(text.encode("utf-8", "replace")).digest()
@@ -170,7 +196,7 @@ class Decider:
             key=key,
             clock=clock,
             ver_us=ver_us,
-            trust_version=self.trust.version if self.trust else None,
+            trust_version=trust_list.version if trust_list else None,
         )
         accepted_at = now if decision.verdict is Verdict.PASS else None
         if accepted_at is None and entry is not None:

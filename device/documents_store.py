@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.dcc_policy import DccPolicy
+from protocol.dcc_trust import DCC_TRUST_TYPE, DccTrust, dcc_trust_from_document
 from protocol.documents import SignedDocument, check_newer, open_document
 from protocol.reasons import ProtocolError, Reason
 from protocol.trust import (
@@ -30,7 +32,12 @@ from protocol.trust import (
 
 log = logging.getLogger(__name__)
 
-KINDS: dict[str, str] = {"trust": TRUST_TYPE, "revocations": REVOCATION_TYPE, "config": CONFIG_TYPE}
+KINDS: dict[str, str] = {
+    "trust": TRUST_TYPE,
+    "revocations": REVOCATION_TYPE,
+    "config": CONFIG_TYPE,
+    "dcc-trust": DCC_TRUST_TYPE,  # DSCs for EU DCCs (protocol/dcc_trust.py)
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class DocumentStore:
             parse_config_policy(doc.body)  # reject a malformed config before adopting it
         elif kind == "trust":
             trust_list_from_document(doc)
+        elif kind == "dcc-trust":
+            dcc_trust_from_document(doc)
         else:
             revocation_list_from_document(doc)
         return doc
@@ -122,6 +131,10 @@ class DocumentStore:
         doc = self._current.get("trust")
         return trust_list_from_document(doc) if doc else None
 
+    def dcc_trust(self) -> DccTrust | None:
+        doc = self._current.get("dcc-trust")
+        return dcc_trust_from_document(doc) if doc else None
+
     def revocation_list(self) -> RevocationList | None:
         doc = self._current.get("revocations")
         return revocation_list_from_document(doc) if doc else None
@@ -131,12 +144,13 @@ class DocumentStore:
         return max(times) if times else None
 
 
-POLICY_KEYS = ("allowed_kinds", "debounce_s", "duplicate_window_s")
+POLICY_KEYS = ("allowed_kinds", "debounce_s", "duplicate_window_s", "dcc")
 
 
 def parse_config_policy(body: Mapping[str, Any]) -> dict[str, Any]:
     """A config document body: {"device": id, "policy": {allowed_kinds?, debounce_s?,
-    duplicate_window_s?}}. Returns the policy overrides; unknown keys are refused."""
+    duplicate_window_s?, dcc?}}. Returns the policy overrides (`dcc` as a DccPolicy); unknown
+    keys are refused."""
     policy = body.get("policy", {})
     if not isinstance(policy, dict) or set(policy) - set(POLICY_KEYS):
         raise ProtocolError(Reason.BAD_CLAIMS, f"config policy keys must be in {POLICY_KEYS}")
@@ -149,4 +163,10 @@ def parse_config_policy(body: Mapping[str, Any]) -> dict[str, Any]:
         value = policy.get(key)
         if value is not None and (not isinstance(value, int | float) or value < 0):
             raise ProtocolError(Reason.BAD_CLAIMS, f"{key} must be a non-negative number")
-    return dict(policy)
+    values = dict(policy)
+    if "dcc" in values:  # EU DCC rules (protocol/dcc_policy.py) as a map
+        try:
+            values["dcc"] = DccPolicy.from_mapping(values["dcc"])
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(Reason.BAD_CLAIMS, f"dcc policy: {exc}") from None
+    return values

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway.store import Store
 from protocol import topics
+from protocol.dcc_trust import DCC_TRUST_TYPE, dcc_trust_from_document, dcc_trust_topic
 from protocol.documents import SignedDocument, check_newer, open_document
 from protocol.ids import require_id
 from protocol.reasons import ProtocolError, Reason
@@ -23,7 +24,7 @@ from protocol.trust import CONFIG_TYPE, REVOCATION_TYPE, TRUST_TYPE, root_keyrin
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_TYPES = (TRUST_TYPE, REVOCATION_TYPE, CONFIG_TYPE)
+DOCUMENT_TYPES = (TRUST_TYPE, REVOCATION_TYPE, CONFIG_TYPE, DCC_TRUST_TYPE)
 FILE_SUFFIXES = (".cbor", ".cose", ".bin")
 
 
@@ -64,6 +65,9 @@ class Distributor:
     def topic_for(self, doc: SignedDocument, device: str | None = None) -> str:
         if doc.typ == TRUST_TYPE:
             return topics.trust_topic(self.site)
+        if doc.typ == DCC_TRUST_TYPE:
+            dcc_trust_from_document(doc)  # every DSC must parse before units see the list
+            return dcc_trust_topic(self.site)
         if doc.typ == REVOCATION_TYPE:
             return topics.revocations_topic(self.site)
         site = doc.body.get("site")

@@ -32,6 +32,8 @@ class DccPolicy:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "DccPolicy":
         """From a config file section or a signed config document; ValueError when malformed."""
+        if not isinstance(values, Mapping):
+            raise ValueError("the DCC policy is a map")
         unknown = set(values) - set(POLICY_KEYS)
         if unknown:
             raise ValueError(f"unknown DCC policy keys {sorted(unknown)}; known: {POLICY_KEYS}")
