@@ -96,6 +96,15 @@ FAIL_CODES: dict[str, int] = {
     "revoked": 3,
     "duplicate_recent": 4,
     "kind_not_allowed": 5,
+    # EU Digital COVID Certificates (protocol/dcc.py)
+    "dsc_not_in_force": 2,
+    "dsc_kind_not_allowed": 5,
+    "wrong_disease": 5,
+    "vaccination_incomplete": 6,
+    "vaccination_too_recent": 6,
+    "test_positive": 7,
+    "test_too_old": 7,
+    "recovery_not_valid": 8,
 }
 FAIL_MEANING = {
     1: "forged, damaged or unknown issuer (not a valid chot pass)",
@@ -103,6 +112,9 @@ FAIL_MEANING = {
     3: "revoked",
     4: "already scanned here moments ago",
     5: "pass kind not accepted at this checkpoint",
+    6: "vaccination course not complete, or last dose too recent",
+    7: "test positive, or sample too old",
+    8: "recovery certificate outside its validity",
 }
 WARN_CODES: dict[str, int] = {"clock_untrusted": 1, "trust_stale": 2}
 WARN_MEANING = {
