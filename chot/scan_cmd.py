@@ -31,9 +31,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    import cv2
-
     from device.decode import make_decoder
+    from device.image_file import UnreadableImage, read_gray
 
     try:
         trust, revocations = load_trust_lists(args)
@@ -44,9 +43,12 @@ def run_scan(args: argparse.Namespace) -> int:
     clock = Clock.synced(args.at if args.at is not None else int(time.time()))
     status = 0
     for path in args.images:
-        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if gray is None:
-            print_record({"file": str(path), "error": "cannot read image"}, args.json)
+        try:  # dimensions checked from the header first: a hostile file cannot exhaust memory
+            gray = read_gray(path)
+        except UnreadableImage as exc:
+            unreadable = {"decoded": False, "verdict": "none", "reason": "unreadable"}
+            record = {"file": str(path), **unreadable, "error": "cannot read image"}
+            print_record({**record, "detail": str(exc)}, args.json)
             status = 2
             continue
         t0 = time.perf_counter()

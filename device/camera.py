@@ -180,11 +180,12 @@ class ImageFileSource(FrameSource):
             time.sleep(self._interval)
         gray = _read_pgm(path) if path.suffix.lower() == ".pgm" else None
         if gray is None:
-            import cv2
+            from device.image_file import UnreadableImage, read_gray
 
-            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if gray is None:
-            raise CameraError(f"cannot read image {path}")
+            try:  # header dimensions bounded before decoding (see device/image_file.py)
+                gray = read_gray(path)
+            except UnreadableImage as exc:
+                raise CameraError(f"cannot read image {path}: {exc}") from None
         return self._counter.frame(gray)
 
     def close(self) -> None:
