@@ -22,6 +22,7 @@ from bench._table import machine, markdown, row  # noqa: E402
 
 MODULES = (
     "bench_protocol",
+    "bench_dcc",
     "bench_decoders",
     "bench_device",
     "bench_gateway",

@@ -18,7 +18,7 @@ from typing import Any
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from protocol import cbor, cose
@@ -93,12 +93,12 @@ def parse_cose(data: bytes) -> DccSign1:
         if item.tag != cose.COSE_SIGN1_TAG or isinstance(item.value, cbor2.CBORTag):
             raise ProtocolError(Reason.BAD_COSE, f"tag {item.tag} is not COSE_Sign1")
         item = item.value
-    if not isinstance(item, list | tuple) or len(item) != 4:
+    if type(item) not in (list, tuple) or len(item) != 4:
         raise ProtocolError(Reason.BAD_COSE, "COSE_Sign1 must be an array of 4")
     protected_bytes, unprotected, payload, signature = item
-    if not isinstance(protected_bytes, bytes) or not isinstance(unprotected, Mapping):
+    if type(protected_bytes) is not bytes or not isinstance(unprotected, Mapping):
         raise ProtocolError(Reason.BAD_COSE, "bad header types")
-    if not isinstance(payload, bytes) or not isinstance(signature, bytes):
+    if type(payload) is not bytes or type(signature) is not bytes:
         raise ProtocolError(Reason.BAD_COSE, "payload and signature must be byte strings")
     protected = _protected(protected_bytes)
     alg = protected.get(cose.HDR_ALG)
@@ -109,9 +109,18 @@ def parse_cose(data: bytes) -> DccSign1:
     return DccSign1(protected_bytes, alg, _kid(protected, unprotected), payload, signature)
 
 
+# {1: alg, 4: h'<8 bytes>'} in deterministic CBOR, as nearly every issuer writes it: read byte
+# for byte (it is on every scan); anything else goes through the strict decoder.
+_FAST_HEADERS = {bytes.fromhex("a201260448"): ALG_ES256, bytes.fromhex("a20138240448"): ALG_PS256}
+
+
 def _protected(protected_bytes: bytes) -> Mapping[Any, Any]:
     if not protected_bytes:
         return {}
+    for prefix, alg in _FAST_HEADERS.items():
+        n = len(prefix)
+        if len(protected_bytes) == n + 8 and protected_bytes[:n] == prefix:
+            return {cose.HDR_ALG: alg, cose.HDR_KID: protected_bytes[n:]}
     try:
         protected = cbor.loads_strict(protected_bytes)
     except ProtocolError:
@@ -186,14 +195,14 @@ def decode_dcc(text: str) -> DecodedDcc:
 
 def signature_valid(msg: DccSign1, dsc: Dsc) -> bool:
     """ES256 over P-256 or PS256 over RSA, per the DSC's key. Never raises on bad input."""
-    key = dsc.public_key
+    key: Any = dsc.public_key
     try:
-        if msg.alg == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
+        if msg.alg == ALG_ES256 and dsc.is_ec:
             r = int.from_bytes(msg.signature[:32], "big")
             s = int.from_bytes(msg.signature[32:], "big")
             key.verify(encode_dss_signature(r, s), msg.to_be_signed(), ec.ECDSA(_SHA256))
             return True
-        if msg.alg == ALG_PS256 and isinstance(key, rsa.RSAPublicKey):
+        if msg.alg == ALG_PS256 and not dsc.is_ec:
             key.verify(msg.signature, msg.to_be_signed(), _PSS, _SHA256)
             return True
     except (InvalidSignature, ValueError, TypeError):

@@ -6,8 +6,8 @@ into Unix seconds (UTC), so the rules in `dcc_policy` never parse text. Any viol
 `bad_claims`. `nam`, `dob` and `ci` are personal data: they stay in this object, on the device.
 """
 
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from protocol.reasons import ProtocolError, Reason
@@ -43,6 +43,10 @@ class DccCertificate:
     valid_until: int | None = None  # du (the whole day counts)
 
 
+_LIMITS = {"ci": MAX_CI_LENGTH, "co": 2, "dt": 10, "df": 10, "du": 10, "fr": 10, "sc": 40}
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
 def _text(mapping: dict, key: str, limit: int = MAX_TEXT) -> str:
     value = mapping.get(key)
     if type(value) is not str or len(value) > limit:
@@ -50,19 +54,17 @@ def _text(mapping: dict, key: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
-def _date(mapping: dict, key: str) -> int:
-    text = _text(mapping, key, 10)
+def _date(text: str, key: str) -> int:
+    """YYYY-MM-DD -> Unix seconds at 00:00 UTC (arithmetic on the ordinal: no datetime)."""
     try:
-        day = date.fromisoformat(text)
+        if len(text) != 10:
+            raise ValueError
+        return (date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL) * 86400
     except ValueError:
         raise ProtocolError(Reason.BAD_CLAIMS, f"{key} must be a YYYY-MM-DD date") from None
-    if len(text) != 10:
-        raise ProtocolError(Reason.BAD_CLAIMS, f"{key} must be a YYYY-MM-DD date")
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
-def _datetime(mapping: dict, key: str) -> int:
-    text = _text(mapping, key, 40)
+def _datetime(text: str, key: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -70,6 +72,20 @@ def _datetime(mapping: dict, key: str) -> int:
     if moment.tzinfo is None:
         raise ProtocolError(Reason.BAD_CLAIMS, f"{key} needs a time zone (Z or +hh:mm)")
     return int(moment.timestamp())
+
+
+def _entry_fields(group: str, entry: dict) -> dict[str, Any]:
+    """Every required field of the entry, type- and length-checked."""
+    fields: dict[str, Any] = {}
+    for key in _REQUIRED[group]:
+        value = entry.get(key)
+        if key in _INTS:
+            if type(value) is not int or not 1 <= value <= 9:
+                raise ProtocolError(Reason.BAD_CLAIMS, f"{group}.{key} must be 1..9")
+        elif type(value) is not str or len(value) > _LIMITS.get(key, MAX_TEXT):
+            raise ProtocolError(Reason.BAD_CLAIMS, f"{group}.{key} must be short text")
+        fields[key] = value
+    return fields
 
 
 def parse_hcert(hcert: Any) -> DccCertificate:
@@ -83,47 +99,34 @@ def parse_hcert(hcert: Any) -> DccCertificate:
     entries = hcert[group]
     if type(entries) is not list or len(entries) != 1 or type(entries[0]) is not dict:
         raise ProtocolError(Reason.BAD_CLAIMS, f"{group} must hold exactly one entry")
-    entry = entries[0]
     nam = hcert.get("nam")
     if type(nam) is not dict:
         raise ProtocolError(Reason.BAD_CLAIMS, "nam must be a map")
     for key in ("fn", "gn", "gnt"):
         if key in nam:
             _text(nam, key, 80)
-    fields: dict[str, Any] = {}
-    for key in _REQUIRED[group]:
-        if key not in entry:
-            raise ProtocolError(Reason.BAD_CLAIMS, f"{group}.{key} is required")
-        if key in _INTS:
-            value = entry[key]
-            if type(value) is not int or not 1 <= value <= 9:
-                raise ProtocolError(Reason.BAD_CLAIMS, f"{group}.{key} must be 1..9")
-            fields[key] = value
-    certificate = DccCertificate(
+    f = _entry_fields(group, entries[0])
+    extra: dict[str, Any] = {}
+    if group == "v":
+        extra = {
+            "dose_number": f["dn"],
+            "total_doses": f["sd"],
+            "vaccinated_at": _date(f["dt"], "dt"),
+        }
+    elif group == "t":
+        extra = {"test_result": f["tr"], "sampled_at": _datetime(f["sc"], "sc")}
+    else:
+        _date(f["fr"], "fr")
+        extra = {"valid_from": _date(f["df"], "df"), "valid_until": _date(f["du"], "du")}
+        if extra["valid_until"] < extra["valid_from"]:
+            raise ProtocolError(Reason.BAD_CLAIMS, "r.du before r.df")
+    return DccCertificate(
         kind=KIND_KEYS[group],
         version=_text(hcert, "ver", 16),
-        ci=_text(entry, "ci", MAX_CI_LENGTH),
-        disease=_text(entry, "tg"),
-        country=_text(entry, "co", 2),
+        ci=f["ci"],
+        disease=f["tg"],
+        country=f["co"],
         family_name=_text(nam, "fnt", 80),
         dob=_text(hcert, "dob", 10),
+        **extra,
     )
-    for key in _REQUIRED[group]:
-        if key not in _INTS and key not in ("dt", "sc", "df", "du", "fr"):
-            _text(entry, key)
-    if group == "v":
-        return replace(
-            certificate,
-            dose_number=fields["dn"],
-            total_doses=fields["sd"],
-            vaccinated_at=_date(entry, "dt"),
-        )
-    if group == "t":
-        return replace(
-            certificate, test_result=_text(entry, "tr"), sampled_at=_datetime(entry, "sc")
-        )
-    _date(entry, "fr")
-    valid_from, valid_until = _date(entry, "df"), _date(entry, "du")
-    if valid_until < valid_from:
-        raise ProtocolError(Reason.BAD_CLAIMS, "r.du before r.df")
-    return replace(certificate, valid_from=valid_from, valid_until=valid_until)

@@ -63,6 +63,7 @@ class Dsc:
     not_after: int
     kinds: frozenset[str]
     country: str
+    is_ec: bool  # P-256 (ES256) or RSA (PS256): decided once here, not per scan
 
     def in_force(self, at: int) -> bool:
         return self.not_before <= at <= self.not_after
@@ -89,6 +90,7 @@ def dsc_from_der(der: bytes) -> Dsc:
         not_after=int(cert.not_valid_after_utc.astimezone(UTC).timestamp()),
         kinds=_allowed_kinds(cert),
         country=str(countries[0].value) if countries else "",
+        is_ec=isinstance(key, ec.EllipticCurvePublicKey),
     )
 
 
