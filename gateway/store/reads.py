@@ -9,8 +9,21 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.store import sequence
 from gateway.store.connection import StoreBase, now_ms
 from gateway.store.records import DeviceInfo, StoredEvent
+
+
+def _heartbeat(text: str | None) -> dict[str, Any] | None:
+    """The stored heartbeat, or None when unreadable (a store written before heartbeats were
+    checked kept them cut at 2,000 characters: invalid JSON must not break a page)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class StoreReads(StoreBase):
@@ -18,19 +31,27 @@ class StoreReads(StoreBase):
 
     def devices(self) -> list[DeviceInfo]:
         """Every scanner the gateway heard of (not the gateway itself: its own events keep a
-        sequence row, but it is no scanner), with its last status and heartbeat."""
-        db = self._db()
-        gaps = dict(
-            db.execute(
-                "SELECT dev, COUNT(*) FROM gaps WHERE closed_ms IS NULL GROUP BY dev"
-            ).fetchall()
-        )
+        sequence row, but it is no scanner), with its last status and heartbeat. One row per
+        device: gap figures are kept on the device row, never counted from the ranges."""
         out = []
-        for dev, contiguous, highest, lane, last_ms, status, hb, hb_ms in db.execute(
+        for (
+            dev,
+            contiguous,
+            highest,
+            lane,
+            last_ms,
+            status,
+            hb,
+            hb_ms,
+            ranges,
+            missing,
+            never_arrived,
+        ) in self._db().execute(
             "SELECT dev, contiguous, highest, lane, last_event_ms, status, heartbeat, "
-            "heartbeat_ms FROM devices WHERE dev IS NOT ? ORDER BY dev",
+            "heartbeat_ms, gap_ranges, gap_missing, never_arrived FROM devices "
+            "WHERE dev IS NOT ? ORDER BY dev",
             (self.own_id,),
-        ).fetchall():
+        ):
             out.append(
                 DeviceInfo(
                     dev=dev,
@@ -40,9 +61,11 @@ class StoreReads(StoreBase):
                     last_seen_ms=max((t for t in (last_ms, hb_ms) if t is not None), default=None),
                     contiguous=contiguous,
                     highest=highest,
-                    open_gaps=gaps.get(dev, 0),
-                    heartbeat=json.loads(hb) if hb else None,
+                    open_gaps=ranges,
+                    heartbeat=_heartbeat(hb),
                     heartbeat_ms=hb_ms,
+                    missing=missing,
+                    never_arrived=never_arrived,
                 )
             )
         return out
@@ -147,7 +170,8 @@ class StoreReads(StoreBase):
 
     def counters(self) -> dict[str, int]:
         """All counters: stored, duplicate, forwarded, reject.<reason>,
-        central_rejected.<reason>, gaps_opened, gaps_closed, ..."""
+        central_rejected.<reason>, quarantined, gaps_opened, gaps_closed, gaps_expired,
+        seqs_never_arrived, dropped.<leaf>, ..."""
         return dict(self._db().execute("SELECT name, value FROM counters").fetchall())
 
     def depth(self) -> dict[str, int]:
@@ -177,32 +201,59 @@ class StoreReads(StoreBase):
         )
         return n / window_s
 
-    def open_gaps(self) -> list[dict[str, Any]]:
-        """Sequence gaps still open: {device, lo, hi, missing: [seq...] (first 50), opened_ms}."""
-        db = self._db()
-        out = []
-        for dev, lo, hi, opened in db.execute(
-            "SELECT dev, lo, hi, opened_ms FROM gaps WHERE closed_ms IS NULL ORDER BY dev, lo"
-        ).fetchall():
-            have = {
-                r[0]
-                for r in db.execute(
-                    "SELECT seq FROM events WHERE dev=? AND seq BETWEEN ? AND ?", (dev, lo, hi)
-                )
+    def open_gaps(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The first `limit` ranges of seqs not received yet, by device and seq: {device, lo,
+        hi, missing: [seq...] (first 50), missing_count, opened_ms}. Bounded work: the ranges
+        are exact, no event is read."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT dev, lo, hi, opened_ms FROM seq_gaps ORDER BY dev, lo LIMIT ?", (limit,)
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "device": dev,
+                "lo": lo,
+                "hi": hi,
+                "missing": list(range(lo, min(hi, lo + 49) + 1)),
+                "missing_count": hi - lo + 1,
+                "opened_ms": opened,
             }
-            missing = [s for s in range(lo, min(hi, lo + 10_000) + 1) if s not in have]
-            if missing:
-                out.append(
-                    {
-                        "device": dev,
-                        "lo": lo,
-                        "hi": hi,
-                        "missing": missing[:50],
-                        "missing_count": len(missing),
-                        "opened_ms": opened,
-                    }
-                )
-        return out
+            for dev, lo, hi, opened in rows
+        ]
+
+    def gap_totals(self) -> dict[str, int]:
+        """{open_ranges, missing, never_arrived} over all scanners, from the device rows."""
+        ranges, missing, never = sequence.gap_totals(self._db(), self.own_id)
+        return {"open_ranges": ranges, "missing": missing, "never_arrived": never}
+
+    def quarantine_count(self) -> int:
+        return self.counters().get("quarantined", 0)
+
+    def recent_quarantine(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Events set aside because the store refused them (without their signed bytes)."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, received_ms, eid, dev, seq, reason FROM quarantine "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "id": r[0],
+                "received_ms": r[1],
+                "eid": r[2].hex(),
+                "device": r[3],
+                "seq": r[4],
+                "reason": r[5],
+            }
+            for r in rows
+        ]
 
     def manual_entries(self, limit: int = 50, *, include_doc4: bool = False) -> list[dict]:
         """Paper declarations entered here, newest first. doc4 only when the caller (an

@@ -1,7 +1,8 @@
 """The records that go into the store and come out of it.
 
 In: `Accepted` (a verified event) and `Rejected` (an input refused at ingest), committed
-together by `Store.commit_batch`, which answers with a `BatchResult`. Out: `StoredEvent` (one
+together by `Store.commit_batch`, which answers with a `BatchResult` (an event the store
+itself refuses goes to `Store.quarantine` instead). Out: `StoredEvent` (one
 row of the live feed), `DeviceInfo` (one scanner's facts, for the status page and the CLI)
 and `PendingEvent` (what the forwarder sends to the central store).
 """
@@ -35,6 +36,7 @@ class Rejected:
     detail: str = ""
     topic_dev: str | None = None
     eid: bytes | None = None
+    count: int = 1  # a flood of the same refusal from one device is one row, counted n times
 
 
 @dataclass
@@ -44,7 +46,17 @@ class BatchResult:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    quarantined: int = 0
     acks: dict[str, int] = field(default_factory=dict)  # device -> highest contiguous seq
+
+    def add(self, other: "BatchResult") -> None:
+        """Fold in a later commit of the same batch (split after a refused commit)."""
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.quarantined += other.quarantined
+        for dev, seq in other.acks.items():
+            self.acks[dev] = max(seq, self.acks.get(dev, 0))
 
 
 @dataclass(frozen=True)
@@ -78,9 +90,11 @@ class DeviceInfo:
     last_seen_ms: int | None
     contiguous: int
     highest: int
-    open_gaps: int
-    heartbeat: dict[str, Any] | None
+    open_gaps: int  # ranges of seqs not received yet
+    heartbeat: dict[str, Any] | None  # the last one that passed protocol/status.py
     heartbeat_ms: int | None  # when the gateway received the last heartbeat
+    missing: int = 0  # seqs in the open ranges
+    never_arrived: int = 0  # seqs given up after [store] gap_expiry_hours
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Keeping the store within its bounds: retention, size, disk space, and their alerts.
 
 Forwarded (and centrally rejected) events are pruned; pending events never are: an event the
-central store has not confirmed exists nowhere else once the device dropped it.
+central store has not confirmed exists nowhere else once the device dropped it. Sequence gaps
+older than `gap_expiry_ms` are given up here (counted as never arrived).
 """
 
 import logging
@@ -9,15 +10,19 @@ import shutil
 import sqlite3
 from typing import Any
 
+from gateway.store import sequence
 from gateway.store.connection import StoreBase, now_ms
 
 log = logging.getLogger(__name__)
 
 REJECTS_KEPT = 10_000  # refused inputs kept for the rejects view (the counters keep all)
+QUARANTINE_KEPT = 10_000  # events the store refused, kept with their bytes (counters keep all)
 NEAR_FULL = 0.9  # share of max_bytes where pruning of confirmed events starts
 
 
 class StoreRetention(StoreBase):
+    gap_expiry_ms: int = 24 * 3_600_000  # set by Store from [store] gap_expiry_hours
+
     def size_bytes(self) -> int:
         """Bytes in use (pages minus free pages), plus the WAL file."""
         db = self._db()
@@ -45,9 +50,10 @@ class StoreRetention(StoreBase):
                 "DELETE FROM rejects WHERE id <= (SELECT MAX(id) FROM rejects) - ?", (REJECTS_KEPT,)
             )
             db.execute(
-                "DELETE FROM gaps WHERE closed_ms IS NOT NULL AND closed_ms < ?",
-                (now - self.retention_ms,),
+                "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
+                (QUARANTINE_KEPT,),
             )
+            sequence.expire(db, now - self.gap_expiry_ms)
         while self.size_bytes() > NEAR_FULL * self.max_bytes:
             with self._tx() as db:
                 n = self._prune(

@@ -31,18 +31,23 @@ CREATE TABLE IF NOT EXISTS devices (
     last_event_ms INTEGER,
     status       TEXT,
     status_ms    INTEGER,
-    heartbeat    TEXT,                         -- last health JSON, as the device sent it
-    heartbeat_ms INTEGER
+    heartbeat    TEXT,                         -- last heartbeat that passed protocol/status.py
+    heartbeat_ms INTEGER,
+    gap_ranges    INTEGER NOT NULL DEFAULT 0,  -- rows in seq_gaps for this device
+    gap_missing   INTEGER NOT NULL DEFAULT 0,  -- seq numbers in them
+    never_arrived INTEGER NOT NULL DEFAULT 0   -- seq numbers aged out of seq_gaps
 );
-CREATE TABLE IF NOT EXISTS gaps (
-    id        INTEGER PRIMARY KEY,
+-- Sequence numbers not received yet, as disjoint ranges [lo, hi] per device. A late arrival
+-- splits its range; a range past [store] gap_expiry_hours is counted in devices.never_arrived
+-- and deleted. (Stores before ranges had `gaps`; store/upgrade.py converts it on open.)
+CREATE TABLE IF NOT EXISTS seq_gaps (
     dev       TEXT NOT NULL,
     lo        INTEGER NOT NULL,
     hi        INTEGER NOT NULL,
     opened_ms INTEGER NOT NULL,
-    closed_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS gaps_open ON gaps (dev, closed_ms);
+    PRIMARY KEY (dev, lo)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seq_gaps_opened ON seq_gaps (opened_ms);
 CREATE TABLE IF NOT EXISTS rejects (
     id          INTEGER PRIMARY KEY,
     received_ms INTEGER NOT NULL,
@@ -50,6 +55,17 @@ CREATE TABLE IF NOT EXISTS rejects (
     eid         BLOB,
     reason      TEXT NOT NULL,
     detail      TEXT
+);
+-- Verified events the store refused to commit (a value SQLite cannot hold, a constraint): set
+-- aside with the reason so one event never wedges the commit loop. Acked like a stored event.
+CREATE TABLE IF NOT EXISTS quarantine (
+    id          INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    eid         BLOB NOT NULL UNIQUE,
+    dev         TEXT NOT NULL,
+    seq         INTEGER,                      -- NULL when SQLite cannot hold it
+    reason      TEXT NOT NULL,
+    raw         BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);

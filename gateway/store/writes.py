@@ -28,16 +28,18 @@ class StoreWrites(StoreBase):
         statuses: Iterable[tuple[str, str]] = (),
         heartbeats: Iterable[tuple[str, Mapping[str, Any]]] = (),
         received_ms: int | None = None,
+        counts: Mapping[str, int] | None = None,
     ) -> BatchResult:
         """Store a batch in ONE transaction; returns what to acknowledge to each device.
 
         Duplicates (same eid) are counted, not stored again; their device is still acked so a
         device that resends after a lost ack can trim its outbox. `statuses` are
-        (device, state) pairs, `heartbeats` (device, health) pairs.
+        (device, state) pairs, `heartbeats` (device, health) pairs already checked against
+        protocol/status.py; `counts` are added to the counters (ingest's own, e.g. drops).
         """
         received_ms = received_ms or now_ms()
         result = BatchResult()
-        counts: Counter[str] = Counter()
+        counts: Counter[str] = Counter(counts or {})
         accepted = list(accepted)
         with self._tx() as db:
             # Set-wise, not row by row: a reconnect storm brings batches of hundreds of events
@@ -51,17 +53,14 @@ class StoreWrites(StoreBase):
                 sequence.advance(db, ev.dev, ev.seq, state, received_ms, counts)
                 state.lane = ev.lane or state.lane
             for rej in rejected:
-                result.rejected += 1
-                counts[f"reject.{rej.reason}"] += 1
+                result.rejected += rej.count
+                counts[f"reject.{rej.reason}"] += rej.count
                 db.execute(
                     "INSERT INTO rejects (received_ms, topic_dev, eid, reason, detail) "
                     "VALUES (?,?,?,?,?)",
                     (received_ms, rej.topic_dev, rej.eid, rej.reason, rej.detail[:200]),
                 )
             sequence.save_states(db, states, received_ms)
-            with_gaps = sequence.devices_with_open_gaps(db, list(states))
-            for dev in (dev for dev in states if dev in with_gaps):
-                sequence.close_gaps(db, dev, states[dev].contiguous, received_ms, counts)
             result.acks = {dev: st.contiguous for dev, st in states.items()}
             for dev, state in statuses:
                 self._set_status(db, dev, state, received_ms)
@@ -144,8 +143,57 @@ class StoreWrites(StoreBase):
             "INSERT INTO devices (dev, heartbeat, heartbeat_ms) VALUES (?,?,?) "
             "ON CONFLICT (dev) DO UPDATE SET heartbeat=excluded.heartbeat, "
             "heartbeat_ms=excluded.heartbeat_ms",
-            (dev, json.dumps(dict(health))[:2000], t_ms),
+            (dev, json.dumps(dict(health), separators=(",", ":"), allow_nan=False), t_ms),
         )
+
+    def quarantine(self, ev: Accepted, reason: str, received_ms: int | None = None) -> BatchResult:
+        """Set aside a verified event the store refused to commit, with the reason, so the
+        commit loop moves on. The gateway holds its signed bytes durably, so it is acked like a
+        stored one: its seq counts as received (a device must not keep it in its outbox
+        forever). Returns what to acknowledge to the device."""
+        received_ms = received_ms or now_ms()
+        result = BatchResult()
+        try:  # with its seq accounted for, as a stored event
+            with self._tx() as db:
+                self._quarantine_row(db, ev, reason, received_ms, ev.seq, result)
+                if result.quarantined:
+                    states = sequence.load_states(db, {ev.dev})
+                    counts: Counter[str] = Counter()
+                    sequence.advance(db, ev.dev, ev.seq, states[ev.dev], received_ms, counts)
+                    sequence.save_states(db, states, received_ms)
+                    bump(db, counts)
+                    result.acks = {ev.dev: states[ev.dev].contiguous}
+                else:  # redelivered: ack the device where it stands
+                    row = db.execute(
+                        "SELECT contiguous FROM devices WHERE dev=?", (ev.dev,)
+                    ).fetchone()
+                    result.acks = {ev.dev: row[0]} if row else {}
+            return result
+        except sqlite3.OperationalError:
+            raise  # the disk, not the event: the caller retries
+        except Exception:  # the seq itself is what SQLite refuses: keep the bytes, no seq
+            result = BatchResult()
+            with self._tx() as db:
+                self._quarantine_row(db, ev, reason, received_ms, None, result)
+            return result
+
+    @staticmethod
+    def _quarantine_row(
+        db: sqlite3.Connection,
+        ev: Accepted,
+        reason: str,
+        received_ms: int,
+        seq: int | None,
+        result: BatchResult,
+    ) -> None:
+        cur = db.execute(
+            "INSERT OR IGNORE INTO quarantine (received_ms, eid, dev, seq, reason, raw) "
+            "VALUES (?,?,?,?,?,?)",
+            (received_ms, bytes(ev.eid), str(ev.dev)[:64], seq, reason[:200], bytes(ev.raw)),
+        )
+        result.quarantined = cur.rowcount
+        result.duplicates = 1 - cur.rowcount
+        bump(db, {"quarantined": cur.rowcount, "quarantine_duplicate": 1 - cur.rowcount})
 
     def bump(self, counts: Mapping[str, int]) -> None:
         with self._tx() as db:
