@@ -11,7 +11,7 @@ here, never values in this file.
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.config import ConfigError, PublicKeyHex, StrictModel, load_model, read_secret, validate
 from protocol.ids import require_id
@@ -62,15 +62,41 @@ class StoreConfig(StrictModel):
 
 
 class WebConfig(StrictModel):
-    """Operators' status page (gateway/web/)."""
+    """Operators' status page (gateway/web/). HTTPS unless `tls = false` is written out."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=1, le=65535)
-    certfile: Path | None = None
-    keyfile: Path | None = None
+    tls: bool = Field(
+        True,
+        description="serve HTTPS with certfile/keyfile (Secure cookies, HSTS); false only "
+        "behind a reverse proxy that terminates TLS on the same machine",
+    )
+    certfile: Path | None = Field(None, description="web.crt from `chot provision gateway add`")
+    keyfile: Path | None = Field(None, description="web.key (0600)")
     users_file: Path | None = Field(None, description="operator logins, argon2/scrypt hashes")
     session_secret_file: Path | None = None
+    login_concurrency: int = Field(
+        2, ge=1, le=16, description="password checks at once (argon2: 64 MiB each)"
+    )
+    login_queue: int = Field(8, ge=0, le=64, description="logins waiting for a check; then 503")
+    login_queue_wait_s: float = Field(2.0, gt=0, le=30, description="longest wait for a check")
+    login_window_s: float = Field(60.0, gt=0, description="window of the login limits")
+    login_failures_per_address: int = Field(
+        10, ge=1, description="password checks per window from one address, any account"
+    )
+    login_failures_per_account: int = Field(
+        5, ge=1, description="password checks per window for one account from one address"
+    )
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> "WebConfig":
+        if self.enabled and self.tls and not (self.certfile and self.keyfile):
+            raise ValueError(
+                "tls needs certfile and keyfile (web.crt/web.key from `chot provision gateway "
+                "add`); set tls = false only behind a TLS-terminating reverse proxy"
+            )
+        return self
 
 
 class GatewayConfig(StrictModel):

@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from gateway.store.auth_store import AuthStore, LoginLimits
 from gateway.web import api, pages
-from gateway.web.auth import LoginLimiter, SessionCodec, Users, load_secret
+from gateway.web.auth import PasswordGate, SessionCodec, Users, load_secret
 from gateway.web.context import WebContext
 from gateway.web.deps import NotLoggedIn, WebState
 from gateway.web.sse import FeedLimiter
@@ -37,17 +38,25 @@ def create_app(
     max_feeds: int = 20,
     refresh_ms: int = 2000,
     healthz_timeout_s: float = 2.0,
-    login_failures_per_minute: int = 5,
+    login_failures_per_minute: int | None = None,
 ) -> FastAPI:
     """The status page app. Keyword options exist for tests and small tablets; the
-    defaults are the production values."""
+    defaults are the production values (login limits and concurrency: `[web]` config)."""
     web = ctx.config.web
+    auth_store = AuthStore(ctx.store)
+    per_account = login_failures_per_minute or web.login_failures_per_account
     state = WebState(
         ctx=ctx,
         users=Users(web.users_file),
-        sessions=SessionCodec(load_secret(web.session_secret_file)),
-        limiter=LoginLimiter(login_failures_per_minute, 60.0),
-        secure_cookies=bool(web.certfile and web.keyfile),
+        sessions=SessionCodec(load_secret(web.session_secret_file), auth_store),
+        auth_store=auth_store,
+        login_limits=LoginLimits(
+            per_address=max(web.login_failures_per_address, per_account),
+            per_account=per_account,
+            window_s=web.login_window_s,
+        ),
+        password_gate=PasswordGate(web.login_concurrency, web.login_queue, web.login_queue_wait_s),
+        secure_cookies=web.tls,
         feed_limiter=FeedLimiter(max_feeds),
         feed_poll_s=feed_poll_s,
         feed_max_s=feed_max_s,
@@ -80,7 +89,9 @@ def create_app(
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if state.secure_cookies:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+            response.headers.setdefault(
+                "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+            )
         return response
 
     log.info("status page ready for gateway %s (login file %s)", ctx.config.id, web.users_file)

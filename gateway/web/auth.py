@@ -1,13 +1,15 @@
-"""Operator logins: password check, signed session cookies, CSRF tokens, login rate limits.
+"""Operator logins: password check, server-side sessions in signed cookies, CSRF tokens.
 
 - Passwords: the provisioning users file (`operators.json`, argon2id hashes), re-read when it
   changes so a new operator can log in without a restart (`common.reload.ReloadingFile`).
+  Each check costs argon2's memory (64 MiB with the default parameters), so `PasswordGate`
+  lets only a few run at once and refuses the rest after a short queue (503), and the login
+  limits (`gateway.store.auth_store`) are counted BEFORE a check, in the store.
 - Sessions: a cookie `payload.signature`, HMAC-SHA256 over the payload with the session
-  secret (file from config, else random per process: a restart then logs everyone out). The
-  payload holds the user, a random session id and the expiry; logout revokes the session id.
+  secret. The payload names a session row in the store (`web_sessions`): logout revokes the
+  row and expiry is checked there, so neither depends on the process staying up.
 - CSRF: every form carries a token derived from the session id (HMAC), checked on every POST;
   the login form uses a short-lived pre-login cookie the same way. Cookies are SameSite=Strict.
-- Rate limit: at most `max_failures` failed logins per IP and per user name in `window_s`.
 """
 
 import base64
@@ -19,7 +21,6 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from common.reload import ReloadingFile
+from gateway.store.auth_store import AuthStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class Users:
         self.path = path
         self._hasher = PasswordHasher()
         self._dummy = self._hasher.hash(secrets.token_hex(16))  # equal work for unknown users
+        self.checks = 0  # argon2 verifications run (tests count them)
+        self._checks_lock = threading.Lock()
         self._file = (
             None
             if path is None
@@ -74,39 +78,48 @@ class Users:
 
     def verify(self, user: str, password: str) -> bool:
         stored = self._load().get(user)
+        with self._checks_lock:
+            self.checks += 1
         try:
             return self._hasher.verify(stored or self._dummy, password) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 
 
-class LoginLimiter:
-    """Sliding window of failed logins per key ("ip:1.2.3.4", "user:alice")."""
+class PasswordGate:
+    """At most `concurrent` password checks at once and `queue` logins waiting up to `wait_s`
+    for a turn; beyond that `enter()` answers False and the caller sends 503. Bounds memory
+    (argon2) and the web threads a login burst can hold."""
 
-    def __init__(self, max_failures: int = 5, window_s: float = 60.0) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, concurrent: int = 2, queue: int = 8, wait_s: float = 2.0) -> None:
+        self.concurrent = concurrent
+        self.queue = queue
+        self.wait_s = wait_s
+        self.running = 0
+        self.waiting = 0
+        self.peak = 0  # most checks ever seen at once (tests read it)
+        self._cond = threading.Condition()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and now - times[0] > self.window_s:
-            times.popleft()
-        return times
+    def enter(self) -> bool:
+        with self._cond:
+            if self.running >= self.concurrent:
+                if self.waiting >= self.queue:
+                    return False
+                self.waiting += 1
+                try:
+                    got = self._cond.wait_for(lambda: self.running < self.concurrent, self.wait_s)
+                finally:
+                    self.waiting -= 1
+                if not got:
+                    return False
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            return True
 
-    def blocked(self, keys: list[str], now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
-
-    def failed(self, keys: list[str], now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-            if len(self._failures) > 10_000:  # bound memory under a spray of names
-                self._failures = {k: v for k, v in self._failures.items() if v}
+    def leave(self) -> None:
+        with self._cond:
+            self.running -= 1
+            self._cond.notify()
 
 
 @dataclass(frozen=True)
@@ -117,15 +130,15 @@ class Session:
 
 
 class SessionCodec:
-    """HMAC-signed cookies; sessions revoked at logout are remembered until they expire."""
+    """HMAC-signed cookies naming a session row in the store (created at login, revoked at
+    logout, expiry enforced there): a logged-out cookie stays refused across restarts."""
 
-    def __init__(self, secret: bytes, ttl_s: int = SESSION_TTL_S) -> None:
+    def __init__(self, secret: bytes, store: AuthStore, ttl_s: int = SESSION_TTL_S) -> None:
         if len(secret) < 16:
             raise ValueError("session secret must be at least 16 bytes")
         self.secret = secret
+        self.store = store
         self.ttl_s = ttl_s
-        self._revoked: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def _sign(self, payload: bytes) -> str:
         return _b64(hmac.new(self.secret, payload, hashlib.sha256).digest())
@@ -153,23 +166,21 @@ class SessionCodec:
         return _b64(payload) + "." + self._sign(payload)
 
     def issue(self, user: str) -> tuple[str, Session]:
-        session = Session(user, secrets.token_urlsafe(16), int(time.time()) + self.ttl_s)
+        row = self.store.create_session(user, self.ttl_s)
+        session = Session(user, row.sid, row.expires_ms // 1000)
         return self._seal({"u": user, "sid": session.sid, "exp": session.expires}), session
 
     def read(self, cookie: str | None) -> Session | None:
         data = self._open(cookie)
         if data is None or not isinstance(data.get("u"), str) or "sid" not in data:
             return None
-        with self._lock:
-            if data["sid"] in self._revoked:
-                return None
-        return Session(data["u"], str(data["sid"]), int(data["exp"]))
+        row = self.store.live_session(str(data["sid"]))
+        if row is None or row.user != data["u"]:
+            return None
+        return Session(row.user, row.sid, row.expires_ms // 1000)
 
     def revoke(self, session: Session) -> None:
-        now = time.time()
-        with self._lock:
-            self._revoked = {s: e for s, e in self._revoked.items() if e > now}
-            self._revoked[session.sid] = session.expires
+        self.store.revoke_session(session.sid)
 
     def csrf_token(self, sid: str) -> str:
         """Per-session token for hidden form fields (derived, so nothing to store)."""

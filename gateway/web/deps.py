@@ -4,8 +4,9 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from gateway.store.auth_store import AuthStore, LoginLimits
 from gateway.web.alerts import OutboxTrend
-from gateway.web.auth import SESSION_COOKIE, LoginLimiter, Session, SessionCodec, Users
+from gateway.web.auth import SESSION_COOKIE, PasswordGate, Session, SessionCodec, Users
 from gateway.web.context import WebContext
 from gateway.web.sse import FeedLimiter
 
@@ -15,7 +16,9 @@ class WebState:
     ctx: WebContext
     users: Users
     sessions: SessionCodec
-    limiter: LoginLimiter
+    auth_store: AuthStore
+    login_limits: LoginLimits
+    password_gate: PasswordGate
     secure_cookies: bool
     feed_limiter: FeedLimiter
     feed_poll_s: float = 0.5

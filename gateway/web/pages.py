@@ -124,15 +124,32 @@ def login(
     if not state.sessions.check_login_nonce(request.cookies.get(LOGIN_COOKIE), csrf):
         return _login_page(request, state, "The form expired. Please try again.", 400)
     ip = client_ip(request)
-    keys = [f"ip:{ip}", f"user:{user}"]
-    if state.limiter.blocked(keys):
+    # the attempt is recorded before the check: a burst cannot run more checks than the limit
+    reservation = state.auth_store.reserve_attempt(ip, user, state.login_limits)
+    if not reservation.allowed:
         _audit(state, user, "login_rate_limited", f"ip={ip}")
-        return _login_page(request, state, "Too many failed logins. Wait a minute.", 429)
-    if not state.users.verify(user, password):
-        state.limiter.failed(keys)
+        response = _login_page(request, state, "Too many failed logins. Wait a minute.", 429)
+        response.headers["Retry-After"] = str(reservation.retry_after_s)
+        return response
+    attempt = reservation.attempt_id
+    assert attempt is not None
+    if not state.password_gate.enter():
+        state.auth_store.attempt_not_run(attempt)
+        log.warning(
+            "login from %s refused: %d password checks busy", ip, state.password_gate.running
+        )
+        response = _login_page(request, state, "The gateway is busy. Try again shortly.", 503)
+        response.headers["Retry-After"] = "5"
+        return response
+    try:
+        ok = state.users.verify(user, password)
+    finally:
+        state.password_gate.leave()
+    if not ok:
         _audit(state, user, "login_failed", f"ip={ip}")
         log.warning("failed login for %r from %s", user if is_valid_id(user) else "?", ip)
         return _login_page(request, state, "Wrong user name or password.", 401)
+    state.auth_store.attempt_succeeded(attempt)
     cookie, _ = state.sessions.issue(user)
     _audit(state, user, "login", f"ip={ip}")
     log.info("operator %s logged in from %s", user, ip)

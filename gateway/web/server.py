@@ -1,4 +1,7 @@
-"""Run the status page with uvicorn in a background thread (HTTPS when configured)."""
+"""Run the status page with uvicorn in a background thread: HTTPS unless `[web] tls = false`.
+
+Plain HTTP is for a TLS-terminating reverse proxy on the same machine only; the operators'
+passwords and session cookies must not cross the venue LAN in clear."""
 
 import logging
 import threading
@@ -28,7 +31,9 @@ def serve(
     app: FastAPI, web_config: WebConfig, *, startup_timeout_s: float = 10.0
 ) -> ThreadedServer:
     """Start serving `app` on web_config.host:port and return once it listens."""
-    tls = bool(web_config.certfile and web_config.keyfile)
+    tls = web_config.tls
+    if tls and not (web_config.certfile and web_config.keyfile):
+        raise ValueError("web.tls needs certfile and keyfile (or tls = false, explicitly)")
     config = uvicorn.Config(
         app,
         host=web_config.host,

@@ -351,7 +351,7 @@ def test_serves_https_with_secure_cookies(tmp_path: Path) -> None:
     create_ca(tls, "HN-01")
     create_server_cert(tls, tls, ["127.0.0.1"])
     files = {"certfile": str(tls / "server.crt"), "keyfile": str(tls / "server.key")}
-    site = build_site(tmp_path / "tls-site", web=files)
+    site = build_site(tmp_path / "tls-site", web={**files, "tls": True})
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

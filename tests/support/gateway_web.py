@@ -140,6 +140,7 @@ def build_site(
             "lanes": lanes if lanes is not None else {"lane-1": 20, "lane-2": 20},
             "web": {
                 "enabled": True,
+                "tls": False,  # TestClient speaks plain HTTP; serve() tests pass certs
                 "users_file": str(root / "operators.json"),
                 "session_secret_file": str(root / "session.secret"),
                 **(web or {}),
