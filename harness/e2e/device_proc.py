@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from chot.system import chot_argv
+from harness.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +29,7 @@ class DeviceProc:
         self.log_path = workdir / "logs" / f"{self.id}.log"
         self.clock_file: Path | None = None
         self.proc: subprocess.Popen | None = None
+        self.started_ms = 0  # Unix ms of the last start: its "online" must be newer
         self._feeder: threading.Thread | None = None
         self._stop_feed = threading.Event()
         self.fed = 0  # lines written to the pipe by the current feeder
@@ -49,6 +51,7 @@ class DeviceProc:
             ]
         else:
             argv = chot_argv("device", "run", "--config", str(self.config))
+        self.started_ms = int(time.time() * 1000)
         with self.log_path.open("ab") as log_file:
             self.proc = subprocess.Popen(
                 argv,
@@ -130,20 +133,32 @@ class DeviceProc:
                 self.proc.stdin.close()
 
 
-def outbox_state(path: Path) -> dict[str, int]:
-    """last_seq (committed decisions), acked_seq and depth, read from a unit's outbox.db."""
+def outbox_state(path: Path, timeout: float = 10.0) -> dict[str, int]:
+    """last_seq (committed decisions), acked_seq and depth, read from a unit's outbox.db.
+
+    Zeros only while the unit has not created its outbox yet. A read that fails while the
+    unit writes (its first open, a checkpoint) is retried, never taken for "nothing
+    committed": a zero here would shift every count computed from it."""
     if not path.exists():
         return {"last_seq": 0, "acked_seq": 0, "depth": 0}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        depth = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    except sqlite3.OperationalError:
-        return {"last_seq": 0, "acked_seq": 0, "depth": 0}
-    finally:
-        db.close()
-    return {
-        "last_seq": meta.get("last_seq", 0),
-        "acked_seq": meta.get("acked_seq", 0),
-        "depth": depth,
-    }
+    errors: list[str] = []
+
+    def read() -> dict[str, int] | None:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            depth = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        except sqlite3.OperationalError as exc:  # not created yet, or busy: read again
+            errors.append(str(exc))
+            return None
+        finally:
+            db.close()
+        return {
+            "last_seq": meta.get("last_seq", 0),
+            "acked_seq": meta.get("acked_seq", 0),
+            "depth": depth,
+        }
+
+    return wait_until(
+        read, timeout, message=lambda: f"a readable outbox at {path} (errors: {errors[-3:]})"
+    )

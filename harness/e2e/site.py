@@ -146,9 +146,25 @@ class E2ESite:
         broker.start()
 
     def wait_online(self, timeout: float = 30.0) -> None:
-        ids = {d.id for d in self.devices if d.running}
+        """Every running unit online, as announced by its current process: after a restart
+        the gateway still shows the previous process's "online" until it hears "stopped"."""
+        running = [d for d in self.devices if d.running]
+
+        def fresh_online() -> bool:
+            rows = self.gateway_query("SELECT dev, status, status_ms FROM devices")
+            seen = {dev: (status, ms or 0) for dev, status, ms in rows}
+            for d in running:
+                status, received_ms = seen.get(d.id, ("", 0))
+                if status != "online" or received_ms < d.started_ms:
+                    return False
+            return True
+
         wait_until(
-            lambda: ids <= self.online_devices(), timeout, message=f"units {sorted(ids)} online"
+            fresh_online,
+            timeout,
+            message=lambda: (
+                f"units {[d.id for d in running]} online (now: {self.online_devices()})"
+            ),
         )
 
     def close(self) -> None:
