@@ -7,6 +7,7 @@
 """
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -40,6 +41,18 @@ def bump(db: sqlite3.Connection, counts: Mapping[str, int]) -> None:
             )
 
 
+def _private_file(path: Path) -> None:
+    """The store holds manual entries' doc4 (personal): directory 0700, files 0600, whatever
+    the umask. SQLite gives -wal and -shm the mode of the database file, so creating that
+    file 0600 before SQLite opens it covers all three; existing ones are tightened."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
+
+
 class StoreBase:
     """Opens the file and hands out per-thread connections; the write, upkeep and read
     halves of `Store` build on it."""
@@ -57,7 +70,7 @@ class StoreBase:
         # this gateway's own signer id: its manual/load events keep a sequence row like a
         # device's, but it is not a scanner and must not show up (offline) among them
         self.own_id = own_id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(self.path)
         self.max_bytes = max_bytes
         self.disk_alert_free_bytes = disk_alert_free_bytes
         self.retention_ms = int(retention_days * 86_400_000)

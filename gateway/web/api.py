@@ -9,7 +9,7 @@ import concurrent.futures
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from gateway.web import metrics, sse, status
@@ -76,6 +76,9 @@ async def get_feed(
     state: WebState = Depends(web),
     session: Session = Depends(operator),
 ) -> StreamingResponse:
+    if state.feed_limiter.session_full(session.sid):
+        log.warning("feed refused to %s: session holds its share of the feeds", session.user)
+        raise HTTPException(429, "this session already holds its share of the live feeds")
     last_id = sse.parse_last_id(request.headers.get("last-event-id")) or after
     log.info("feed opened by %s after id %d", session.user, last_id)
     stream = sse.feed(
@@ -85,6 +88,7 @@ async def get_feed(
         state.feed_limiter,
         poll_s=state.feed_poll_s,
         max_s=state.feed_max_s,
+        session=session.sid,
     )
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)

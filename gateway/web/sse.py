@@ -4,7 +4,8 @@ The store's event row id only ever grows, so it is the SSE `id:`; a browser that
 sends `Last-Event-ID` and resumes exactly after the last line it showed. The server polls
 the store (every `poll_s`) instead of being pushed to: ingest stays unaware of the web layer.
 
-Bounded: at most `max_clients` open feeds, `batch` rows per poll, and each connection ends
+Bounded: at most `max_clients` open feeds and a quarter of them per login session (more from
+one session is refused with 429 before the stream starts), `batch` rows per poll, and each connection ends
 after `max_s` (EventSource reconnects by itself with Last-Event-ID), so a forgotten tablet
 cannot hold a worker forever.
 """
@@ -14,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import anyio.to_thread
@@ -28,21 +30,35 @@ INITIAL_ROWS = 30
 
 
 class FeedLimiter:
-    def __init__(self, max_clients: int) -> None:
+    """Open feeds, in all and per login session: one session (a stolen cookie, a script, a
+    tablet reopening tabs) may hold at most `per_session` of the `max_clients` slots, so it
+    cannot lock the other operators out of the live feed."""
+
+    def __init__(self, max_clients: int, per_session: int | None = None) -> None:
         self.max_clients = max_clients
+        self.per_session = per_session or max(1, max_clients // 4)
         self.open = 0
+        self._by_session: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def enter(self) -> bool:
+    def session_full(self, session: str) -> bool:
         with self._lock:
-            if self.open >= self.max_clients:
+            return self._by_session[session] >= self.per_session
+
+    def enter(self, session: str = "") -> bool:
+        with self._lock:
+            if self.open >= self.max_clients or self._by_session[session] >= self.per_session:
                 return False
             self.open += 1
+            self._by_session[session] += 1
             return True
 
-    def leave(self) -> None:
+    def leave(self, session: str = "") -> None:
         with self._lock:
             self.open -= 1
+            self._by_session[session] -= 1
+            if self._by_session[session] <= 0:
+                del self._by_session[session]
 
 
 def parse_last_id(value: str | None) -> int:
@@ -66,12 +82,13 @@ async def feed(
     max_s: float = 300.0,
     batch: int = 200,
     keepalive_s: float = 15.0,
+    session: str = "",
 ) -> AsyncIterator[str]:
     """Yield SSE frames: decisions after `after_id` (or the newest few when 0), then new ones
     as they are committed, until the client leaves or `max_s` passes. Entering and leaving
     the limiter both happen in here, so a client gone before the first byte leaks nothing."""
-    if not limiter.enter():
-        log.warning("feed refused: %d feeds open", limiter.max_clients)
+    if not limiter.enter(session):
+        log.warning("feed refused: all %d feeds or this session's share open", limiter.open)
         yield "retry: 30000\nevent: busy\ndata: {}\n\n"  # EventSource tries again later
         return
     try:
@@ -98,4 +115,4 @@ async def feed(
                 break
             await asyncio.sleep(poll_s)
     finally:
-        limiter.leave()
+        limiter.leave(session)
