@@ -14,6 +14,8 @@ DEVICE_CONFIG_NAME = "device.toml"
 GATEWAY_CONFIG_NAME = "gateway.toml"
 DOCUMENTS_DIR = "documents"  # gateway bundles: signed trust/revocation lists to serve
 WEB_SECRET_NAME = "web.secret"  # gateway bundles: signs the status page session cookies
+WEB_CERT_NAME = "web.crt"  # gateway bundles: the status page's HTTPS certificate ...
+WEB_KEY_NAME = "web.key"  # ... and its key (0600)
 LANE_CAPACITY = 12  # people per minute, a starting value for the load summaries
 
 
@@ -104,6 +106,10 @@ def gateway_config(
         "central": {"url": central_url, "token_file": "central.token"},
         "web": {
             "enabled": False,
+            # HTTPS with the site CA's certificate; `tls = false` only behind a reverse proxy
+            "tls": True,
+            "certfile": WEB_CERT_NAME,
+            "keyfile": WEB_KEY_NAME,
             "users_file": "operators.json",
             "session_secret_file": WEB_SECRET_NAME,
         },

@@ -169,6 +169,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path)
     p.add_argument("--central-url", default="http://127.0.0.1:8600")
     p.add_argument("--broker-port", type=int)
+    p.add_argument(
+        "--web-host",
+        action="append",
+        default=[],
+        help="name or IP operators use for the status page (repeat); localhost is added",
+    )
+    p.add_argument("--web-cert", type=Path, help="your own status page certificate (PEM)")
+    p.add_argument("--web-key", type=Path, help="its private key (PEM), with --web-cert")
     p = _leaf(gateway, "revoke", "revoke a gateway everywhere", cmd_revoke_unit)
     p.add_argument("id")
 
@@ -319,6 +327,9 @@ def cmd_gateway_add(args: argparse.Namespace) -> Output:
         out=args.out,
         central_url=args.central_url,
         broker_port=args.broker_port,
+        web_hosts=args.web_host,
+        web_cert=args.web_cert,
+        web_key=args.web_key,
     )
     return Output(
         {

@@ -145,8 +145,15 @@ def add_gateway(
     broker_host: str | None = None,
     broker_port: int | None = None,
     central_url: str = "http://127.0.0.1:8600",
+    web_hosts: list[str] | None = None,
+    web_cert: Path | None = None,
+    web_key: Path | None = None,
 ) -> GatewayBundle:
-    """A site gateway: event-signing key, MQTT login with the site-wide ACL, central token."""
+    """A site gateway: event-signing key, MQTT login with the site-wide ACL, central token,
+    and the status page's HTTPS certificate (`web_hosts` + localhost, from the site CA; or
+    the operator's own `web_cert`/`web_key`)."""
+    if (web_cert is None) != (web_key is None):
+        raise OpsError("--web-cert and --web-key go together")
     ensure_site(home, site, None, broker_port)
     record = home.state.sites[site]
     folder = Path(out) if out else home.path / "bundles" / name
@@ -167,6 +174,7 @@ def add_gateway(
     home.save()
     write_acl(home, site)
     _copy_public_files(home, site, folder)
+    _web_certificate(home, site, folder, web_hosts or [], web_cert, web_key)
     documents = folder / bundles.DOCUMENTS_DIR
     documents.mkdir()
     for document in ("trust.cose", "revocations.cose"):
@@ -188,6 +196,28 @@ def add_gateway(
     )
     log.info("gateway %s added at site %s, bundle %s", name, site, folder)
     return GatewayBundle(name, site, folder, public_key)
+
+
+def _web_certificate(
+    home: HomeFiles,
+    site: str,
+    folder: Path,
+    hosts: list[str],
+    own_cert: Path | None,
+    own_key: Path | None,
+) -> None:
+    """web.crt + web.key (0600) in a gateway bundle: the operator's own pair, checked to
+    match, or one issued by the site CA for `hosts` and the loopback names."""
+    if own_cert is not None and own_key is not None:
+        try:
+            tls.check_key_pair(own_cert, own_key)
+        except (OSError, ValueError) as exc:
+            raise OpsError(f"web certificate: {exc}") from None
+        shutil.copyfile(own_cert, folder / bundles.WEB_CERT_NAME)
+        write_secret(folder / bundles.WEB_KEY_NAME, own_key.read_bytes())
+        return
+    names = [*hosts, "localhost", "127.0.0.1", "::1"]
+    tls.create_server_cert(home.site_dir(site), folder, names, name="web")
 
 
 def _site_lanes(registry: Registry, site: str) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""A site CA and the broker's server certificate, made with the `cryptography` package.
+"""A site CA, the broker's server certificate and the status page's web certificate, made
+with the `cryptography` package.
 
 Why not the openssl CLI: no subprocess and no shell quoting, the same code on every machine
 (a wheel, no system openssl version differences), and tests can read the certificates back.
@@ -61,14 +62,19 @@ def create_ca(folder: Path, site: str) -> None:
     (folder / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def create_server_cert(ca_folder: Path, out: Path, hosts: list[str]) -> None:
-    """server.key (0600) + server.crt for the broker, valid for `hosts` (DNS names or IPs)."""
+def create_server_cert(
+    ca_folder: Path, out: Path, hosts: list[str], *, name: str = "server"
+) -> None:
+    """{name}.key (0600) + {name}.crt signed by the site CA, valid for `hosts` (DNS names or
+    IPs): `server` for the broker, `web` for the gateway's status page."""
+    if not hosts:
+        raise ValueError("a server certificate needs at least one host name or address")
     ca_key = serialization.load_pem_private_key((ca_folder / "ca.key").read_bytes(), None)
     ca_cert = x509.load_pem_x509_certificate((ca_folder / "ca.crt").read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
-    write_secret(out / "server.key", _key_pem(key))
+    write_secret(out / f"{name}.key", _key_pem(key))
     names: list[x509.GeneralName] = []
-    for host in hosts:
+    for host in dict.fromkeys(hosts):  # once each, in order
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -87,4 +93,13 @@ def create_server_cert(ca_folder: Path, out: Path, hosts: list[str]) -> None:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    (out / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def check_key_pair(cert_file: Path, key_file: Path) -> None:
+    """Refuse an operator's own certificate whose key does not match (ValueError)."""
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    public = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*public) != key.public_key().public_bytes(*public):
+        raise ValueError(f"{key_file} is not the key of {cert_file}")

@@ -72,7 +72,9 @@ def rejects(port: int) -> dict[str, int]:
 
 def start(site: Site, broker, central, tmp_path, web_port: int):
     config = site.write_config(
-        site.config(broker, central_url=central.url, web={"enabled": True, "port": web_port})
+        site.config(
+            broker, central_url=central.url, web={"enabled": True, "tls": False, "port": web_port}
+        )
     )
     process = start_gateway_process(config, tmp_path / "gateway.log")
     wait_gateways_online(broker, ["gw-a"])
