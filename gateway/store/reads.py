@@ -146,6 +146,14 @@ class StoreReads(StoreBase):
             if name.startswith("reject.")
         }
 
+    def central_reject_counts(self) -> dict[str, int]:
+        """{reason: count} of events the central store refused (kept here, never resent)."""
+        return {
+            name.removeprefix("central_rejected."): value
+            for name, value in self.counters().items()
+            if name.startswith("central_rejected.") and value
+        }
+
     def recent_rejects(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = (
             self._db()

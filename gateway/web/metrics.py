@@ -53,6 +53,48 @@ def render(store: Store, capacities: dict[str, int], now_ms: int) -> str:
         [({"reason": r}, n) for r, n in sorted(store.reject_counts().items())],
     )
     lines += _family(
+        "chot_gateway_central_rejects_total",
+        "counter",
+        "Events the central store refused: kept at the gateway as rejected, never resent.",
+        [({"reason": r}, n) for r, n in sorted(store.central_reject_counts().items())],
+    )
+    counters = store.counters()
+    lines += _family(
+        "chot_gateway_quarantined_total",
+        "counter",
+        "Verified events the store refused to commit, set aside in quarantine and acked.",
+        [({}, counters.get("quarantined", 0))],
+    )
+    lines += _family(
+        "chot_gateway_dropped_total",
+        "counter",
+        "QoS 0 messages (heartbeats) dropped on a full ingest queue, by topic leaf.",
+        [
+            ({"leaf": name.removeprefix("dropped.")}, n)
+            for name, n in sorted(counters.items())
+            if name.startswith("dropped.")
+        ],
+    )
+    gaps = store.gap_totals()
+    lines += _family(
+        "chot_gateway_sequence_gaps",
+        "gauge",
+        "Open ranges of sequence numbers not received yet, over all scanners.",
+        [({}, gaps["open_ranges"])],
+    )
+    lines += _family(
+        "chot_gateway_sequence_missing",
+        "gauge",
+        "Sequence numbers in the open gaps.",
+        [({}, gaps["missing"])],
+    )
+    lines += _family(
+        "chot_gateway_sequence_never_arrived_total",
+        "counter",
+        "Sequence numbers given up after [store] gap_expiry_hours.",
+        [({}, gaps["never_arrived"])],
+    )
+    lines += _family(
         "chot_gateway_devices_online",
         "gauge",
         "Scanners reporting online.",
