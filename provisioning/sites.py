@@ -154,6 +154,11 @@ def add_gateway(
     the operator's own `web_cert`/`web_key`)."""
     if (web_cert is None) != (web_key is None):
         raise OpsError("--web-cert and --web-key go together")
+    if web_cert is not None and web_key is not None:
+        try:  # before anything is registered: a wrong pair leaves no half-made gateway
+            tls.check_key_pair(web_cert, web_key)
+        except (OSError, ValueError) as exc:
+            raise OpsError(f"web certificate: {exc}") from None
     ensure_site(home, site, None, broker_port)
     record = home.state.sites[site]
     folder = Path(out) if out else home.path / "bundles" / name
@@ -206,13 +211,9 @@ def _web_certificate(
     own_cert: Path | None,
     own_key: Path | None,
 ) -> None:
-    """web.crt + web.key (0600) in a gateway bundle: the operator's own pair, checked to
-    match, or one issued by the site CA for `hosts` and the loopback names."""
+    """web.crt + web.key (0600) in a gateway bundle: the operator's own pair (checked by the
+    caller), or one issued by the site CA for `hosts` and the loopback names."""
     if own_cert is not None and own_key is not None:
-        try:
-            tls.check_key_pair(own_cert, own_key)
-        except (OSError, ValueError) as exc:
-            raise OpsError(f"web certificate: {exc}") from None
         shutil.copyfile(own_cert, folder / bundles.WEB_CERT_NAME)
         write_secret(folder / bundles.WEB_KEY_NAME, own_key.read_bytes())
         return
