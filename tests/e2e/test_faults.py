@@ -2,7 +2,7 @@
 
 Every test types a round of passes into the 4 units at a steady pace, breaks one part of the
 chain half-way, checks that the units kept deciding and that the gateway's status shows the
-fault, repairs it, and ends on the round checks (tests/e2e/rounds.py): every committed
+fault, repairs it, and ends on the round checks (harness/e2e/rounds.py): every committed
 decision at the central store exactly once, in each unit's order, with the right verdict.
 The site is shared by the module (one start-up), so each test leaves it whole again.
 """
