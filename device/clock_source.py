@@ -8,17 +8,22 @@ the monotonic time elapsed since. A clock that claims sync but reads earlier tha
 is wrong (a stale NTP server, a spoofed reply), so it is only BOUNDED.
 
 ``CHOT_CLOCK_STATE=synced|bounded|unknown`` overrides the system answer (demo and tests).
+
+Without a synchronised system clock, the gateway's signed acks give a bounded clock
+(``note_gateway_time``; the bound is in protocol/clock.py): while its error is within
+``MAX_GATEWAY_ERROR_S`` a reading is SYNCED at the latest time the true time can be.
 """
 
 import ctypes
 import ctypes.util
 import logging
+import math
 import os
 import subprocess
 import time
 from collections.abc import Callable
 
-from protocol.clock import Clock, ClockState
+from protocol.clock import Clock, ClockState, GatewayTime
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +119,29 @@ class ClockSource:
         self._state: ClockState | None = None
         self._probed_at = float("-inf")
         self._bound: tuple[int, float] | None = None  # (issued_at, monotonic when seen)
+        self._gateway: GatewayTime | None = None  # the tightest signed gateway time so far
 
     def note_document(self, issued_at: int) -> None:
         """A signed document proves that true time is at least its issued_at."""
         if self._bound is None or issued_at > self.lower_bound_now():
             self._bound = (int(issued_at), self._monotonic())
+
+    def note_gateway_time(self, reading: GatewayTime) -> None:
+        """A signed ack carried the gateway's time: keep whichever reading bounds now
+        tighter (a fresh one from a quick exchange usually wins)."""
+        now = self._monotonic()
+        new = reading.bound(now)
+        if new is None:
+            return
+        old = self._gateway.bound(now) if self._gateway else None
+        if old is None or new[1] <= old[1]:
+            if self._gateway is None:
+                log.info("clock bounded by gateway time, error %.1f s", new[1])
+            self._gateway = reading
+
+    def gateway_bound(self) -> tuple[float, float] | None:
+        """(estimate, error) of true time from the gateway, or None."""
+        return self._gateway.bound(self._monotonic()) if self._gateway else None
 
     def lower_bound_now(self) -> int | None:
         if self._bound is None:
@@ -141,6 +164,11 @@ class ClockSource:
         state = self.system_state()
         if state is ClockState.SYNCED and (bound is None or now >= bound):
             return Clock(now, ClockState.SYNCED, bound)
+        gateway = self.gateway_bound()
+        if gateway is not None:
+            estimate, error = gateway
+            latest = math.ceil(estimate + error)  # exp is never passed early
+            return Clock(latest, ClockState.SYNCED, max(bound or 0, int(estimate - error)))
         if bound is not None:
             return Clock(now, ClockState.BOUNDED, bound)
         return Clock(now, ClockState.UNKNOWN, None)

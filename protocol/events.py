@@ -24,7 +24,8 @@ EVENT_TYPES = ("scan", "manual", "load")
 
 @dataclass(frozen=True)
 class Event:
-    """One signed fact from a device or gateway. `seq` is per-`dev`, contiguous from 1.
+    """One signed fact from a device or gateway. `seq` is per-`dev` (and per outbox epoch `ep`
+    when the event carries one), contiguous from 1.
 
     typ "scan": a decision at a scanner. typ "manual": an operator-checked paper declaration
     entered at the gateway (`extra`: category, operator). typ "load": a gateway's per-lane load
@@ -49,6 +50,7 @@ class Event:
     dec_us: int | None = None  # decode latency
     ver_us: int | None = None  # verify latency
     extra: Mapping[str, Any] = field(default_factory=dict)
+    ep: int | None = None  # the unit's outbox epoch: seq counts from 1 within it (protocol/ack.py)
 
     @property
     def eid_hex(self) -> str:
@@ -89,6 +91,7 @@ _FIELD_TYPES: dict[str, type] = {
     "dec_us": int,
     "ver_us": int,
     "extra": dict,
+    "ep": int,
 }
 _REQUIRED = frozenset({"eid", "typ", "dev", "site", "seq", "t_ms", "clock"})
 
@@ -106,6 +109,7 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "tlv": (0, MAX_SAFE_INT),
     "dec_us": (0, MAX_LATENCY_US),
     "ver_us": (0, MAX_LATENCY_US),
+    "ep": (1, MAX_SAFE_INT),  # outbox epoch: a random id, exact in a double like seq
 }
 MAX_TEXT = 64  # verdict, reason, lane, kind, clock: short codes and names
 MAX_EXTRA_DEPTH = 4  # maps and arrays inside `extra` (a load summary nests 3)

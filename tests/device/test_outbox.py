@@ -30,6 +30,7 @@ def fields(i: int = 0) -> dict:
 
 
 def open_box(tmp_path, **kw) -> Outbox:
+    kw.setdefault("group_commit_s", 0)
     return Outbox(tmp_path / "outbox.db", "hn01-lane1", "HN-01", KEY, **kw)
 
 
@@ -148,6 +149,7 @@ def test_app_keeps_deciding_when_the_outbox_cannot_record(tmp_path, monkeypatch)
 
         app.outbox._db.execute("PRAGMA max_page_count=1000000")  # space is back
         app.handle_text(pki.make_pass(200))
+        app.outbox.sync()  # the group commit, as the uplink's next pending() would
         row = app.outbox.pending(after_seq=recorded)[0]
         keys = {"hn01-lane1": device_public_key(tmp_path)}
         event = open_event(row.signed, keys.get).event
