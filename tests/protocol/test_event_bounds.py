@@ -153,3 +153,10 @@ def test_extra_depth_and_size() -> None:
 @pytest.mark.parametrize("extra", [{1: "int key"}, {"b": b"bytes"}])
 def test_extra_shapes_json_cannot_hold(extra: dict) -> None:
     assert refused(extra=extra).reason is Reason.BAD_EVENT
+
+
+def test_every_integer_field_has_a_bound() -> None:
+    """A new integer field without a bound would let 2^63 through again."""
+    from protocol.events import _FIELD_TYPES, _INT_BOUNDS
+
+    assert {name for name, typ in _FIELD_TYPES.items() if typ is int} <= _INT_BOUNDS.keys()
