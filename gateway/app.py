@@ -35,6 +35,8 @@ from protocol.status import encode_status
 
 log = logging.getLogger(__name__)
 
+MAX_PACKET_BYTES = 64 * 1024  # an event (4 KiB), its topic and properties, with room to spare
+
 
 def load_signing_key(path: Path) -> SigningKey:
     """The gateway's Ed25519 seed file (64 hex), as provisioning writes it (mode 0600; a
@@ -73,6 +75,7 @@ class GatewayApp:
             disk_alert_free_bytes=c.store.disk_alert_free_bytes,
             retention_days=c.store.retention_days,
             own_id=c.id,
+            gap_expiry_hours=c.store.gap_expiry_hours,
         )
 
     def init_ingest(self) -> None:
@@ -86,6 +89,7 @@ class GatewayApp:
             batch_ms=c.store.batch_ms,
             peer_acks=bool(c.mqtt.shared_group),
             verify_process=c.verify_process,
+            queue_max=c.store.queue_max,
         )
         self.ingest.registry_check_s = c.registry_check_s
 
@@ -150,6 +154,9 @@ class GatewayApp:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
         props.ReceiveMaximum = self.config.mqtt.receive_maximum
+        # the broker must not send us anything bigger (it drops it for us): an event is at
+        # most MAX_EVENT_BYTES, so a unit's huge heartbeat never reaches this process
+        props.MaximumPacketSize = MAX_PACKET_BYTES
         return props
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -303,8 +310,12 @@ class GatewayApp:
         forward = self.forwarder.health() if self.forwarder else None
         if forward and forward["failures"] >= 3:
             alerts.append("central_unreachable")
-        if store.open_gaps():
+        gaps = store.gap_totals()
+        if gaps["open_ranges"]:
             alerts.append("sequence_gaps")
+        quarantined = store.quarantine_count()
+        if quarantined:
+            alerts.append("events_quarantined")
         return {
             "gateway": self.config.id,
             "site": self.config.site,
@@ -318,6 +329,13 @@ class GatewayApp:
             "forward_lag_s": store.forward_lag_s(),
             "forward": forward,
             "rejects": store.reject_counts(),
+            "quarantined": quarantined,
+            "gaps": gaps,
+            "dropped": {
+                name.removeprefix("dropped."): n
+                for name, n in store.counters().items()
+                if name.startswith("dropped.")
+            },
             "alerts": alerts,
         }
 

@@ -59,6 +59,20 @@ class StoreConfig(StrictModel):
     batch_max: int = Field(500, ge=1, description="events per ingest transaction at most")
     batch_ms: int = Field(20, ge=1, description="longest wait to fill an ingest transaction")
     maintain_interval_s: float = Field(60, gt=0)
+    gap_expiry_hours: float = Field(
+        24,
+        gt=0,
+        le=24 * 90,
+        description="a sequence gap still open after this long is given up: its seqs are "
+        "counted as never arrived and the device's ack moves past them",
+    )
+    queue_max: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="messages queued between MQTT and the store; past it QoS 0 ones "
+        "(heartbeats) are dropped and counted, QoS 1 events never are",
+    )
 
 
 class WebConfig(StrictModel):

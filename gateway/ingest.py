@@ -11,17 +11,26 @@ Batches keep their order through the pipeline: batch N+1 is verified while batch
 committed and acked.
 
 Bad input never stops the loop: every failure becomes a `Rejected` with a stable reason code,
-counted in the store. Payloads are never logged (they are signed personal-ish data); only
-device ids, event ids and reason codes are.
+counted in the store. Statuses, heartbeats and peer acks pass protocol/status.py's contract
+(types, bounds, size) or are refused (`bad_heartbeat`, ...), never stored. A batch the store
+refuses to commit for a reason other than the disk is split in halves until the one event it
+refuses is found; that event is set aside in the store's quarantine with the reason, acked,
+and everything else is committed (`_commit`). The queue from paho's thread is bounded for
+QoS 0 messages (heartbeats, which bypass MQTT flow control): past `queue_max` they are dropped
+and counted (`dropped.<leaf>`); QoS 1 messages (events) are never dropped, the broker's
+receive maximum bounds them. Payloads are never logged (they are signed personal-ish data);
+only device ids, event ids and reason codes are.
 """
 
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +45,8 @@ from gateway.verifier import (
     VerifierResult,
     verify_event,
 )
-from protocol import topics
+from protocol import status, topics
+from protocol.events import MAX_EVENT_BYTES
 from protocol.reasons import ProtocolError
 from protocol.registry import Registry
 
@@ -45,6 +55,15 @@ log = logging.getLogger(__name__)
 # While a backlog drains, end-to-end acks go out at most this often (one per device); when the
 # gateway is caught up they go out after every batch. Devices wait 15 s before resending.
 ACK_COALESCE_S = 0.5
+
+# Largest payload kept per topic leaf: anything longer is cut to one byte over, which the
+# contract then refuses as too long, so a flood of huge payloads holds no memory here.
+PAYLOAD_LIMITS = {
+    "event": MAX_EVENT_BYTES,
+    "status": status.MAX_STATUS_BYTES,
+    "heartbeat": status.MAX_HEARTBEAT_BYTES,
+    "ack": status.MAX_ACK_BYTES,
+}
 
 
 class RegistrySource:
@@ -112,6 +131,33 @@ class VerifiedBatch:
     statuses: list[tuple[str, str]] = field(default_factory=list)
     heartbeats: list[tuple[str, dict]] = field(default_factory=list)
     peer_acks: list[tuple[str, int]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)  # ingest's own: drops, splits
+
+    def halves(self) -> tuple["VerifiedBatch", "VerifiedBatch"]:
+        """For a refused commit: the statuses, heartbeats and refusals apart from the events
+        first, then each half of what is left, so splitting ends on one item."""
+        if self.accepted and self.size() > len(self.accepted):
+            side = VerifiedBatch([], self.rejected, self.statuses, self.heartbeats, [], self.counts)
+            return side, VerifiedBatch(self.accepted)
+        if self.accepted:
+            mid = len(self.accepted) // 2
+            return (
+                VerifiedBatch(self.accepted[:mid], counts=self.counts),
+                VerifiedBatch(self.accepted[mid:]),
+            )
+        side_items = (
+            [("rejected", x) for x in self.rejected]
+            + [("statuses", x) for x in self.statuses]
+            + [("heartbeats", x) for x in self.heartbeats]
+        )
+        mid = len(side_items) // 2
+        first, second = VerifiedBatch(counts=self.counts), VerifiedBatch()
+        for i, (kind, item) in enumerate(side_items):
+            getattr(first if i < mid else second, kind).append(item)
+        return first, second
+
+    def size(self) -> int:
+        return len(self.accepted) + len(self.rejected) + len(self.statuses) + len(self.heartbeats)
 
 
 class Ingest:
@@ -127,6 +173,7 @@ class Ingest:
         batch_ms: int = 20,
         peer_acks: bool = False,
         verify_process: bool = True,
+        queue_max: int = 10_000,
     ) -> None:
         self.store = store
         self.site = site
@@ -137,10 +184,20 @@ class Ingest:
         self.client: mqtt.Client | None = None
         self.generation = 0
         self.queue: queue.SimpleQueue[Inbound | None] = queue.SimpleQueue()
+        self.queue_max = queue_max  # QoS 0 messages are dropped past this many queued
+        self._dropped: Counter[str] = Counter()  # by leaf, until the next commit counts them
+        self._dropped_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_batch: Callable[[BatchResult], None] | None = None
-        self.totals = {"stored": 0, "duplicates": 0, "rejected": 0, "batches": 0}
+        self.totals = {
+            "stored": 0,
+            "duplicates": 0,
+            "rejected": 0,
+            "quarantined": 0,
+            "dropped": 0,
+            "batches": 0,
+        }
         self.registry_check_s = 5.0
         self.verifier = VerifierPool(site) if verify_process else None
         # batches handed to the verifier, in arrival order, for the committer to collect;
@@ -171,11 +228,19 @@ class Ingest:
             if parsed is None or parsed.site != self.site:
                 client.ack(msg.mid, msg.qos)  # not ours to store; do not let it redeliver
                 return
+            if msg.qos == 0 and self.queue.qsize() >= self.queue_max:
+                # QoS 0 has no flow control: a heartbeat flood would grow this queue without
+                # bound. Drop it (a heartbeat is replaced by the next one); QoS 1 events are
+                # bounded by our receive maximum and never dropped.
+                with self._dropped_lock:
+                    self._dropped[parsed.leaf] += 1
+                return
+            limit = PAYLOAD_LIMITS.get(parsed.leaf, status.MAX_HEARTBEAT_BYTES)
             self.queue.put(
                 Inbound(
                     parsed.leaf,
                     parsed.device,
-                    bytes(msg.payload),
+                    bytes(msg.payload[: limit + 1]),
                     msg.mid,
                     msg.qos,
                     self.generation,
@@ -297,8 +362,12 @@ class Ingest:
         return self.verifier.results(batch.pending, n_events)
 
     def _sort(self, batch: SubmittedBatch) -> VerifiedBatch:
-        """The batch sorted into accepted / rejected / statuses / heartbeats / peer acks."""
-        out = VerifiedBatch()
+        """The batch sorted into accepted / rejected / statuses / heartbeats / peer acks.
+
+        Refused statuses, heartbeats and acks are one `Rejected` per device and reason per
+        batch, counted as many times as they came: a flood is not a flood of rows."""
+        out = VerifiedBatch(counts=self._take_dropped())
+        refused: dict[tuple[str, str], Rejected] = {}
         answers = self._answers(batch)
         remote = iter(answers) if answers is not None else None
         for item in batch.items:
@@ -306,17 +375,35 @@ class Ingest:
                 if item.leaf == "event":
                     out.accepted.append(self._accept(item, batch.registry, remote))
                 elif item.leaf == "status":
-                    out.statuses.append((item.dev, str(_json(item.payload)["state"])[:16]))
+                    out.statuses.append((item.dev, status.parse_status(item.payload).state))
                 elif item.leaf == "heartbeat":
-                    out.heartbeats.append((item.dev, _json(item.payload)))
+                    beat = status.parse_heartbeat(item.payload)
+                    out.heartbeats.append((item.dev, asdict(beat)))
                 elif item.leaf == "ack" and self.peer_acks:
-                    out.peer_acks.append((item.dev, int(_json(item.payload)["seq"])))
+                    out.peer_acks.append((item.dev, status.parse_ack(item.payload)))
             except ProtocolError as exc:
                 out.rejected.append(Rejected(exc.reason.value, exc.detail, item.dev))
                 log.info("reject device=%s reason=%s", item.dev, exc.reason.value)
-            except Exception as exc:  # malformed JSON status/heartbeat or anything unexpected
-                out.rejected.append(Rejected(f"bad_{item.leaf}", type(exc).__name__, item.dev))
+            except Exception as exc:  # a payload off protocol/status.py's contract
+                key = (item.dev, f"bad_{item.leaf}")
+                if key in refused:
+                    refused[key] = replace(refused[key], count=refused[key].count + 1)
+                else:
+                    detail = str(exc) if isinstance(exc, status.PayloadError) else repr(exc)
+                    refused[key] = Rejected(key[1], detail[:200], item.dev)
+                    log.info("reject device=%s reason=%s", item.dev, key[1])
+        for rej in refused.values():
+            out.rejected.append(rej)
         return out
+
+    def _take_dropped(self) -> Counter[str]:
+        """QoS 0 messages dropped on a full queue since the last batch, as store counters."""
+        with self._dropped_lock:
+            dropped, self._dropped = self._dropped, Counter()
+        if dropped:
+            self.totals["dropped"] += sum(dropped.values())
+            log.warning("ingest queue full: dropped %s", dict(dropped))
+        return Counter({f"dropped.{leaf}": n for leaf, n in dropped.items()})
 
     def _accept(
         self, item: Inbound, registry: Registry, remote: Iterator[VerifierResult] | None
@@ -341,28 +428,66 @@ class Ingest:
         self.totals["stored"] += result.stored
         self.totals["duplicates"] += result.duplicates
         self.totals["rejected"] += result.rejected
+        self.totals["quarantined"] += result.quarantined
         self.totals["batches"] += 1
         if self.on_batch:
             self.on_batch(result)
         return result
 
     def _commit(self, batch: VerifiedBatch) -> BatchResult:
+        """Commit the batch. The disk failing (sqlite3.OperationalError: full, I/O, locked)
+        is retried until it recovers or we stop, with nothing acked, so nothing is lost. Any
+        other refusal is the data's: the batch is split until the one event the store refuses
+        is alone, and that one is quarantined, so it can never wedge the loop."""
         delay = 0.1
         while True:
             try:
-                return self.store.commit_batch(
-                    batch.accepted,
-                    batch.rejected,
-                    statuses=batch.statuses,
-                    heartbeats=batch.heartbeats,
-                )
-            except Exception:
+                return self._commit_or_split(batch)
+            except sqlite3.OperationalError:
                 # Nothing is acked, so nothing is lost: retry until the disk recovers or we
                 # stop (then the broker redelivers after our restart).
                 log.exception("store commit failed for %d events; retrying", len(batch.accepted))
                 if self._stop.wait(delay):
                     raise
                 delay = min(delay * 2, 5.0)
+
+    def _commit_or_split(self, batch: VerifiedBatch) -> BatchResult:
+        try:
+            return self.store.commit_batch(
+                batch.accepted,
+                batch.rejected,
+                statuses=batch.statuses,
+                heartbeats=batch.heartbeats,
+                counts=batch.counts,
+            )
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:
+            if len(batch.accepted) == 1 and batch.size() == 1:
+                return self._quarantine(batch.accepted[0], exc)
+            if batch.size() <= 1:  # a lone status, heartbeat or refusal: checked, yet refused
+                log.error("ingest item dropped: the store refused it (%s)", type(exc).__name__)
+                counts = batch.counts + Counter({"dropped.store_refused": 1})
+                return self.store.commit_batch([], counts=counts)
+            log.warning(
+                "store refused a batch of %d events (%s); splitting it", len(batch.accepted), exc
+            )
+            result = BatchResult()
+            for half in batch.halves():
+                if half.size():
+                    result.add(self._commit_or_split(half))
+            return result
+
+    def _quarantine(self, event: Accepted, exc: Exception) -> BatchResult:
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        log.error(
+            "event quarantined device=%s eid=%s seq=%s reason=%s",
+            event.dev,
+            event.eid.hex(),
+            event.seq,
+            reason,
+        )
+        return self.store.quarantine(event, reason)
 
     def _acknowledge(self, items: list[Inbound], result: BatchResult) -> None:
         client = self.client
@@ -390,10 +515,3 @@ class Ingest:
             return
         for dev, seq in pending.items():
             client.publish(topics.ack_topic(self.site, dev), json.dumps({"seq": seq}), qos=1)
-
-
-def _json(payload: bytes) -> dict:
-    data = json.loads(payload)
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
-    return data

@@ -18,6 +18,7 @@ ALERT_TEXT = {
     "offline": "offline",
     "heartbeat_stale": "no heartbeat",
     "sequence_gap": "missing events (sequence gap)",
+    "events_quarantined": "events set aside (quarantine)",
     "outbox_backlog": "outbox backlog",
     "outbox_growing": "outbox growing",
     "clock_bounded": "clock not synced",
@@ -25,6 +26,13 @@ ALERT_TEXT = {
     "trust_outdated": "old trust list",
     "no_trust_list": "no trust list",
 }
+
+
+def number(health: dict | None, key: str) -> int | float | None:
+    """A heartbeat field that must be a number, or None: a heartbeat stored before they were
+    checked may hold anything, and one odd value must not take a page down."""
+    value = (health or {}).get(key)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def alert_text(alert: str) -> str:
@@ -42,10 +50,11 @@ def device_alerts(info: DeviceInfo, now_ms: int) -> list[str]:
         alerts.append("heartbeat_stale")
     if info.open_gaps:
         alerts.append("sequence_gap")
-    if health and (health.get("outbox_depth") or 0) > OUTBOX_BACKLOG_ALERT:
+    if (number(health, "outbox_depth") or 0) > OUTBOX_BACKLOG_ALERT:
         alerts.append("outbox_backlog")
-    if health and health.get("clock") not in (None, "synced"):
-        alerts.append("clock_" + str(health.get("clock")))
+    clock = (health or {}).get("clock")
+    if isinstance(clock, str) and clock != "synced":
+        alerts.append("clock_" + clock[:16])
     return alerts
 
 
@@ -53,7 +62,7 @@ def trust_alerts(info: DeviceInfo, gateway_trust: int | None) -> list[str]:
     """A scanner that reports no trust list, or an older one than this gateway publishes."""
     if info.heartbeat is None:
         return []
-    device_trust = info.heartbeat.get("trust_version")
+    device_trust = number(info.heartbeat, "trust_version")
     if device_trust is None:
         return ["no_trust_list"]
     if gateway_trust is not None and device_trust < gateway_trust:

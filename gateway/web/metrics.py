@@ -95,12 +95,6 @@ def render(store: Store, capacities: dict[str, int], now_ms: int) -> str:
         [({}, gaps["never_arrived"])],
     )
     lines += _family(
-        "chot_gateway_central_rejects_total",
-        "counter",
-        "Events the central store refused: kept at the gateway as rejected, never resent.",
-        [({"reason": r}, n) for r, n in sorted(store.central_reject_counts().items())],
-    )
-    lines += _family(
         "chot_gateway_devices_online",
         "gauge",
         "Scanners reporting online.",

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store import DeviceInfo, Store, StoredEvent
-from gateway.web.alerts import OutboxTrend, alert_text, device_alerts, trust_alerts
+from gateway.web.alerts import OutboxTrend, alert_text, device_alerts, number, trust_alerts
 from protocol.reasons import Reason, Verdict, verdict_for
 from protocol.trust import TRUST_TYPE
 
@@ -33,9 +33,10 @@ def device_row(
 ) -> dict:
     hb = info.heartbeat or {}
     alerts = device_alerts(info, now_ms) + trust_alerts(info, gateway_trust)
-    sent = hb.get("t")
-    hb_ms = int(sent * 1000) if isinstance(sent, int | float) else info.last_seen_ms
-    if trend.growing(info.dev, hb_ms, hb.get("outbox_depth")) and "outbox_backlog" not in alerts:
+    sent = number(hb, "t")
+    hb_ms = int(sent * 1000) if sent is not None else info.last_seen_ms
+    depth = number(hb, "outbox_depth")
+    if trend.growing(info.dev, hb_ms, depth) and "outbox_backlog" not in alerts:
         alerts.append("outbox_growing")
     return {
         "device": info.dev,
@@ -43,14 +44,16 @@ def device_row(
         "online": info.online,
         "state": info.status or "unknown",
         "last_seen_ms": info.last_seen_ms,
-        "fps": hb.get("fps"),
-        "decoder_ms": hb.get("decoder_ms"),
-        "outbox_depth": hb.get("outbox_depth"),
-        "clock": hb.get("clock"),
-        "trust_version": hb.get("trust_version"),
-        "cpu_temp": hb.get("cpu_temp"),
+        "fps": number(hb, "fps"),
+        "decoder_ms": number(hb, "decoder_ms"),
+        "outbox_depth": depth,
+        "clock": hb.get("clock") if isinstance(hb.get("clock"), str) else None,
+        "trust_version": number(hb, "trust_version"),
+        "cpu_temp": number(hb, "cpu_temp"),
         "contiguous_seq": info.contiguous,
         "open_gaps": info.open_gaps,
+        "missing": info.missing,
+        "never_arrived": info.never_arrived,
         "alerts": alerts,
         "alert_text": [alert_text(a) for a in alerts],
     }
@@ -173,5 +176,6 @@ def snapshot(
         "devices_online": sum(1 for d in device_rows if d["online"]),
         "lanes": lane_rows,
         "banners": banners(device_rows, lane_rows, store_alerts),
+        "quarantine": store.recent_quarantine(10),
         "health": health,
     }

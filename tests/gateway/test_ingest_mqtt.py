@@ -13,6 +13,7 @@ import pytest
 from gateway.app import GatewayApp
 from gateway.config import parse_config
 from protocol import topics
+from protocol.status import Heartbeat, encode_heartbeat
 from tests.support.central_stub import CentralStub
 from tests.support.gateway_core import (
     ACL,
@@ -25,6 +26,19 @@ from tests.support.gateway_core import (
     start_gateway_process,
     wait_for,
     wait_gateways_online,
+)
+
+BEAT = Heartbeat(
+    t=1,
+    state="idle",
+    seq=20,
+    outbox_depth=0,
+    outbox_full=False,
+    unrecorded=0,
+    fps=9,
+    decoder_ms=1.5,
+    clock="synced",
+    trust_version=None,
 )
 
 
@@ -69,7 +83,7 @@ def test_events_from_several_devices_are_stored_once_acked_and_forwarded(broker,
         scanner.raw(topics.status_topic(SITE, "d01"), json.dumps({"state": "online", "t": 1}))
         scanner.raw(
             topics.heartbeat_topic(SITE, "d01"),
-            json.dumps({"t": 1, "fps": 9, "clock": "synced", "outbox_depth": 0}),
+            encode_heartbeat(BEAT),  # the whole contract: a partial heartbeat is refused
             qos=0,
         )
         acks = scanner.wait_acks({"d01": 20, "d02": 20, "d03": 20})
