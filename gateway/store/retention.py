@@ -87,7 +87,7 @@ class StoreRetention(StoreBase):
         if size > NEAR_FULL * self.max_bytes:
             alerts.append("store_full" if size > self.max_bytes else "store_near_full")
         # events the central store refused stay here as `rejected` (never resent): someone
-        # should look at why (GET /api/status health.central_rejects, /metrics)
+        # should look at why (/metrics: chot_gateway_central_rejects_total by reason)
         held = "SELECT 1 FROM events WHERE state='rejected' LIMIT 1"
         if self._db().execute(held).fetchone():
             alerts.append("central_rejected_events")
