@@ -25,6 +25,7 @@ MODULES = (
     "bench_dcc",
     "bench_decoders",
     "bench_device",
+    "bench_outbox_io",
     "bench_gateway",
     "bench_central",
     "bench_provisioning",

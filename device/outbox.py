@@ -1,24 +1,29 @@
 """The device outbox: every decided scan, signed and durable on the SD card before it is sent.
 
-One SQLite file (``state_dir/outbox.db``) in WAL mode, 1 KiB pages, ``synchronous=NORMAL``
+One SQLite file (``state_dir/outbox.db``) in WAL mode, 512-byte pages, ``synchronous=NORMAL``
 plus an explicit group commit:
 
 - "An event decided is on disk before it is published": ``pending()`` hands out only rows made
-  durable by ``sync()`` (an fdatasync of the WAL, which holds every committed transaction).
-  ``append`` commits without an fsync; the uplink asks ``pending()`` and the outbox syncs the
-  rows older than ``group_commit_s`` (2 s) in one go. At one scan a second that is one fsync
-  per two or three events instead of one per event, each fsync of a fresh 4 KiB page; the
-  price is that a power cut in those 2 s loses decisions that were shown but never sent
-  (nobody downstream saw them, so no gap is claimed; the seq numbers are reused).
-- Each append touches one b-tree page: no UNIQUE index on ``eid`` (16 random bytes, checked
-  downstream), and ``last_seq`` is the highest row, written to ``meta`` only when rows are
-  deleted.
+  durable by a sync (an fdatasync of the WAL, which holds every committed transaction).
+  ``append`` commits without an fsync (a crash of the process loses nothing); the uplink calls
+  ``maybe_sync()`` every tick, connected or not, and the rows older than ``group_commit_s``
+  (3 s) are synced in one go. Every fsync cleans the WAL's 4 KiB pages, so the next write
+  dirties (and writes) a whole page again: one fsync per event costs at least 4 KiB by itself.
+  At one scan a second the group commit makes it one fsync per three events; the price is that
+  a power cut within those 3 s loses decisions that were shown but never sent (nobody
+  downstream saw them, so no gap is claimed, and their seq numbers are reused).
+- Each append touches as few pages as it can: no UNIQUE index on ``eid`` (16 random bytes,
+  deduplicated downstream), ``last_seq`` is the highest row (written to ``meta`` only when rows
+  are deleted), and ``secure_delete`` is off, so an acknowledged row frees its page without
+  the page being zeroed and written again (the rows hold pseudonyms and pass references, never
+  personal data, and zeroing a page on flash does not erase its old copy anyway).
 - Acks and "sent" marks are noted in memory and applied in one transaction at most every
-  ``settle_s`` (or once ``settle_rows`` are acknowledged). A crash before that only brings
-  back acknowledged rows, which are published again and deduplicated by event id.
-- Measured (bench/bench_outbox_io.py, /proc/self/io write_bytes over 1,000 events at one scan
-  a second, acked as the gateway acks): about 3.4 KiB written per event, against about 30 KiB
-  with a fsynced transaction per append, per sent mark and per ack.
+  ``settle_s`` (30 s, or once 64 rows are acknowledged). A crash before that only brings back
+  acknowledged rows, which are published again and deduplicated by event id.
+- Measured (bench/bench_outbox_io.py: /proc/self/io write_bytes over 1,000 events at one scan
+  a second, published and acked as the uplink does): about 3.5 KiB written per event, against
+  about 30 KiB with a fsynced transaction per append, per sent mark and per ack.
+  tests/device/test_outbox_io.py keeps it under 4 KiB.
 
 Epochs: the outbox picks a random ``epoch`` (1 .. 2^53 - 1) when it is created and every event
 carries it as ``ep``; ``seq`` counts from 1 within the epoch. A unit re-imaged with the same
@@ -54,10 +59,10 @@ from protocol.ids import require_id
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 1024  # a row (~350 bytes) per quarter page: fewer bytes per WAL frame
-GROUP_COMMIT_S = 2.0
-SETTLE_S = 5.0
-SETTLE_ROWS = 32
+PAGE_SIZE = 512  # one scan row (~400 bytes) per page: a WAL frame per append is ~0.5 KiB
+GROUP_COMMIT_S = 3.0
+SETTLE_S = 30.0
+SETTLE_ROWS = 64
 WAL_AUTOCHECKPOINT = 2000  # pages (2 MiB): a page rewritten by many appends is copied once
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -121,6 +126,7 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durability: sync() before publishing
         self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        self._db.execute("PRAGMA secure_delete=OFF")  # an acked row frees its page unwritten
         self._db.executescript(SCHEMA)
         if max_db_bytes:
             page = self._db.execute("PRAGMA page_size").fetchone()[0]
@@ -192,6 +198,17 @@ class Outbox:
             if self._unsynced_since is None:
                 self._unsynced_since = self._monotonic()
             return seq, signed
+
+    def maybe_sync(self) -> bool:
+        """The group commit: sync once the oldest unsynced row has waited ``group_commit_s``
+        (the uplink calls it every tick, connected or not). True when it synced."""
+        with self._lock:
+            if self._unsynced_since is None or (
+                self._monotonic() - self._unsynced_since < self.group_commit_s
+            ):
+                return False
+            self._sync_locked()
+            return True
 
     def sync(self) -> None:
         """Make every committed row durable: fdatasync the WAL (it holds all commits)."""
@@ -310,7 +327,7 @@ class Outbox:
             if self._unsynced_since is not None and (
                 self._monotonic() - self._unsynced_since >= self.group_commit_s
             ):
-                self._sync_locked()
+                self._sync_locked()  # as maybe_sync(), under the same lock
             start = max(after_seq, self._acked_to)
             rows = self._db.execute(
                 "SELECT seq, eid, signed FROM events WHERE seq > ? AND seq <= ? "
