@@ -109,8 +109,8 @@ class Demo:
 
     def _banner(self, site: ProvisionedSite, took: float) -> None:
         print(
-            f"\n  status page : http://127.0.0.1:{site.web_port}/  "
-            f"(login: {OPERATOR} / {site.operator_password})\n"
+            f"\n  status page : {site.web_url}/  "
+            f"(login: {OPERATOR} / {site.operator_password}; site CA: {site.web_ca})\n"
             f"  broker      : mqtts://127.0.0.1:{site.broker_port} (TLS, passwords, ACL)\n"
             f"  central     : {site.central_url}\n"
             f"  work dir    : {self.workdir} (logs in logs/)\n"

@@ -117,6 +117,16 @@ class ProvisionedSite:
     central_url: str  # store URL: sqlite:///… or postgresql://…
     broker_conf: Path
 
+    @property
+    def web_url(self) -> str:
+        """The status page: HTTPS with the web certificate the bundle got from the site CA."""
+        return f"https://127.0.0.1:{self.web_port}"
+
+    @property
+    def web_ca(self) -> Path:
+        """The site CA that signed the status page's certificate (httpx: `verify=`)."""
+        return self.gateway_config.parent / "ca.crt"
+
 
 def provision_site(
     workdir: Path,

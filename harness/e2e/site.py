@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sqlite3
+import ssl
 import subprocess
 import time
 from collections.abc import Iterable
@@ -216,8 +217,8 @@ class E2ESite:
     def status_page(self, path: str = "/api/status") -> Any:
         """What the operators' status page shows, read as a gate operator would: log in with
         the provisioned operator account, then the page's own JSON."""
-        base = f"http://127.0.0.1:{self.site.web_port}"
-        with httpx.Client(base_url=base, timeout=10) as web:
+        trust = ssl.create_default_context(cafile=self.site.web_ca)
+        with httpx.Client(base_url=self.site.web_url, timeout=10, verify=trust) as web:
             page = web.get("/login").text
             token = re.search(r'name="csrf" value="([^"]+)"', page)
             assert token, "no CSRF token on the login page"

@@ -258,12 +258,15 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
 
 def test_status_page_refuses_writes_without_login(security_site) -> None:
     site, _ = security_site
-    base = f"http://127.0.0.1:{site.site.web_port}"
-    wait_until(lambda: _status("GET", f"{base}/login") == 200, 15, message="the status page")
+    base = site.site.web_url  # HTTPS, certificate from the site CA
+    ca = ssl.create_default_context(cafile=site.site.web_ca)
+    wait_until(
+        lambda: _status("GET", f"{base}/login", verify=ca) == 200, 15, message="the status page"
+    )
     form = {"category": "paper", "doc4": "1234", "lane": "lane-1"}
     for path in ("/manual", "/logout"):
-        assert _status("POST", base + path, data=form) in (401, 403, 303), path
-    assert _status("GET", f"{base}/api/status") in (401, 403, 303)
+        assert _status("POST", base + path, data=form, verify=ca) in (401, 403, 303), path
+    assert _status("GET", f"{base}/api/status", verify=ca) in (401, 403, 303)
     assert site.gateway_query("SELECT COUNT(*) FROM manual_entries") == [(0,)]
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from gateway.config import WebConfig
 from gateway.web import create_app, serve
+from provisioning.tls import create_ca, create_server_cert
 from tests.support.gateway_web import DOC4, OPERATOR, PASSWORD, build_site
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,15 +36,28 @@ def free_port() -> int:
 def test_status_page_in_chromium(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (never a downloaded one)")
-    site = build_site(tmp_path / "site", lanes={"lane-1": 3, "lane-2": 20})
+    tls = tmp_path / "tls"  # the page is HTTPS, as a provisioned gateway serves it
+    tls.mkdir()
+    create_ca(tls, "HN-01")
+    create_server_cert(tls, tls, ["127.0.0.1"], name="web")
+    web = {
+        "tls": True,
+        "port": free_port(),
+        "certfile": tls / "web.crt",
+        "keyfile": tls / "web.key",
+    }
+    site = build_site(tmp_path / "site", lanes={"lane-1": 3, "lane-2": 20}, web=web)
     app = create_app(site.ctx, refresh_ms=400, feed_poll_s=0.2)
-    server = serve(app, WebConfig(host="127.0.0.1", port=free_port()))
-    base = f"http://127.0.0.1:{server.config.port}"
+    server = serve(app, site.config.web)
+    base = f"https://127.0.0.1:{server.config.port}"
     expect.set_options(timeout=8000)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            # the test CA is not in Chromium's store; test_https.py checks the chain itself
+            page = browser.new_page(
+                viewport={"width": 1280, "height": 800}, ignore_https_errors=True
+            )
             errors: list[str] = []  # console errors once logged in (the 401 login is expected)
             page.goto(base + "/")
             expect(page).to_have_url(base + "/login")
