@@ -368,5 +368,5 @@ class GatewayApp:
         from gateway.web.server import serve
 
         self.web_server = serve(self.web_app(), self.config.web)
-        scheme = "https" if self.config.web.certfile else "http"
+        scheme = "https" if self.config.web.tls else "http"
         log.info("status page on %s://%s:%d/", scheme, self.config.web.host, self.config.web.port)
