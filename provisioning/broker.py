@@ -61,11 +61,16 @@ autosave_interval 300
 autosave_on_changes false
 persistent_client_expiration 14d
 
-# Bursts: a lane coming back online after hours offline replays its whole outbox.
+# Bursts: a lane coming back online after hours offline replays its whole outbox. Per
+# client, messages above those in flight; QoS 0 ones (heartbeats, no flow control) to an
+# online client count too, so a flood from one unit holds at most 128 MiB per subscriber.
 max_queued_messages 100000
-max_queued_bytes 0
+max_queued_bytes 134217728
 max_inflight_messages 100
-# A 100,000-entry revocation list is about 1.7 MB; events are at most 4 KiB.
+# Every packet, from every client: the signed documents the gateway publishes may reach
+# 16 MiB (protocol/documents.py; a 100,000-entry revocation list is about 1.7 MB). Events
+# are at most 4 KiB and the gateway asks the broker (MQTT 5 Maximum Packet Size) for
+# nothing over 64 KiB, so a unit's huge heartbeat is dropped before it reaches the gateway.
 max_packet_size 16842752
 set_tcp_nodelay true
 
@@ -77,6 +82,11 @@ connection_messages true
 
 listener {port} {bind}
 protocol mqtt
+# The client id is the login: a stolen unit's login cannot take another client's id (the
+# broker would kick that client and wipe its session), the gateway's included. Every unit and
+# gateway logs in as its own id, and each gateway of a pair has its own login. A listener
+# option: before the first `listener` line it would open a default listener on 1883.
+use_username_as_clientid true
 cafile {d}/ca.crt
 certfile {d}/server.crt
 keyfile {d}/server.key
