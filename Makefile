@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format bench fuzz clean lock fresh-check
+.PHONY: demo test lint format bench fuzz clean lock fresh-check i18n
 
 demo:
 	scripts/bootstrap demo
@@ -34,6 +34,15 @@ fuzz:
 	CHOT_FUZZ_SECONDS=$${CHOT_FUZZ_SECONDS:-600} $(PY) -m pytest -q tests/fuzz -p no:cacheprovider
 	mkdir -p .fuzz-corpus
 	$(PY) tests/fuzz/atheris_pass.py -max_total_time=$${CHOT_FUZZ_SECONDS:-600} -rss_limit_mb=512 .fuzz-corpus tests/fuzz/corpus
+
+# Translations (common/i18n.py): extract messages (babel.cfg), merge them into the Vietnamese and
+# English catalogs, compile the .mo files the code reads. Translate new entries, then run again.
+i18n:
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --omit-header \
+		-o common/locale/chot.pot .
+	$(VENV)/bin/pybabel update -i common/locale/chot.pot -d common/locale -D chot \
+		--no-fuzzy-matching --ignore-obsolete --omit-header --no-location
+	$(VENV)/bin/pybabel compile -d common/locale -D chot --statistics
 
 # Exact versions of every Python dependency, per role: requirements/*.txt (see README).
 lock:
