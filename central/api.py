@@ -3,6 +3,9 @@
 POST /api/v1/events   gateway bearer token (registry) + X-Chot-Gateway; CBOR batch in, JSON out
 GET  /api/v1/report, /health, /load, /stats    operator token with role "report"
 GET  /api/v1/visits, /contacts                 operator token with role "tracing" (audited)
+PUT  /api/v1/documents/{scope}/{name}          operator token with role "ops": a signed document
+GET  /api/v1/documents                         gateway token: index of its site's documents (ETag)
+GET  /api/v1/documents/{scope}/{name}          gateway token: the bytes; If-None-Match "v<n>" -> 304
 GET  /healthz                                  liveness, no auth
 """
 
@@ -14,18 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from central import queries
 from central.backends import open_store
 from central.config import CentralConfig, load_config
+from central.documents import ALL_SITES, DocumentStore, index_etag, version_etag
 from central.ingest import BatchError, ingest_batch, parse_batch
 from central.migrate import migrate
 from central.store import Store, StoreUnavailable
 from common.reload import ReloadingFile
-from protocol.reasons import Reason
+from protocol.documents import MAX_DOCUMENT_BYTES
+from protocol.reasons import ProtocolError, Reason
 from protocol.registry import Registry, Signer
+from protocol.trust import root_keyring
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +69,15 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
             return None
         return signer if registry.check_token(gateway_id, token) else None
 
-    async def read_body(request: Request) -> bytes | None:
+    async def read_body(request: Request, limit: int = config.max_body_bytes) -> bytes | None:
         """The body, or None once it passes the limit (we stop reading there)."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
+        if declared and declared.isdigit() and int(declared) > limit:
             return None
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > config.max_body_bytes:
+            if len(body) > limit:
                 return None
         return bytes(body)
 
@@ -112,6 +118,63 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
             log.warning("operator %s refused: needs role %s", name, role)
             raise HTTPException(403, f"role {role} required")
         return name
+
+    documents = DocumentStore(
+        store, root_keyring(bytes.fromhex(k) for k in config.root_public_keys)
+    )
+
+    @app.put("/api/v1/documents/{scope}/{name}")
+    async def put_document(scope: str, name: str, request: Request) -> Any:
+        by = operator(request, "ops")
+        body = await read_body(request, MAX_DOCUMENT_BYTES)
+        if body is None:
+            return _error(413, Reason.TOO_LARGE, f"body larger than {MAX_DOCUMENT_BYTES} B")
+        try:
+            published = await run_in_threadpool(documents.put, scope, name, body, by=by)
+        except ValueError as exc:
+            return _error(404, "unknown_document", str(exc))
+        except ProtocolError as exc:
+            log.warning("ops %s: document %s/%s refused: %s", by, scope, name, exc.reason)
+            return _error(409 if exc.reason is Reason.ROLLBACK else 422, exc.reason, str(exc))
+        except StoreUnavailable as exc:
+            return _error(503, "store_unavailable", str(exc))
+        ref = published.ref
+        if published.changed:
+            log.info("ops %s published %s/%s version %d", by, scope, name, ref.version)
+        return {**ref.to_json(), "changed": published.changed}
+
+    @app.get("/api/v1/documents")
+    def get_document_index(request: Request) -> Any:
+        gateway = authenticate_gateway(request, registries.get())
+        if gateway is None:
+            return _error(401, "unauthorized", "unknown gateway or bad bearer token")
+        refs = documents.index(gateway.site)
+        etag = index_etag(refs)
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(
+            {"site": gateway.site, "documents": [r.to_json() for r in refs]},
+            headers={"ETag": etag},
+        )
+
+    @app.get("/api/v1/documents/{scope}/{name}")
+    def get_document(scope: str, name: str, request: Request) -> Any:
+        gateway = authenticate_gateway(request, registries.get())
+        if gateway is None:
+            return _error(401, "unauthorized", "unknown gateway or bad bearer token")
+        if scope not in (ALL_SITES, gateway.site):
+            return _error(403, "forbidden", "another site's document")
+        version = documents.version(scope, name)
+        if version is None:
+            return _error(404, "unknown_document", f"no document {scope}/{name}")
+        etag = version_etag(version)
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        found = documents.get(scope, name)
+        if found is None:
+            return _error(404, "unknown_document", f"no document {scope}/{name}")
+        version, raw = found
+        return Response(raw, media_type="application/cose", headers={"ETag": version_etag(version)})
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -15,17 +15,18 @@ from typing import Literal
 from pydantic import Field
 
 from central.ingest import MAX_EVENTS
-from common.config import StrictModel, load_model
+from common.config import PublicKeyHex, StrictModel, load_model
 from protocol.events import MAX_EVENT_BYTES
 
-ROLES = ("report", "tracing")
+ROLES = ("report", "tracing", "ops")
 
 
 class Operator(StrictModel):
     token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the token")
-    roles: list[Literal["report", "tracing"]] = Field(
+    roles: list[Literal["report", "tracing", "ops"]] = Field(
         default_factory=lambda: ["report"],
-        description="report: reports, health, load, stats; tracing: visits and contacts",
+        description="report: reports, health, load, stats; tracing: visits and contacts; "
+        "ops: publish signed documents (`chot provision publish`)",
     )
 
 
@@ -44,6 +45,10 @@ class CentralConfig(StrictModel):
     retention_days: int | None = Field(None, ge=1, description="drop days older than this")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="local day for reports")
     operators: dict[str, Operator] = Field(default_factory=dict)
+    root_public_keys: list[PublicKeyHex] = Field(
+        default_factory=list,
+        description="hex Ed25519 ops root keys: published documents must verify against one",
+    )
 
     def operator_for(self, token: str) -> tuple[str, Operator] | None:
         digest = hash_token(token)

@@ -148,6 +148,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     dcc.add_commands(psub, _leaf, _group, Output)
 
+    from provisioning import publish
+
+    publish.add_command(psub, _leaf, Output)
+
     device = _group(psub, "device", "scanner units")
     p = _leaf(device, "add", "create a device identity and SD-card bundle", cmd_device_add)
     p.add_argument("site")
