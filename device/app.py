@@ -156,6 +156,8 @@ class DeviceApp:
             self.outbox,
             on_document=self.on_document,
             health=self.health_snapshot,
+            gateway_keys=self.config.trust.gateway_keys(),
+            on_gateway_time=self.clock.note_gateway_time,
         )
         self.uplink.start()
 

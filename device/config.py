@@ -58,9 +58,16 @@ class TrustSection(StrictModel):
     trust_list_file: Path | None = None
     revocation_list_file: Path | None = None
     skew_s: int = Field(300, ge=0, le=3600)
+    gateway_public_keys: dict[str, PublicKeyHex] = Field(
+        default_factory=dict,
+        description="gateway id -> Ed25519 key (hex): the only keys whose acks free the outbox",
+    )
 
     def root_keys(self) -> list[bytes]:
         return [bytes.fromhex(k) for k in self.root_public_keys]
+
+    def gateway_keys(self) -> dict[str, bytes]:
+        return {gw: bytes.fromhex(k) for gw, k in self.gateway_public_keys.items()}
 
 
 class PolicySection(StrictModel):

@@ -6,8 +6,12 @@ and PUBACK (an ACL refusal is visible instead of silently dropped), and shared s
 the gateway side (``$share/...``) so two gateways can split a site's events.
 
 Delivery: the outbox row is written first; ``publish`` only hands a copy to the broker (QoS 1,
-PUBACK marks the row ``sent``). A row leaves the outbox only on the gateway's end-to-end ack
-``{"seq": n}``. At most ``window`` events are published beyond the last ack; after a reconnect,
+PUBACK marks the row ``sent``). A row leaves the outbox only on the gateway's end-to-end ack,
+a COSE_Sign1 by a pinned gateway key naming this device, the outbox's epoch and the seqs
+(protocol/ack.py); an ack that is unsigned, signed by another key, for another epoch or for a
+seq this unit has not sent is refused and counted (``stats["acks_refused"]``). A signed ack
+from a synchronised gateway also bounds the unit's clock (``on_gateway_time``): every
+heartbeat carries the epoch and a nonce ``hb``, which the gateway echoes in its ack. At most ``window`` events are published beyond the last ack; after a reconnect,
 or when no ack progress is seen for ``ack_timeout_s``, everything not acknowledged is
 published again in seq order (the gateway removes duplicates by event id). Nothing is
 published while disconnected: paho would queue it and report success, which is not delivery.
@@ -19,12 +23,12 @@ it); one ``pump`` thread publishes outbox rows and heartbeats. The scan loop onl
 ``kick()``, which never blocks.
 """
 
-import json
 import logging
 import random
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +39,15 @@ from paho.mqtt.properties import Properties
 
 from device.outbox import Outbox
 from protocol import topics
-from protocol.status import Heartbeat, encode_heartbeat, encode_status
+from protocol.ack import AckError, open_ack
+from protocol.clock import GatewayTime
+from protocol.status import (
+    Heartbeat,
+    PayloadError,
+    encode_heartbeat,
+    encode_status,
+    parse_ack,
+)
 
 if TYPE_CHECKING:
     from device.config import MqttSection
@@ -94,8 +106,18 @@ class Uplink:
         *,
         on_document: Callable[[str, bytes], None],
         health: Callable[[], dict[str, Any]],
+        gateway_keys: Mapping[str, bytes] | None = None,
+        on_gateway_time: Callable[[GatewayTime], None] | None = None,
     ) -> None:
         self.options = options
+        self.gateway_keys = dict(gateway_keys or {})
+        self._on_gateway_time = on_gateway_time
+        if not self.gateway_keys:
+            log.error(
+                "device %s: no gateway key pinned: acks cannot be verified, nothing leaves the "
+                "outbox",
+                device_id,
+            )
         self.device_id = device_id
         self.site = site
         self.outbox = outbox
@@ -121,7 +143,10 @@ class Uplink:
         self._mids: dict[int, int] = {}  # paho mid -> seq, to mark rows sent on PUBACK
         self._broker_has = 0  # highest seq PUBACKed (QoS 1 acks come in order)
         self._marked_sent = 0
-        self._ack_to = 0  # highest gateway ack received, applied by the pump
+        self._sent_max = 0  # highest seq handed to the broker by this process
+        self._mono_of_seq: dict[int, float] = {}  # seq -> when first published (clock bound)
+        self._heartbeats: dict[int, float] = {}  # nonce -> when sent (the last few)
+        self._fresh_from = outbox.last_seq  # seqs above were created by this process
         self._subscribe_requests: dict[int, list[str]] = {}  # paho mid -> filters asked for
         self._refused: set[str] = set()  # filters the broker's last SUBACK refused
         self._resubscribe_at = float("inf")
@@ -130,6 +155,7 @@ class Uplink:
             "published": 0,
             "republished": 0,
             "acks": 0,
+            "acks_refused": 0,
             "callback_errors": 0,
             "connects": 0,
             "documents": 0,
@@ -337,17 +363,48 @@ class Uplink:
             log.exception("device %s: message on %s failed", self.device_id, message.topic)
 
     def _handle_ack(self, payload: bytes) -> None:
-        """Only note the ack here; the pump thread deletes the rows (keeps disk I/O off paho's
-        network thread)."""
-        data = json.loads(payload)
-        seq = data.get("seq") if isinstance(data, dict) else None
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            log.warning("device %s: malformed ack ignored", self.device_id)
+        """Verify the ack (pinned gateway key, this device, this outbox epoch, seqs sent) and
+        note it; the pump deletes the rows (keeps disk I/O off paho's network thread)."""
+        received = time.monotonic()
+        if not self.gateway_keys:
+            self._handle_unsigned_ack(payload)
             return
+        try:
+            ack = open_ack(payload, self.gateway_keys, self.device_id, self.outbox.epoch)
+            with self._cond:
+                if ack.highest() > self._sent_max:
+                    raise AckError("not_sent", f"names seq {ack.highest()} > {self._sent_max}")
+        except AckError as exc:
+            with self._cond:
+                self.stats["acks_refused"] += 1
+            log.warning("device %s: ack refused: %s", self.device_id, exc)
+            return
+        self.outbox.note_ack(ack.upto, [(r.lo, r.hi) for r in ack.ranges])
         with self._cond:
             self.stats["acks"] += 1
-            self._ack_to = max(self._ack_to, seq)
+            sent = self._heartbeats.get(ack.hb) if ack.hb is not None else None
+            top = ack.highest()
+            if top and top in self._mono_of_seq:
+                seq_sent = self._mono_of_seq[top]
+                sent = seq_sent if sent is None else max(sent, seq_sent)
+            self._last_progress = time.monotonic()
             self._cond.notify_all()
+        if sent is not None and self._on_gateway_time is not None:
+            self._on_gateway_time(GatewayTime(ack.t_ms, ack.sync, sent, received))
+
+    def _handle_unsigned_ack(self, payload: bytes) -> None:
+        """Transitional, for a bundle that pins no gateway key (logged at start): the v1
+        JSON ack, applied only to seqs this process has sent. Insecure by design of v1."""
+        try:
+            seq = parse_ack(payload)
+        except PayloadError:
+            return  # a signed v2 ack this unit cannot check: ignored
+        with self._cond:
+            upto = min(seq, self._sent_max)
+            self.stats["acks"] += 1
+            self._last_progress = time.monotonic()
+            self._cond.notify_all()
+        self.outbox.note_ack(upto)
 
     # -- pump thread ------------------------------------------------------------------------
 
@@ -369,15 +426,14 @@ class Uplink:
                 log.exception("device %s: publishing failed", self.device_id)
 
     def _apply_acks(self) -> None:
+        """The group commit and the batched settle of acks and sent marks (outbox.py)."""
+        self.outbox.maybe_sync()
         with self._cond:
-            ack_to, broker_has = self._ack_to, self._broker_has
-        if ack_to > self.outbox.acked_seq:
-            self.outbox.ack(ack_to)
-            with self._cond:
-                self._last_progress = time.monotonic()
+            broker_has = self._broker_has
         if broker_has > self._marked_sent:
             self.outbox.mark_sent_through(broker_has)
             self._marked_sent = broker_has
+        self.outbox.settle()
 
     def _publish_window(self) -> None:
         acked = self.outbox.acked_seq
@@ -418,6 +474,12 @@ class Uplink:
                 if self._published_to <= self.outbox.acked_seq:
                     self._last_progress = time.monotonic()  # the ack clock starts now
                 self._published_to = row.seq
+                if row.seq > self._sent_max:
+                    self._sent_max = row.seq
+                    if row.seq > self._fresh_from:  # no ack for it can predate this process
+                        self._mono_of_seq[row.seq] = time.monotonic()
+                    while len(self._mono_of_seq) > 4 * self.options.window:
+                        self._mono_of_seq.pop(next(iter(self._mono_of_seq)))
                 self.stats["published"] += 1
 
     def _maybe_resubscribe(self) -> None:
@@ -434,5 +496,10 @@ class Uplink:
         if now - self._last_heartbeat < self.options.heartbeat_s:
             return
         self._last_heartbeat = now
-        heartbeat = Heartbeat(t=int(time.time()), **self._health())
+        with self._cond:
+            nonce = 1 + secrets.randbelow(2**53 - 1)  # random: an old ack cannot match it
+            self._heartbeats[nonce] = now
+            while len(self._heartbeats) > 8:
+                self._heartbeats.pop(next(iter(self._heartbeats)))
+        heartbeat = Heartbeat(t=int(time.time()), **self._health(), ep=self.outbox.epoch, hb=nonce)
         self.client.publish(self._heartbeat_topic, encode_heartbeat(heartbeat), qos=0)

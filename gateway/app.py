@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 
 from common.keys import load_key_file
 from common.sd_notify import SystemdNotifier
+from gateway.acks import AckSigner
 from gateway.config import GatewayConfig, read_secret
 from gateway.distribution import Distributor
 from gateway.forwarder import Forwarder
@@ -92,6 +93,8 @@ class GatewayApp:
             queue_max=c.store.queue_max,
         )
         self.ingest.registry_check_s = c.registry_check_s
+        # acks signed with the gateway key, bound to each unit's outbox epoch (issue #13)
+        self.ingest.acks = AckSigner(c.id, c.site, load_signing_key(c.signing_key_file))
 
     def init_forwarder(self) -> None:
         c = self.config.central

@@ -37,6 +37,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from common.reload import ReloadingFile
+from gateway.acks import AckSigner
 from gateway.store import Accepted, BatchResult, Rejected, Store
 from gateway.verifier import (
     PendingVerification,
@@ -204,6 +205,8 @@ class Ingest:
         # small, so memory stays bounded and the broker (receive maximum) does the buffering
         self._submitted: queue.Queue[SubmittedBatch | None] = queue.Queue(3)
         self._pending_acks: dict[str, int] = {}  # device -> seq not yet published
+        # signed, epoch-bound acks (gateway/acks.py), set by the app; None: v1 JSON acks
+        self.acks: AckSigner | None = None
         self._acks_flushed_at = 0.0
 
     def subscriptions(self, shared_group: str | None) -> list[tuple[str, int]]:
@@ -424,6 +427,10 @@ class Ingest:
                 self.store.note_peer_ack(dev, seq)
             except Exception:
                 log.exception("peer ack device=%s not recorded", dev)
+        if self.acks is not None:  # signed acks name exactly what this batch committed
+            self.acks.note_committed((ev.dev, ev.seq, ev.raw) for ev in verified.accepted)
+            for dev, beat in verified.heartbeats:
+                self.acks.note_heartbeat(dev, beat.get("ep"), beat.get("hb"))
         self._acknowledge(items, result)
         self.totals["stored"] += result.stored
         self.totals["duplicates"] += result.duplicates
@@ -513,5 +520,9 @@ class Ingest:
         self._acks_flushed_at = time.monotonic()
         if client is None:
             return
+        if self.acks is not None:
+            self.acks.flush(lambda topic, payload: client.publish(topic, payload, qos=1))
+        # v1 JSON acks too, for units whose bundle does not pin the gateway key yet (units
+        # that pin it refuse these); to go once provisioning writes the key into bundles
         for dev, seq in pending.items():
             client.publish(topics.ack_topic(self.site, dev), json.dumps({"seq": seq}), qos=1)

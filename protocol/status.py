@@ -9,6 +9,8 @@ field's type and bounds and the payload's size before anything is stored or show
         {"t", "state", "seq", "outbox_depth", "outbox_full", "unrecorded", "fps",
          "decoder_ms", "clock", "trust_version", ["cpu_temp"]}
     …/dev/{device}/ack                             QoS 1, gateway -> device
+        v2: a COSE_Sign1 by the gateway key (protocol/ack.py); the v1 JSON below is
+        refused by units since v2 and kept here only for old readers:
         {"seq": <highest contiguous seq the gateway committed>}
 
 Unknown keys are ignored when parsing (a newer device may say more), never when encoding.
@@ -26,6 +28,7 @@ MAX_STATUS_BYTES = 128
 MAX_HEARTBEAT_BYTES = 1024
 MAX_ACK_BYTES = 64
 MAX_INT = 2**63 - 1  # SQLite's INTEGER, and what a sequence number can reach
+MAX_SAFE_ID = 2**53 - 1  # epochs and nonces: random, exact in a double
 
 AVAILABILITY_STATES = ("online", "offline", "stopped")
 _DEVICE_STATE = re.compile(r"^[a-z][a-z_]{0,31}$")  # idle, offline, no_camera, outbox_full…
@@ -60,6 +63,8 @@ class Heartbeat:
     clock: str  # protocol.clock.ClockState value
     trust_version: int | None
     cpu_temp: float | None = None
+    ep: int | None = None  # the outbox epoch: announces a fresh one to the gateway
+    hb: int | None = None  # a nonce the gateway echoes in its signed ack (clock bound)
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -158,14 +163,17 @@ def _check_heartbeat(data: dict[str, Any]) -> Heartbeat:
         clock=str(clock),
         trust_version=trust_version,
         cpu_temp=cpu_temp,
+        ep=None if data.get("ep") is None else _int(data, "ep", 1, MAX_SAFE_ID),
+        hb=None if data.get("hb") is None else _int(data, "hb", 1, MAX_SAFE_ID),
     )
 
 
 def encode_heartbeat(heartbeat: Heartbeat) -> bytes:
     """Checked like a received one, so a device never sends what a gateway would refuse."""
     data = asdict(_check_heartbeat(asdict(heartbeat)))
-    if data["cpu_temp"] is None:
-        del data["cpu_temp"]
+    for optional in ("cpu_temp", "ep", "hb"):
+        if data[optional] is None:
+            del data[optional]
     return _encode(data, MAX_HEARTBEAT_BYTES, "heartbeat")
 
 
