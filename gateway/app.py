@@ -343,10 +343,20 @@ class GatewayApp:
         }
 
     def record_manual_entry(
-        self, category: str, doc4: str | None, operator: str, lane: str | None
+        self,
+        category: str,
+        doc4: str | None,
+        operator: str,
+        lane: str | None,
+        *,
+        outcome: str = "admitted",
+        refusal: str | None = None,
     ) -> str:
-        """A hand-checked paper declaration from the status page: signed, stored, forwarded."""
-        event = self.signer.record_manual(category, operator, lane=lane, doc4=doc4)
+        """A hand-checked person from the status page, admitted or turned away: signed,
+        stored, forwarded."""
+        event = self.signer.record_manual(
+            category, operator, lane=lane, doc4=doc4, outcome=outcome, refusal=refusal
+        )
         if self.forwarder:
             self.forwarder.wake()
         return event.eid_hex

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from common.config import ConfigError, PublicKeyHex, StrictModel, load_model, read_secret, validate
+from common.i18n import LANGUAGES, normalize
+from common.localtime import zone
 from protocol.ids import require_id
 
 __all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config", "read_secret"]
@@ -135,6 +137,12 @@ class GatewayConfig(StrictModel):
     lanes: dict[str, int] = Field(
         default_factory=dict, description="lane name -> capacity, people per minute"
     )
+    language: str = Field(
+        "vi", description="the status page's language unless the browser asks for another"
+    )
+    timezone: str = Field(
+        "Asia/Ho_Chi_Minh", description="IANA zone every time on the page and in exports uses"
+    )
     mqtt: MqttConfig = MqttConfig()
     central: CentralConfig = CentralConfig()
     store: StoreConfig = StoreConfig()
@@ -144,6 +152,19 @@ class GatewayConfig(StrictModel):
     @classmethod
     def _valid_id(cls, value: str) -> str:
         return require_id(value)
+
+    @field_validator("language")
+    @classmethod
+    def _supported_language(cls, value: str) -> str:
+        if normalize(value) != value:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        zone(value)  # ValueError names the bad zone
+        return value
 
     @property
     def root_keys(self) -> list[bytes]:

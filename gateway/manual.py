@@ -4,8 +4,9 @@ Both are protocol Events signed with the gateway key (dev = gateway id, seq per 
 reserved in the store), stored in the same table as scans and forwarded the same way, so the
 central store treats them like any other signed fact.
 
-Manual entry: staff checked a paper declaration and the ID card by hand. The signed event
-carries the category and the operator's name; the last four ID characters (doc4), if typed,
+Manual entry: staff checked a paper declaration and the ID card by hand, and either admitted
+the person (verdict pass, reason ok) or turned them away (verdict fail, reason = why, one of
+MANUAL_REFUSALS). The signed event carries the category, the outcome and the operator's name; the last four ID characters (doc4), if typed,
 stay ONLY in the gateway store (`manual_entries`) for local audit and never leave it.
 """
 
@@ -21,6 +22,9 @@ from protocol.events import Event, new_event_id, sign_event
 log = logging.getLogger(__name__)
 
 MANUAL_CATEGORIES = ("paper_declaration", "exempt", "other")
+MANUAL_OUTCOMES = ("admitted", "turned_away")
+# why a person was turned away at the desk: the manual event's reason (reports count them)
+MANUAL_REFUSALS = ("no_declaration", "id_mismatch", "symptoms", "refused_other")
 
 
 class GatewaySigner:
@@ -64,12 +68,26 @@ class GatewaySigner:
         )
 
     def record_manual(
-        self, category: str, operator: str, *, lane: str | None = None, doc4: str | None = None
+        self,
+        category: str,
+        operator: str,
+        *,
+        lane: str | None = None,
+        doc4: str | None = None,
+        outcome: str = "admitted",
+        refusal: str | None = None,
     ) -> Event:
-        """Sign and store one manual entry (the person was let through after a check by
-        hand: verdict pass, reason ok); doc4 goes to the local table only."""
+        """Sign and store one manual entry: admitted after a check by hand (verdict pass,
+        reason ok) or turned away (verdict fail, reason = `refusal`); doc4 goes to the local
+        table only."""
         if category not in MANUAL_CATEGORIES:
             raise ValueError(f"category must be one of {MANUAL_CATEGORIES}")
+        if outcome not in MANUAL_OUTCOMES:
+            raise ValueError(f"outcome must be one of {MANUAL_OUTCOMES}")
+        if (outcome == "turned_away") != (refusal is not None) or (
+            refusal is not None and refusal not in MANUAL_REFUSALS
+        ):
+            raise ValueError(f"a person turned away needs a reason, one of {MANUAL_REFUSALS}")
         operator = operator.strip()
         if not operator or len(operator) > 64:
             raise ValueError("operator must be 1-64 characters")
@@ -77,17 +95,21 @@ class GatewaySigner:
             raise ValueError("doc4 is at most 4 letters or digits")
         event = self._event(
             "manual",
-            verdict="pass",
-            reason="ok",
+            verdict="pass" if outcome == "admitted" else "fail",
+            reason=refusal or "ok",
             lane=lane,
-            extra={"category": category, "operator": operator},
+            extra={"category": category, "operator": operator, "outcome": outcome},
         )
         self._commit(event)
         self.store.add_manual_entry(event.eid, event.t_ms, lane, category, operator, doc4)
         self.store.add_audit(
-            operator, "manual_entry", f"{category} lane={lane} eid={event.eid_hex}"
+            operator,
+            "manual_entry",
+            f"{outcome} {category} {refusal or ''} lane={lane} eid={event.eid_hex}",
         )
-        log.info("manual entry eid=%s category=%s lane=%s", event.eid_hex, category, lane)
+        log.info(
+            "manual entry eid=%s %s category=%s lane=%s", event.eid_hex, outcome, category, lane
+        )
         return event
 
     def record_load(self, capacities: dict[str, int], window_s: int = 60) -> Event:

@@ -269,8 +269,9 @@ class StoreReads(StoreBase):
         rows = (
             self._db()
             .execute(
-                "SELECT eid, t_ms, lane, category, operator, doc4 FROM manual_entries "
-                "ORDER BY t_ms DESC LIMIT ?",
+                "SELECT m.eid, m.t_ms, m.lane, m.category, m.operator, m.doc4, e.verdict, "
+                "e.reason FROM manual_entries m LEFT JOIN events e ON e.eid = m.eid "
+                "ORDER BY m.t_ms DESC LIMIT ?",
                 (limit,),
             )
             .fetchall()
@@ -282,6 +283,9 @@ class StoreReads(StoreBase):
                 "lane": r[2],
                 "category": r[3],
                 "operator": r[4],
+                # admitted (pass) or turned away (fail, reason = why), from the signed event
+                "outcome": "turned_away" if r[6] == "fail" else "admitted",
+                "reason": r[7],
                 **({"doc4": r[5]} if include_doc4 else {}),
             }
             for r in rows

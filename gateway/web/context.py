@@ -12,8 +12,9 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.store import Store
 
-# (category, doc4 or None, operator, lane or None) -> event id hex of the signed manual event
-RecordManualEntry = Callable[[str, str | None, str, str | None], str]
+# (category, doc4 or None, operator, lane or None, *, outcome=, refusal=) -> event id hex of the
+# signed manual event (gateway.manual.GatewaySigner.record_manual)
+RecordManualEntry = Callable[..., str]
 
 
 @dataclass

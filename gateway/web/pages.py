@@ -6,48 +6,23 @@ doc4 (last four ID characters of a manual entry) is shown on /manual only, to op
 """
 
 import logging
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from gateway.manual import MANUAL_CATEGORIES
-from gateway.web import status
+from common.i18n import Translator
+from gateway.manual import MANUAL_CATEGORIES, MANUAL_OUTCOMES, MANUAL_REFUSALS
+from gateway.web import status, texts
 from gateway.web.auth import LOGIN_COOKIE, SESSION_COOKIE, Session
 from gateway.web.deps import WebState, client_ip, operator, web
+from gateway.web.locale import choose_language, locale_context, remember_language, templates
 from protocol.ids import is_valid_id
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-
-CATEGORY_TEXT = {
-    "paper_declaration": "Paper declaration (ID card checked)",
-    "exempt": "Exempt (official duty, child with parent...)",
-    "other": "Other (explain to the supervisor)",
-}
-MANUAL_ERRORS = {
-    "category": "Choose a category.",
-    "doc4": "Type the last 4 letters or digits of the ID document.",
-    "lane": "Choose a lane.",
-    "failed": "The entry could not be saved. Try again or call the supervisor.",
-}
-
-
-def _clock(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S") if ms else "-"
-
-
-def _datetime(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
-
-
-templates.env.filters["clock"] = _clock
-templates.env.filters["datetime"] = _datetime
+STALE_WINDOW_MS = 10 * 60_000  # trust banner: amber for want of a fresh list this recently
 
 
 def _page(
@@ -59,17 +34,24 @@ def _page(
     **context: Any,
 ) -> HTMLResponse:
     config = state.ctx.config
+    lang, switched = choose_language(request, config.language)
     base = {
+        **locale_context(request, config, lang),
         "gateway": config.id,
         "site": config.site,
         "user": session.user if session else None,
         "csrf": state.sessions.csrf_token(session.sid) if session else "",
         "refresh_ms": state.refresh_ms,
     }
+    builders = {k: context.pop(k) for k in list(context) if callable(context[k])}
+    for key, build in builders.items():  # parts worded in the page's language
+        context[key] = build(Translator(lang))
     response = templates.TemplateResponse(
         request, name, {**base, **context}, status_code=status_code
     )
     response.headers["Cache-Control"] = "no-store"
+    if switched:
+        remember_language(response, lang, state.secure_cookies)
     return response
 
 
@@ -198,14 +180,20 @@ def index(
     snap = status.snapshot(ctx.store, ctx.config.lanes, ctx.now(), state.trend, ctx.health())
     feed = [status.decision_dict(d) for d in ctx.store.recent_decisions(0, 30)]
     feed = [row for row in feed if row["typ"] in ("scan", "manual")][::-1]  # newest first
+    stale = texts.stale_lanes(ctx.store.lane_counters(ctx.now_ms() - STALE_WINDOW_MS))
     return _page(
         request,
         "status.html",
         state,
         session,
         snap=snap,
-        feed=feed,
         last_id=max((r["id"] for r in feed), default=0),
+        feed=lambda tr: [texts.feed_row(row, tr) for row in feed],
+        banners=lambda tr: texts.banners(snap, stale, tr),
+        words=lambda tr: texts.translated(texts.PAGE_WORDS, tr),
+        reasons_short=lambda tr: texts.page_texts(tr)["reasons_short"],
+        alerts_short=lambda tr: texts.page_texts(tr)["alerts_short"],
+        alert_lines=lambda tr: texts.page_texts(tr)["alerts"],
         **_manual_form_context(state, entered, error),
     )
 
@@ -215,18 +203,26 @@ def index(
 
 def _manual_form_context(state: WebState, entered: str | None, error: str | None) -> dict:
     lanes = sorted(state.ctx.config.lanes)
+    message = texts.MANUAL_ERRORS.get(error or "")
     return {
-        "categories": [(c, CATEGORY_TEXT.get(c, c)) for c in MANUAL_CATEGORIES],
+        "categories": lambda tr: [
+            (c, tr.gettext(texts.CATEGORY_TEXT[c])) for c in MANUAL_CATEGORIES
+        ],
+        "refusals": lambda tr: [(r, tr.gettext(texts.REFUSAL_TEXT[r])) for r in MANUAL_REFUSALS],
         "lanes": lanes,
         "entered": entered if entered and len(entered) <= 32 and entered.isalnum() else None,
-        "form_error": MANUAL_ERRORS.get(error or ""),
+        "form_error": lambda tr: tr.gettext(message) if message else None,
     }
 
 
-def _valid_manual(state: WebState, category: str, doc4: str, lane: str) -> str | None:
+def _valid_manual(
+    state: WebState, category: str, doc4: str, lane: str, outcome: str, refusal: str
+) -> str | None:
     """The error code of the first wrong field, or None."""
     if category not in MANUAL_CATEGORIES:
         return "category"
+    if outcome not in MANUAL_OUTCOMES or (outcome == "turned_away") != (refusal in MANUAL_REFUSALS):
+        return "outcome"
     if doc4 and not (len(doc4) == 4 and doc4.isascii() and doc4.isalnum()):
         return "doc4"
     if category == "paper_declaration" and not doc4:
@@ -243,6 +239,8 @@ def manual_entry(
     category: str = Form(""),
     doc4: str = Form(""),
     lane: str = Form(""),
+    outcome: str = Form("admitted"),
+    refusal: str = Form(""),
     csrf: str = Form(""),
     back: str = Form("/"),
     session: Session = Depends(operator),
@@ -253,15 +251,23 @@ def manual_entry(
     back = back if back in ("/", "/manual") else "/"
     doc4 = doc4.strip().upper()
     lane = lane.strip()
-    error = _valid_manual(state, category, doc4, lane)
+    refusal = refusal if outcome == "turned_away" else ""  # admitted: the list is ignored
+    error = _valid_manual(state, category, doc4, lane, outcome, refusal)
     if error:
         return RedirectResponse(f"{back}?error={error}#manual", status_code=303)
     try:
-        eid = state.ctx.record_manual_entry(category, doc4 or None, session.user, lane or None)
+        eid = state.ctx.record_manual_entry(
+            category,
+            doc4 or None,
+            session.user,
+            lane or None,
+            outcome=outcome,
+            refusal=refusal or None,
+        )
     except Exception:
         log.exception("manual entry by %s failed", session.user)
         return RedirectResponse(f"{back}?error=failed#manual", status_code=303)
-    log.info("manual entry eid=%s by %s lane=%s", eid, session.user, lane or "-")
+    log.info("manual entry eid=%s %s by %s lane=%s", eid, outcome, session.user, lane or "-")
     return RedirectResponse(f"{back}?entered={eid}#manual", status_code=303)
 
 
@@ -279,7 +285,7 @@ def manual_page(
         "manual.html",
         state,
         session,
-        entries=entries,
+        entries=lambda tr: [texts.manual_row(e, tr) for e in entries],
         **_manual_form_context(state, entered, error),
     )
 
@@ -288,4 +294,11 @@ def manual_page(
 def audit_page(
     request: Request, session: Session = Depends(operator), state: WebState = Depends(web)
 ) -> HTMLResponse:
-    return _page(request, "audit.html", state, session, rows=state.ctx.store.audit_log(300))
+    return _page(
+        request,
+        "audit.html",
+        state,
+        session,
+        rows=state.ctx.store.audit_log(300),
+        audit_actions=lambda tr: texts.translated(texts.AUDIT_ACTIONS, tr),
+    )

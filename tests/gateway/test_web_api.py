@@ -162,7 +162,11 @@ def test_manual_entry_is_a_signed_gateway_event_and_audited(
     verified = open_event(pending.raw, lambda dev: gateway_key if dev == GATEWAY else None)
     event = verified.event
     assert (event.eid.hex(), event.typ, event.dev, event.lane) == (eid, "manual", GATEWAY, "lane-2")
-    assert event.extra == {"category": "paper_declaration", "operator": OPERATOR}
+    assert event.extra == {
+        "category": "paper_declaration",
+        "operator": OPERATOR,
+        "outcome": "admitted",
+    }
     assert DOC4 not in pending.raw.decode("latin-1").upper()  # doc4 never enters the event
 
     [entry] = site.store.manual_entries(include_doc4=True)

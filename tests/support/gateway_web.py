@@ -113,7 +113,11 @@ def health_for(store: Store, config: GatewayConfig):
 
 
 def build_site(
-    root: Path, *, lanes: dict[str, int] | None = None, web: dict[str, Any] | None = None
+    root: Path,
+    *,
+    lanes: dict[str, int] | None = None,
+    web: dict[str, Any] | None = None,
+    language: str = "en",
 ) -> WebSite:
     root.mkdir(parents=True, exist_ok=True)
     key = SigningKey.generate()
@@ -138,6 +142,7 @@ def build_site(
             "registry_file": str(root / "registry.json"),
             "root_public_keys": [bytes(SigningKey.generate().verify_key).hex()],
             "lanes": lanes if lanes is not None else {"lane-1": 20, "lane-2": 20},
+            "language": language,  # the tests' own assertions read English unless asked
             "web": {
                 "enabled": True,
                 "tls": False,  # TestClient speaks plain HTTP; serve() tests pass certs
@@ -152,9 +157,9 @@ def build_site(
     signer = GatewaySigner(store, key, config.id, config.site)
 
     def record_manual_entry(
-        category: str, doc4: str | None, operator: str, lane: str | None
+        category: str, doc4: str | None, operator: str, lane: str | None, **outcome: str | None
     ) -> str:
-        return signer.record_manual(category, operator, lane=lane, doc4=doc4).eid_hex
+        return signer.record_manual(category, operator, lane=lane, doc4=doc4, **outcome).eid_hex
 
     ctx = WebContext(
         store=store,
