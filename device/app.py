@@ -8,7 +8,9 @@ which publishes it. Nothing in the frame loop waits for the network.
 Device states shown on the LEDs (most serious first): no_camera, outbox_full, offline (broker
 unreachable for more than ``offline_after_s``), idle. SIGTERM/SIGINT stop the loop cleanly and
 publish the retained status "stopped". Under systemd (Type=notify) READY=1 is sent after boot
-and WATCHDOG=1 from the frame loop.
+and WATCHDOG=1 from every turn of the loop, whatever the camera does: a unit without a camera is
+the ``no_camera`` state (reopened with a doubling backoff, ``camera: missing`` in its heartbeat),
+not a restart loop; only a loop that hangs stops the pings.
 """
 
 import logging
@@ -37,8 +39,8 @@ from protocol.trust import revocation_list_from_document, root_keyring, trust_li
 
 log = logging.getLogger(__name__)
 
-CAMERA_RETRY_S = 5.0
 STATE_CHECK_S = 0.5
+IDLE_WAIT_S = 0.1  # a turn of the loop without a camera: state, watchdog, then this pause
 
 
 @dataclass
@@ -77,6 +79,7 @@ class DeviceApp:
         self._state_checked = float("-inf")
         self._camera_missing = False
         self._camera_retry_at = 0.0
+        self._camera_backoff_s = config.camera.reopen_min_s
         self._outbox_failed = False
         self._unrecorded_pending = 0  # reported in the next recorded event
         self.stats = RunStats()
@@ -197,6 +200,8 @@ class DeviceApp:
     # -- the frame loop ---------------------------------------------------------------------
 
     def _ensure_source(self) -> camera.FrameSource | None:
+        """The open source, or None while it cannot be opened (retried with a backoff that
+        doubles from ``reopen_min_s`` to ``reopen_max_s`` and resets once a frame arrives)."""
         if self._source is not None:
             return self._source
         now = time.monotonic()
@@ -204,31 +209,51 @@ class DeviceApp:
             return None
         try:
             self._source = camera.open_from_config(self.config.camera)
-            self._camera_missing = False
         except (camera.CameraError, ValueError) as exc:
-            if not self._camera_missing:
-                log.error("device %s: camera unavailable: %s", self.device_id, exc)
-            self._camera_missing = True
-            self._camera_retry_at = now + CAMERA_RETRY_S
+            self._camera_lost(f"camera unavailable: {exc}")
+            return None
+        log.info("device %s: camera %s open", self.device_id, self.config.camera.source)
         return self._source
 
+    def _camera_lost(self, why: str) -> None:
+        """Show no_camera and schedule the next attempt; logged once per outage and again
+        when the backoff reaches its ceiling, not at every retry."""
+        cam = self.config.camera
+        wait_s = self._camera_backoff_s
+        self._camera_backoff_s = min(wait_s * 2, cam.reopen_max_s)
+        if not self._camera_missing or (wait_s < cam.reopen_max_s == self._camera_backoff_s):
+            log.error("device %s: %s (next try in %.1f s)", self.device_id, why, wait_s)
+        self._camera_missing = True
+        self._camera_retry_at = time.monotonic() + wait_s
+        self._state_checked = float("-inf")  # show it now
+
+    def _camera_back(self) -> None:
+        log.info("device %s: camera delivering frames again", self.device_id)
+        self._state_checked = float("-inf")
+        self._camera_missing = False
+        self._camera_backoff_s = self.config.camera.reopen_min_s
+
     def step(self) -> bool:
-        """Process one frame. False when the source has ended."""
+        """One turn of the loop: feed the watchdog, then process one frame if there is a
+        camera. False when the source has ended."""
+        self.notifier.watchdog()
         source = self._ensure_source()
         if source is None:
             self._update_state()
-            self._stop.wait(0.1)
+            self._stop.wait(IDLE_WAIT_S)
             return True
         try:
             frame = source.read()
         except camera.CameraError as exc:
-            log.error("device %s: camera failed: %s", self.device_id, exc)
             source.close()
-            self._source, self._camera_missing = None, True
-            self._camera_retry_at = time.monotonic() + CAMERA_RETRY_S
+            self._source = None
+            self._camera_lost(f"camera failed: {exc}")
+            self._update_state()
             return True
         if frame is None:
             return False
+        if self._camera_missing:
+            self._camera_back()
         t0 = time.perf_counter()
         texts = decode_frame(self.decoder, frame)
         decode_s = time.perf_counter() - t0
@@ -237,7 +262,6 @@ class DeviceApp:
         for text in texts:
             self.handle_text(text, int(decode_s * 1e6))
         self._update_state()
-        self.notifier.watchdog()
         return True
 
     def handle_text(self, text: str, dec_us: int = 0) -> Decision:
@@ -299,6 +323,8 @@ class DeviceApp:
         if now - self._state_checked < STATE_CHECK_S:
             return
         self._state_checked = now
+        if self._source is None and not self._camera_missing:
+            return  # the camera has not been tried yet: still booting, not "idle"
         if self._camera_missing:
             state = "no_camera"
         elif self.outbox.full or self._outbox_failed:
@@ -328,6 +354,7 @@ class DeviceApp:
             outbox_failed=self._outbox_failed,
             trust_version=trust.version if trust else None,
             state=self._state,
+            camera="missing" if self._camera_missing else "ok",
         )
 
     # -- running ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nacl.signing import SigningKey
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.config import (
     ConfigError,
@@ -104,10 +104,58 @@ class MqttSection(StrictModel):
 
 
 class CameraSection(StrictModel):
+    """Where frames come from. The picamera2 fields configure the Pi camera for reading QR
+    codes held 10-40 cm away (phone screens and printed cards); see device/README.md."""
+
     source: Literal["picamera2", "picamera", "opencv", "files", "synthetic", "keyboard"]
-    width: int = Field(640, ge=64, le=4096)
-    height: int = Field(480, ge=64, le=4096)
-    fps: float = Field(15.0, gt=0, le=120, description="pace of synthetic or looped frames")
+    width: int = Field(
+        640, ge=64, le=4096, description="decoded frame width (picamera2: the lores Y plane)"
+    )
+    height: int = Field(480, ge=64, le=4096, description="decoded frame height")
+    fps: float = Field(
+        15.0,
+        ge=1,
+        le=120,
+        description="frame rate: the Pi camera's FrameDurationLimits (a cap, so the decoder"
+        " keeps up and the CPU stays cool) and the pace of synthetic or looped frames",
+    )
+    reopen_min_s: float = Field(
+        1.0, ge=0.01, le=60, description="first retry after the source fails to open"
+    )
+    reopen_max_s: float = Field(
+        30.0, ge=0.01, le=600, description="retry backoff doubles up to this (no_camera)"
+    )
+    # picamera2 only
+    buffer_count: int = Field(
+        3,
+        ge=2,
+        le=8,
+        description="frames in flight: one being filled, one being copied out, one spare so"
+        " the sensor never waits for the decoder",
+    )
+    lens_position: float | None = Field(
+        None,
+        ge=0,
+        le=32,
+        description="fixed focus in dioptres (1/distance in m; 4 = 25 cm) instead of"
+        " continuous autofocus; the only focus setting a fixed-focus camera ignores",
+    )
+    af_range: Literal["normal", "macro", "full"] = Field(
+        "normal", description="autofocus search range (macro: closer than about 20 cm only)"
+    )
+    exposure_value: float = Field(
+        -0.5,
+        ge=-4,
+        le=4,
+        description="EV compensation; below 0 keeps a bright phone screen's white from"
+        " swallowing the QR modules",
+    )
+    metering: Literal["centre", "spot", "matrix"] = Field(
+        "centre", description="metering weighted where the pass is held (the middle)"
+    )
+    exposure_mode: Literal["normal", "short"] = Field(
+        "short", description="short: gain before long exposures, less blur from a moving hand"
+    )
     device: int | str = 0
     paths: list[Path] = Field(default_factory=list)
     loop: bool = Field(False, description="files: replay forever at fps, like a camera")
@@ -117,6 +165,12 @@ class CameraSection(StrictModel):
     hold_s: float = Field(1.5, gt=0, le=30)
     difficulty: Literal["easy", "normal", "hard"] = "normal"
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> "CameraSection":
+        if self.reopen_max_s < self.reopen_min_s:
+            raise ValueError("reopen_max_s must be at least reopen_min_s")
+        return self
 
 
 class DecoderSection(StrictModel):

@@ -3,7 +3,8 @@
 ``Health`` is fed by the scan loop (one call per frame, O(1)) and read by the uplink thread.
 ``common.sd_notify.SystemdNotifier`` speaks sd_notify(3) over ``$NOTIFY_SOCKET`` with a plain
 datagram socket (no libsystemd binding needed): READY=1 once booted, WATCHDOG=1 from the scan
-loop, so a loop that hangs (camera driver, decoder) is restarted by systemd.
+loop on every turn (with or without a camera), so only a loop that hangs (camera driver,
+decoder) is restarted by systemd.
 """
 
 import threading
@@ -68,9 +69,11 @@ def snapshot(
     outbox_failed: bool,
     trust_version: int | None,
     state: str,
+    camera: str = "ok",
 ) -> dict[str, Any]:
     """The heartbeat's health fields: what an operator needs to see a unit that cannot scan,
-    record or deliver (``outbox_failed``: the last append hit a full disk)."""
+    record or deliver (``outbox_failed``: the last append hit a full disk; ``camera``:
+    ``ok`` or ``missing`` while the source cannot be opened or stopped delivering)."""
     snap: dict[str, Any] = {
         "fps": round(health.fps(), 1),
         "decoder_ms": round(health.decoder_ms, 2),
@@ -81,6 +84,7 @@ def snapshot(
         "clock": clock.state.value,
         "trust_version": trust_version,
         "state": state,
+        "camera": camera,
     }
     temp = cpu_temp_c()
     if temp is not None:

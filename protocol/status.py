@@ -7,7 +7,8 @@ field's type and bounds and the payload's size before anything is stored or show
         {"state": "online"|"offline"|"stopped", "t": <unix s, 0 in a last will>}
     …/dev/{device}/heartbeat                       QoS 0, every heartbeat_s
         {"t", "state", "seq", "outbox_depth", "outbox_full", "unrecorded", "fps",
-         "decoder_ms", "clock", "trust_version", ["cpu_temp"]}
+         "decoder_ms", "clock", "trust_version", ["cpu_temp"], ["camera": "ok"|"missing"],
+         ["ep", "hb": outbox epoch and a nonce the signed ack echoes]}
     …/dev/{device}/ack                             QoS 1, gateway -> device
         v2: a COSE_Sign1 by the gateway key (protocol/ack.py); the v1 JSON below is
         refused by units since v2 and kept here only for old readers:
@@ -31,6 +32,7 @@ MAX_INT = 2**63 - 1  # SQLite's INTEGER, and what a sequence number can reach
 MAX_SAFE_ID = 2**53 - 1  # epochs and nonces: random, exact in a double
 
 AVAILABILITY_STATES = ("online", "offline", "stopped")
+CAMERA_STATES = ("ok", "missing")
 _DEVICE_STATE = re.compile(r"^[a-z][a-z_]{0,31}$")  # idle, offline, no_camera, outbox_full…
 
 
@@ -63,6 +65,7 @@ class Heartbeat:
     clock: str  # protocol.clock.ClockState value
     trust_version: int | None
     cpu_temp: float | None = None
+    camera: str | None = None  # "ok" or "missing" (absent from older units)
     ep: int | None = None  # the outbox epoch: announces a fresh one to the gateway
     hb: int | None = None  # a nonce the gateway echoes in its signed ack (clock bound)
 
@@ -151,6 +154,9 @@ def _check_heartbeat(data: dict[str, Any]) -> Heartbeat:
         raise PayloadError(f"clock must be one of {[c.value for c in ClockState]}")
     trust_version = None if data.get("trust_version") is None else _int(data, "trust_version")
     cpu_temp = None if data.get("cpu_temp") is None else _float(data, "cpu_temp", -60, 200)
+    camera = data.get("camera")
+    if camera is not None and camera not in CAMERA_STATES:
+        raise PayloadError(f"camera must be one of {CAMERA_STATES}")
     return Heartbeat(
         t=_int(data, "t"),
         state=state,
@@ -163,6 +169,7 @@ def _check_heartbeat(data: dict[str, Any]) -> Heartbeat:
         clock=str(clock),
         trust_version=trust_version,
         cpu_temp=cpu_temp,
+        camera=camera,
         ep=None if data.get("ep") is None else _int(data, "ep", 1, MAX_SAFE_ID),
         hb=None if data.get("hb") is None else _int(data, "hb", 1, MAX_SAFE_ID),
     )
@@ -171,7 +178,7 @@ def _check_heartbeat(data: dict[str, Any]) -> Heartbeat:
 def encode_heartbeat(heartbeat: Heartbeat) -> bytes:
     """Checked like a received one, so a device never sends what a gateway would refuse."""
     data = asdict(_check_heartbeat(asdict(heartbeat)))
-    for optional in ("cpu_temp", "ep", "hb"):
+    for optional in ("cpu_temp", "camera", "ep", "hb"):
         if data[optional] is None:
             del data[optional]
     return _encode(data, MAX_HEARTBEAT_BYTES, "heartbeat")
