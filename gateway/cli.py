@@ -29,6 +29,14 @@ def add_commands(sub) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
+    unlock = gsub.add_parser(
+        "unlock-login", help="forget failed status page logins (of an address, a user, or all)"
+    )
+    unlock.add_argument("--config", required=True, type=Path)
+    unlock.add_argument("--user", help="only this account's failures")
+    unlock.add_argument("--address", help="only failures from this source IP")
+    unlock.set_defaults(func=cmd_unlock_login)
+
     manual = gsub.add_parser("manual", help="record a hand-checked paper declaration")
     manual.add_argument("--config", required=True, type=Path)
     manual.add_argument("--category", default="paper_declaration")
@@ -84,6 +92,22 @@ def _open_store(config):
         retention_days=s.retention_days,
         own_id=config.id,
     )
+
+
+def cmd_unlock_login(args: argparse.Namespace) -> int:
+    """The administrator's way out of a login lockout; safe while the gateway runs."""
+    from gateway.store.auth_store import AuthStore
+
+    config = _config(args)
+    if config is None:
+        return 2
+    store = _open_store(config)
+    try:
+        cleared = AuthStore(store).clear_attempts(address=args.address, account=args.user)
+    finally:
+        store.close()
+    print(f"cleared {cleared} failed login(s)")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

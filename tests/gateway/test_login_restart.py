@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -21,7 +23,14 @@ from argon2 import PasswordHasher
 
 from harness.mosquitto import free_port
 from provisioning.tls import create_ca, create_server_cert
-from tests.support.gateway_core import ACL, USERS, Site, start_gateway_process, wait_for
+from tests.support.gateway_core import (
+    ACL,
+    ROOT,
+    USERS,
+    Site,
+    start_gateway_process,
+    wait_for,
+)
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 OPERATOR, PASSWORD = "alice", "correct horse battery"
@@ -152,3 +161,11 @@ def test_limits_and_logouts_survive_a_restart(gateway: Gateway) -> None:
     with gateway.client("127.0.0.3") as leaving:  # ... a logged-out one stays refused
         leaving.cookies.set("chot_session", logged_out)
         assert leaving.get("/api/status").status_code == 401
+
+    # the documented way out, while the gateway runs: `chot gateway unlock-login`
+    unlock = [sys.executable, "-m", "gateway.cli", "gateway", "unlock-login"]
+    argv = [*unlock, "--config", str(gateway.config), "--address", "127.0.0.1"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "cleared 5 failed login(s)" in done.stdout, done.stderr
+    with gateway.client("127.0.0.1") as attacker:
+        assert login(attacker, PASSWORD).status_code == 303
