@@ -41,7 +41,7 @@ i18n:
 	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --omit-header \
 		-o common/locale/chot.pot .
 	$(VENV)/bin/pybabel update -i common/locale/chot.pot -d common/locale -D chot \
-		--no-fuzzy-matching --ignore-obsolete --omit-header --no-location
+		--no-fuzzy-matching --ignore-obsolete
 	$(VENV)/bin/pybabel compile -d common/locale -D chot --statistics
 
 # Exact versions of every Python dependency, per role: requirements/*.txt (see README).

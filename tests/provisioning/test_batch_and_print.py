@@ -113,7 +113,7 @@ def test_printed_cards_scan_after_rendering(tmp_path: Path, run_cli) -> None:
     first = read_qr(Image.open(pages[0]))[0].position
     width_px = abs(first.top_right.x - first.top_left.x)
     assert width_px / 150 * 25.4 >= 35
-    # opt-in name (folded to ASCII for the base-14 PDF font)
+    # opt-in name, printed with its diacritics (embedded Unicode font)
     code, _ = run_cli(
         "pass",
         "issue",
@@ -127,7 +127,14 @@ def test_printed_cards_scan_after_rendering(tmp_path: Path, run_cli) -> None:
         tmp_path / "named.pdf",
         "--print-name",
     )
-    assert code == 0 and b"Nguyen Thi Be" in (tmp_path / "named.pdf").read_bytes()
+    text = subprocess.run(
+        ["pdftotext", str(tmp_path / "named.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert code == 0 and "Nguyễn Thị Bé" in text
 
 
 def test_pass_verify_finds_root_key_in_home(tmp_path: Path, run_cli) -> None:
