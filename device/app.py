@@ -23,7 +23,7 @@ from typing import Any
 
 from common.sd_notify import SystemdNotifier
 from device import camera, health
-from device.clock_source import ClockSource
+from device.clock_source import ClockSource, SyncProbe
 from device.config import DeviceConfig, load_signing_key
 from device.decide import Decider, Decision, Policy, signature_checked
 from device.decode import decode_frame, make_decoder
@@ -70,7 +70,10 @@ class DeviceApp:
         self.config = config
         self.device_id = config.device.id
         self._source = source
-        self.clock = clock or ClockSource()
+        self.clock = clock or ClockSource(
+            probe=SyncProbe(marker=config.clock.timesyncd_marker),
+            probe_interval_s=config.clock.probe_interval_s,
+        )
         self.health = Health()
         self.notifier = SystemdNotifier()
         self.refused: dict[str, str] = {}  # document kind -> last refusal reason

@@ -1,13 +1,24 @@
 """How far the scanner may trust its wall clock (a Raspberry Pi has no RTC).
 
-The system answer comes from the kernel (``adjtimex``: ``STA_UNSYNC`` / ``TIME_ERROR`` mean
-no time sync) or, failing that, ``timedatectl show -p NTPSynchronized --value``; if neither
-answers, the state is UNKNOWN. It is combined with a lower bound: the newest ``issued_at`` of
-any signed document (trust list, revocation list, config) the device has accepted, advanced by
-the monotonic time elapsed since. A clock that claims sync but reads earlier than that bound
-is wrong (a stale NTP server, a spoofed reply), so it is only BOUNDED.
+The system answer (``SyncProbe``) never forks and needs no CAP_SYS_TIME, because a unit runs
+with ``ProtectClock=yes``, whose seccomp filter refuses even a read-only ``adjtimex`` (EPERM):
 
-``CHOT_CLOCK_STATE=synced|bounded|unknown`` overrides the system answer (demo and tests).
+1. ``CHOT_CLOCK_STATE=synced|bounded|unknown`` (demo and tests);
+2. ``adjtimex`` read-only where permitted: the kernel's ``STA_UNSYNC`` / ``TIME_ERROR``, which
+   systemd-timesyncd, chrony and ntpd all clear while they discipline the clock;
+3. where it is refused, systemd-timesyncd's ``/run/systemd/timesync/synchronized``, which it
+   creates on its first synchronisation (``/run`` is empty again after a reboot). Units sync
+   with timesyncd against their gateway (provisioning writes the drop-in); chrony's own
+   state would need its command socket, which is root's, so it is read through adjtimex.
+
+Anything else is UNKNOWN. libc is loaded once at import (``ctypes.util.find_library`` would
+run ``ldconfig`` in a subprocess every time). The answer is cached by ``ClockSource`` for
+``probe_interval_s``, so a decision costs at most one stat and one system call.
+
+It is combined with a lower bound: the newest ``issued_at`` of any signed document (trust
+list, revocation list, config) the device has accepted, advanced by the monotonic time elapsed
+since. A clock that claims sync but reads earlier than that bound is wrong (a stale NTP
+server, a spoofed reply), so it is only BOUNDED.
 
 Without a synchronised system clock, the gateway's signed acks give a bounded clock
 (``note_gateway_time``; the bound is in protocol/clock.py): while its error is within
@@ -15,13 +26,13 @@ Without a synchronised system clock, the gateway's signed acks give a bounded cl
 """
 
 import ctypes
-import ctypes.util
+import errno
 import logging
 import math
 import os
-import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from protocol.clock import Clock, ClockState, GatewayTime
 
@@ -30,6 +41,7 @@ log = logging.getLogger(__name__)
 STA_UNSYNC = 0x0040
 TIME_ERROR = 5
 PROBE_INTERVAL_S = 10.0  # the kernel state changes slowly; do not ask on every frame
+TIMESYNCD_MARKER = Path("/run/systemd/timesync/synchronized")
 
 
 class _Timeval(ctypes.Structure):
@@ -64,41 +76,71 @@ class _Timex(ctypes.Structure):
     ]
 
 
-def adjtimex_state() -> ClockState | None:
-    """Read-only adjtimex (modes=0, no privilege needed); None when unavailable."""
+def _load_libc() -> ctypes.CDLL | None:
+    """The C library already mapped into this process (no search, no subprocess)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        timex = _Timex()
-        ret = libc.adjtimex(ctypes.byref(timex))
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
         return None
+
+
+_LIBC = _load_libc()
+
+
+def read_adjtimex(libc: object = None) -> ClockState:
+    """Read-only adjtimex (modes=0). Raises PermissionError when the call is refused
+    (``ProtectClock=``, seccomp) and OSError when it is missing or fails otherwise."""
+    libc = libc if libc is not None else _LIBC
+    adjtimex = getattr(libc, "adjtimex", None)
+    if adjtimex is None:
+        raise OSError(errno.ENOSYS, "adjtimex is not available")
+    timex = _Timex()
+    ret = adjtimex(ctypes.byref(timex))
     if ret < 0:
-        return None
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))  # EPERM/EACCES come out as PermissionError
     if ret == TIME_ERROR or timex.status & STA_UNSYNC:
         return ClockState.UNKNOWN
     return ClockState.SYNCED
 
 
-def timedatectl_state() -> ClockState | None:
-    try:
-        out = subprocess.run(
-            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
-            capture_output=True,
-            text=True,
-            timeout=2,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"yes": ClockState.SYNCED, "no": ClockState.UNKNOWN}.get(out)
+class SyncProbe:
+    """The system's answer to "is the clock synchronised?" (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        marker: Path = TIMESYNCD_MARKER,
+        adjtimex: Callable[[], ClockState] = read_adjtimex,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.marker = Path(marker)
+        self._adjtimex = adjtimex
+        self._env = os.environ if env is None else env
+        self._adjtimex_refused = False
+
+    def __call__(self) -> ClockState:
+        override = self._env.get("CHOT_CLOCK_STATE")
+        if override:
+            return ClockState(override)
+        if not self._adjtimex_refused:
+            try:
+                return self._adjtimex()
+            except PermissionError:
+                # the refusal is the unit's hardening and does not change while it runs
+                log.info("adjtimex refused (ProtectClock); reading %s instead", self.marker)
+                self._adjtimex_refused = True
+            except OSError as exc:
+                log.debug("adjtimex unavailable (%s); reading %s", exc, self.marker)
+        try:
+            return ClockState.SYNCED if self.marker.exists() else ClockState.UNKNOWN
+        except OSError:
+            return ClockState.UNKNOWN
 
 
 def system_clock_state() -> ClockState:
-    """The override, else the kernel, else timedatectl, else UNKNOWN."""
-    override = os.environ.get("CHOT_CLOCK_STATE")
-    if override:
-        return ClockState(override)
-    return adjtimex_state() or timedatectl_state() or ClockState.UNKNOWN
+    """The override, else the kernel, else timesyncd's marker, else UNKNOWN."""
+    return SyncProbe()()
 
 
 class ClockSource:
@@ -107,12 +149,12 @@ class ClockSource:
     def __init__(
         self,
         *,
-        probe: Callable[[], ClockState] = system_clock_state,
+        probe: Callable[[], ClockState] | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         probe_interval_s: float = PROBE_INTERVAL_S,
     ) -> None:
-        self._probe = probe
+        self._probe = probe if probe is not None else SyncProbe()
         self._wall = wall
         self._monotonic = monotonic
         self._probe_interval_s = probe_interval_s

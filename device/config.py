@@ -189,6 +189,19 @@ class OutboxSection(StrictModel):
     max_db_mb: int = Field(1024, ge=1, description="hard cap on outbox.db (spare the OS)")
 
 
+class ClockSection(StrictModel):
+    """The local clock-sync probe (device/clock_source.py); it never forks."""
+
+    timesyncd_marker: Path = Field(
+        Path("/run/systemd/timesync/synchronized"),
+        description="systemd-timesyncd's flag file, read when adjtimex is refused"
+        " (ProtectClock=yes)",
+    )
+    probe_interval_s: float = Field(
+        10.0, ge=0, le=300, description="the sync state is asked at most this often"
+    )
+
+
 class DeviceConfig(StrictModel):
     device: DeviceSection
     trust: TrustSection
@@ -198,6 +211,7 @@ class DeviceConfig(StrictModel):
     decoder: DecoderSection = DecoderSection()
     gpio: GpioSection = GpioSection()
     outbox: OutboxSection = OutboxSection()
+    clock: ClockSection = ClockSection()
 
     def resolve(self, base: Path) -> "DeviceConfig":
         """A copy with every relative path made relative to ``base`` (the config's folder)."""

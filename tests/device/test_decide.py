@@ -200,7 +200,7 @@ def test_clock_state_override_and_probe_caching(monkeypatch):
     monkeypatch.setenv("CHOT_CLOCK_STATE", "bounded")
     assert system_clock_state() is ClockState.BOUNDED
     monkeypatch.delenv("CHOT_CLOCK_STATE")
-    assert system_clock_state() in tuple(ClockState)  # kernel or timedatectl answer, or unknown
+    assert system_clock_state() in tuple(ClockState)  # kernel or timesyncd answer, or unknown
     calls, mono = [], FakeTime()
     source = ClockSource(
         probe=lambda: calls.append(1) or ClockState.SYNCED, monotonic=mono, probe_interval_s=10
