@@ -3,6 +3,10 @@
 Both take chot passes (`CHOT1:`) and EU Digital COVID Certificates (`HC1:`); a DCC's JSON is the
 same object plus `"format": "dcc"`. Output never contains name, doc4, dob or a DCC's `ci`
 unless `--reveal` is given.
+
+`verify` exits 0 pass (green), 1 fail (red), 3 warn (amber: check by hand), 2 usage; its human
+output starts with the verdict and the reason in plain words with what to do, in the
+command line's language (CHOT_LANG or the locale; Vietnamese otherwise). JSON stays English.
 """
 
 import argparse
@@ -15,6 +19,8 @@ from pathlib import Path
 
 from chot.trust_args import _root_key_from_home, add_trust_arguments, load_trust_lists
 from common.cli import UsageError
+from common.i18n import cli_translator
+from common.reason_texts import reason_text, verdict_text
 from protocol.clock import Clock
 from protocol.dcc import decode_dcc, is_dcc, pass_ref_of, verify_dcc
 from protocol.dcc_trust import (
@@ -95,6 +101,9 @@ def load_dcc_trust(args: argparse.Namespace) -> DccTrust | None:
     return replace(signed, dscs={**signed.dscs, **direct.dscs}) if direct.dscs else signed
 
 
+EXIT_CODES = {Verdict.PASS: 0, Verdict.FAIL: 1, Verdict.WARN: 3}
+
+
 def run_verify(args: argparse.Namespace) -> int:
     text = read_qr_text(args.qr_text)
     now = args.at if args.at is not None else int(time.time())
@@ -102,7 +111,7 @@ def run_verify(args: argparse.Namespace) -> int:
         trust, revocations = load_trust_lists(args)
         dcc_trust = load_dcc_trust(args) if is_dcc(text) else None
     except ProtocolError as exc:
-        _print({"verdict": "fail", "reason": exc.reason.value, "detail": exc.detail}, args)
+        _print_verdict({"verdict": "fail", "reason": exc.reason.value, "detail": exc.detail}, args)
         return 1
     if is_dcc(text):
         dcc = verify_dcc(text, dcc_trust, Clock.synced(now), revocations=revocations)
@@ -110,14 +119,14 @@ def run_verify(args: argparse.Namespace) -> int:
         if args.reveal and dcc.certificate is not None:
             c = dcc.certificate
             out.update(name=c.family_name, dob=c.dob, ci=c.ci)
-        _print(out, args)
-        return 0 if dcc.verdict is Verdict.PASS else 1
+        _print_verdict(out, args)
+        return EXIT_CODES[dcc.verdict]
     result = verify_pass(text, trust, Clock.synced(now), revocations=revocations)
     out = result.public_dict()
     if args.reveal and result.claims is not None:
         out.update(name=result.claims.name, doc4=result.claims.doc4, dob=result.claims.dob)
-    _print(out, args)
-    return 0 if result.verdict is Verdict.PASS else 1
+    _print_verdict(out, args)
+    return EXIT_CODES[result.verdict]
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -165,6 +174,15 @@ def _inspect_dcc(text: str, args: argparse.Namespace) -> int:
     }
     _print(out, args)
     return 0
+
+
+def _print_verdict(data: dict, args: argparse.Namespace) -> None:
+    """JSON as is; for people, "Không hợp lệ: Hết hạn — yêu cầu khai báo lại" first."""
+    if not args.json:
+        tr = cli_translator()
+        words = reason_text(data.get("reason"), tr)
+        print(f"{verdict_text(data.get('verdict'), tr)}: {words.line()}")
+    _print(data, args)
 
 
 def _print(data: dict, args: argparse.Namespace) -> None:

@@ -70,12 +70,23 @@ def test_verify_exit_codes_and_reasons(home, capsys, monkeypatch):
     )
     assert (code, verdict["verdict"], verdict["reason"]) == (1, "fail", "expired")
     code, verdict = run(capsys, "pass", "verify", "--json", issued["qr_text"])  # no trust list
-    assert (code, verdict["verdict"], verdict["reason"]) == (1, "warn", "no_trust_list")
+    assert (code, verdict["verdict"], verdict["reason"]) == (3, "warn", "no_trust_list")
     monkeypatch.setattr("sys.stdin", io.StringIO("CHOT1:000\n"))
     code, verdict = run(capsys, "pass", "verify", "--trust", trust, "--json", "-")
     assert (code, verdict["reason"]) == (1, "bad_zlib")
     code, info = run(capsys, "pass", "inspect", "--json", "not a pass")
     assert (code, info["reason"]) == (1, "not_chot")
+    # people read the verdict and what to do, in their language; scripts read the exit code
+    monkeypatch.setenv("CHOT_LANG", "vi")
+    assert main(["pass", "verify", "--trust", trust, "--at", at, issued["qr_text"]]) == 1
+    assert capsys.readouterr().out.startswith("Không hợp lệ: Hết hạn — yêu cầu khai báo lại\n")
+    monkeypatch.setenv("CHOT_LANG", "en")
+    assert main(["pass", "verify", issued["qr_text"]]) == 3
+    first = capsys.readouterr().out.splitlines()[0]
+    assert (
+        first
+        == "Check by hand: No trust list on the scanner — check the pass and ID card by hand; call the technician"
+    )
     with pytest.raises(SystemExit) as exc:
         main(["pass", "verify", "--no-such-flag"])
     assert exc.value.code == 2
