@@ -27,15 +27,19 @@ from common.sd_notify import SystemdNotifier
 from gateway.acks import AckSigner
 from gateway.config import GatewayConfig, read_secret
 from gateway.distribution import Distributor
+from gateway.fetcher import DocumentFetcher, SiteRegistryFile
 from gateway.forwarder import Forwarder
 from gateway.ingest import Ingest, RegistrySource
 from gateway.manual import GatewaySigner
 from gateway.store import Store
 from protocol import topics
+from protocol.registry import Registry
 from protocol.status import encode_status
+from protocol.trust import root_keyring
 
 log = logging.getLogger(__name__)
 
+LANE_CAPACITY = 12  # people per minute, for a lane the registry adds (provisioning's default)
 MAX_PACKET_BYTES = 64 * 1024  # an event (4 KiB), its topic and properties, with room to spare
 
 
@@ -58,6 +62,9 @@ class GatewayApp:
         self.store: Store | None = None
         self.ingest: Ingest | None = None
         self.forwarder: Forwarder | None = None
+        self.fetcher: DocumentFetcher | None = None
+        self.site_registry: SiteRegistryFile | None = None
+        self._followed_registry: Registry | None = None
         self.distributor: Distributor | None = None
         self.signer: GatewaySigner | None = None
         self.client: mqtt.Client | None = None
@@ -81,7 +88,12 @@ class GatewayApp:
 
     def init_ingest(self) -> None:
         c = self.config
-        self.registry = RegistrySource(c.registry_file, c.site)
+        self.site_registry = SiteRegistryFile(
+            c.state_dir, c.registry_file, c.site, root_keyring(c.root_keys)
+        )
+        # a signed registry fetched from the central wins over the bundle's file
+        held = self.site_registry.signed_path.exists()
+        self.registry = RegistrySource(self.site_registry.path if held else c.registry_file, c.site)
         self.ingest = Ingest(
             self.store,
             c.site,
@@ -123,6 +135,52 @@ class GatewayApp:
         self.distributor = Distributor(
             self.store, c.site, c.root_keys, self._publish_retained, c.documents_dir
         )
+
+    def init_fetcher(self) -> None:
+        """Newer signed documents from the central (gateway/fetcher.py)."""
+        c = self.config.central
+        if not c.url:
+            return
+        self.fetcher = DocumentFetcher(
+            c.url,
+            self.config.id,
+            read_secret(c.token_file) or "",
+            self.distributor,
+            self.site_registry,
+            on_registry=self._registry_adopted,
+            poll_s=c.documents_poll_s,
+            backoff_initial_s=c.backoff_initial_s,
+            backoff_max_s=c.backoff_max_s,
+            connect_timeout_s=c.connect_timeout_s,
+            read_timeout_s=c.read_timeout_s,
+            verify=str(c.ca_file) if c.ca_file else True,
+        )
+
+    def _registry_adopted(self, registry: Registry) -> None:
+        """A newer signed registry is on disk: ingest reads that file from now on."""
+        path = self.site_registry.path
+        if self.registry._file.path != path:  # first one: leave the bundle's file for it
+            self.registry._file.path = path
+        self.registry.request_reload()
+
+    def follow_registry(self) -> None:
+        """Keep what depends on the site registry in step with the one ingest uses: the
+        lanes (status page, load summaries) follow its active units."""
+        registry = self.registry.registry if self.registry else None
+        if registry is None or registry is self._followed_registry or not registry.signers:
+            return
+        self._followed_registry = registry
+        self._follow_lanes(registry)
+
+    def _follow_lanes(self, registry: Registry) -> None:
+        lanes = {s.lane for s in registry if s.role == "device" and s.lane and not s.revoked}
+        current = self.config.lanes
+        default = max(current.values(), default=LANE_CAPACITY)
+        wanted = {lane: current.get(lane, default) for lane in sorted(lanes)}
+        if wanted != current:
+            log.info("lanes follow the registry: %s", ", ".join(wanted) or "none")
+            current.clear()  # in place: the web layer holds this very dict
+            current.update(wanted)
 
     def init_mqtt(self) -> None:
         c = self.config
@@ -217,11 +275,14 @@ class GatewayApp:
         self.init_ingest()
         self.init_forwarder()
         self.init_signer_and_distribution()
+        self.init_fetcher()
         self.init_mqtt()
         self.distributor.scan_folder()
         self.ingest.start()
         if self.forwarder:
             self.forwarder.start()
+        if self.fetcher:
+            self.fetcher.start()
         c = self.config.mqtt
         self.client.connect_async(
             c.host,
@@ -258,6 +319,7 @@ class GatewayApp:
                     next_load = now + self.config.load_interval_s
                 if now >= next_docs:
                     self.distributor.scan_folder()
+                    self.follow_registry()
                     next_docs = now + 5
             except Exception:
                 log.exception("periodic task failed")
@@ -289,6 +351,8 @@ class GatewayApp:
             self.ingest.stop()
         if self.forwarder:
             self.forwarder.stop()
+        if self.fetcher:
+            self.fetcher.stop()
         if self.client:
             try:
                 if self.connected.is_set():

@@ -52,6 +52,12 @@ class CentralConfig(StrictModel):
     backoff_max_s: float = Field(300.0, gt=0)
     idle_poll_s: float = Field(1.0, gt=0, description="pause when nothing is pending")
     ca_file: Path | None = None
+    documents_poll_s: float = Field(
+        60.0,
+        gt=0,
+        description="ask the central for newer signed documents this often (+-50 % jitter); "
+        "failures back off like forwarding",
+    )
 
 
 class StoreConfig(StrictModel):

@@ -93,6 +93,13 @@ class Distributor:
             self.publish(topic, doc.raw)
         return Adopted(topic, doc.typ, doc.version, True)
 
+    def current_version(self, topic: str) -> int | None:
+        """Version of the document published on `topic` (the fetcher asks only for newer)."""
+        for item in self.store.documents():
+            if item["topic"] == topic:
+                return int(item["version"])
+        return None
+
     def _current(self, topic: str) -> SignedDocument | None:
         for item in self.store.documents():
             if item["topic"] == topic:
