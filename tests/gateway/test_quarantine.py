@@ -1,0 +1,122 @@
+"""One event the store refuses cannot wedge the commit loop (issue #13, item 1).
+
+The contract now bounds every value, but a store can still refuse a row (a constraint, a
+value SQLite cannot hold): before, the whole batch failed, nothing was acked, and the broker
+redelivered it for ever. Here the store file carries a trigger that refuses one device's
+seq 4, a stand-in for any such refusal. A real gateway under a real Mosquitto: every other
+event is committed, acked end to end and forwarded; the refused one is set aside in the
+quarantine table with its reason, acked (its device's ack moves past it) and shown on
+/api/status, /metrics and `chot gateway status --json`.
+"""
+
+import json
+import time
+
+import pytest
+from argon2 import PasswordHasher
+
+from gateway.app import GatewayApp
+from gateway.config import parse_config
+from gateway.store import Store
+from tests.gateway.test_heartbeat_hostile import (
+    OPERATOR,
+    PASSWORD,
+    _broker_of,
+    cli_status,
+    logged_in,
+)
+from tests.support.central_stub import CentralStub
+from tests.support.gateway_core import ACL, USERS, Scanner, Site, make_event, wait_for
+
+REFUSE_D02_SEQ_4 = """
+CREATE TRIGGER refuse_one BEFORE INSERT ON events WHEN NEW.dev = 'd02' AND NEW.seq = 4
+BEGIN SELECT RAISE(ABORT, 'refused by a store constraint'); END;
+"""
+
+
+@pytest.fixture
+def broker(mosquitto):
+    return mosquitto(users=USERS, acl=ACL)
+
+
+@pytest.fixture
+def gateway(tmp_path, broker):
+    site = Site(tmp_path / "site", devices=3)
+    central = CentralStub(tmp_path / "central.db", {"gw-a": "tok-a"}, key_for=site.key_for)
+    central.start()
+    users = {
+        "version": 1,
+        "users": {
+            OPERATOR: {
+                "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
+                "created": int(time.time()),
+            }
+        },
+    }
+    (site.dir / "operators.json").write_text(json.dumps(users))
+    (site.dir / "session.secret").write_text("cd" * 32)
+    data = site.config(
+        broker,
+        central_url=central.url,
+        web={
+            "users_file": str(site.dir / "operators.json"),
+            "session_secret_file": str(site.dir / "session.secret"),
+        },
+    )
+    config = parse_config(data)
+    store = Store(config.store_path)
+    store._db().executescript(REFUSE_D02_SEQ_4)
+    store.close()
+    app = GatewayApp(config).start()
+    assert app.ready.wait(15)
+    app.site = site  # type: ignore[attr-defined]
+    app.central = central  # type: ignore[attr-defined]
+    app.config_path = site.write_config(data)  # type: ignore[attr-defined]
+    yield app
+    app.stop()
+    central.stop()
+
+
+def test_a_refused_event_is_quarantined_and_everything_else_flows(gateway) -> None:
+    site, central = gateway.site, gateway.central
+    scanner = Scanner(_broker_of(gateway))
+    try:
+        good, poison, poison_raw = set(), b"", b""
+        for seq in range(1, 11):
+            for dev in ("d01", "d02", "d03"):
+                raw, event = make_event(site.keys[dev], dev, seq)
+                scanner.publish(dev, raw)
+                if (dev, seq) == ("d02", 4):
+                    poison, poison_raw = event.eid, raw
+                else:
+                    good.add(event.eid)
+        # every device acked to the end: the quarantined seq 4 does not hold d02's ack back
+        assert scanner.wait_acks({"d01": 10, "d02": 10, "d03": 10}) == {
+            "d01": 10,
+            "d02": 10,
+            "d03": 10,
+        }
+        assert wait_for(lambda: central.stored_eids() == good, timeout=20)
+        assert gateway.store.event_count() == 29
+
+        (row,) = gateway.store.recent_quarantine()
+        assert (row["device"], row["seq"], row["eid"]) == ("d02", 4, poison.hex())
+        assert "refused by a store constraint" in row["reason"]
+
+        client = logged_in(gateway)
+        status = client.get("/api/status").json()
+        assert status["health"]["quarantined"] == 1
+        assert "events_quarantined" in status["health"]["alerts"]
+        assert status["quarantine"][0]["eid"] == poison.hex()
+        assert "chot_gateway_quarantined_total 1" in client.get("/metrics").text
+        assert cli_status(gateway.config_path)["counters"]["quarantined"] == 1
+
+        # the device resends it (it lost our ack, say): acked again, kept once
+        scanner.publish("d02", poison_raw)
+        raw, _ = make_event(site.keys["d02"], "d02", 11)
+        scanner.publish("d02", raw)
+        assert scanner.wait_acks({"d02": 11})["d02"] == 11
+        counters = gateway.store.counters()
+        assert (counters["quarantined"], counters["quarantine_duplicate"]) == (1, 1)
+    finally:
+        scanner.close()
