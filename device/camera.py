@@ -2,7 +2,7 @@
 
 Every source has ``read() -> Frame | None`` (None: the source has ended, e.g. files ran out
 or stdin closed), ``close()`` and ``with`` support. A source that cannot be opened raises
-``CameraError``, which the app shows as the ``no_camera`` device state. ``open_from_config``
+``CameraError``, which the app shows as the ``no_camera`` device state (and retries). ``open_from_config``
 turns the ``[camera]`` config section into an open source.
 
 A ``Frame`` normally carries ``gray`` (2-D uint8, what the decoders want). A USB
@@ -58,7 +58,7 @@ class FrameSource(Protocol):
         self.close()
 
 
-class _Counter:
+class FrameCounter:
     """Frame numbering and timestamps shared by all sources."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -68,53 +68,6 @@ class _Counter:
     def frame(self, gray: np.ndarray | None = None, text: str | None = None) -> Frame:
         index, self._next = self._next, self._next + 1
         return Frame(gray=gray, t=self._clock(), index=index, text=text)
-
-
-class PiCameraSource(FrameSource):
-    """Raspberry Pi camera via picamera2 (libcamera).
-
-    A lores YUV420 stream is configured and only its Y (luma) plane is used: that is the
-    grayscale image the decoders want, so no colour conversion runs on the Pi. The main
-    stream is configured but left alone (free for a future preview or evidence photo).
-    YUV420 rows may be padded to an aligned stride, hence the slice to ``width``.
-    """
-
-    def __init__(
-        self,
-        width: int = 640,
-        height: int = 480,
-        main_size: tuple[int, int] = (1280, 960),
-        controls: dict[str, Any] | None = None,
-    ) -> None:
-        try:
-            from picamera2 import Picamera2  # Pi only: apt install python3-picamera2
-        except ImportError as exc:
-            raise CameraError("picamera2 is not installed (apt install python3-picamera2)") from exc
-        self._size = (width, height)
-        try:
-            self._cam = Picamera2()
-            config = self._cam.create_preview_configuration(
-                main={"size": main_size},
-                lores={"size": (width, height), "format": "YUV420"},
-                controls=controls or {},
-            )
-            self._cam.configure(config)
-            self._cam.start()
-        except Exception as exc:  # IndexError/RuntimeError when no camera is attached
-            raise CameraError(f"cannot open the Pi camera: {exc}") from exc
-        self._counter = _Counter()
-
-    def read(self) -> Frame | None:
-        width, height = self._size
-        try:
-            yuv = self._cam.capture_array("lores")
-        except Exception as exc:
-            raise CameraError(f"Pi camera capture failed: {exc}") from exc
-        return self._counter.frame(np.ascontiguousarray(yuv[:height, :width]))
-
-    def close(self) -> None:
-        self._cam.stop()
-        self._cam.close()
 
 
 class OpenCVSource(FrameSource):
@@ -130,7 +83,7 @@ class OpenCVSource(FrameSource):
         if isinstance(device, int):
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-        self._counter = _Counter()
+        self._counter = FrameCounter()
 
     def read(self) -> Frame | None:
         ok, image = self._cap.read()
@@ -167,7 +120,7 @@ class ImageFileSource(FrameSource):
             raise CameraError("no image files to loop over")
         self._loop, self._interval = loop, interval
         self._iter = iter(self._paths)
-        self._counter = _Counter()
+        self._counter = FrameCounter()
 
     def read(self) -> Frame | None:
         path = next(self._iter, None)
@@ -245,7 +198,7 @@ class SyntheticSource(FrameSource):
         self._texts: Iterator[str | None] = iter(texts)
         self._size, self._difficulty, self._interval = size, difficulty, interval
         self._rng = np.random.default_rng(seed)
-        self._counter = _Counter()
+        self._counter = FrameCounter()
         if difficulty not in synthetic.RANGES:
             raise ValueError(
                 f"unknown difficulty {difficulty!r}; expected {list(synthetic.RANGES)}"
@@ -275,7 +228,7 @@ class KeyboardWedgeSource(FrameSource):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdin
-        self._counter = _Counter()
+        self._counter = FrameCounter()
 
     def read(self) -> Frame | None:
         for line in self._stream:
@@ -288,8 +241,15 @@ class KeyboardWedgeSource(FrameSource):
         """The stream belongs to the caller (usually stdin); nothing to release."""
 
 
-SOURCES: dict[str, type[FrameSource]] = {
-    "picamera": PiCameraSource,
+def _picamera(**settings: Any) -> FrameSource:
+    """The Pi camera source lives in device/picamera.py (its picamera2 configuration)."""
+    from device.picamera import PiCameraSettings, PiCameraSource
+
+    return PiCameraSource(PiCameraSettings(**settings))
+
+
+SOURCES: dict[str, Callable[..., FrameSource]] = {
+    "picamera": _picamera,
     "opencv": OpenCVSource,
     "files": ImageFileSource,
     "synthetic": SyntheticSource,
@@ -343,7 +303,18 @@ def open_from_config(cam: CameraSection) -> FrameSource:
     ``ValueError`` for a bad option) like ``open_source``."""
     kind = "picamera" if cam.source == "picamera2" else cam.source
     if kind == "picamera":
-        return open_source(kind, width=cam.width, height=cam.height)
+        return open_source(
+            kind,
+            width=cam.width,
+            height=cam.height,
+            fps=cam.fps,
+            buffer_count=cam.buffer_count,
+            lens_position=cam.lens_position,
+            af_range=cam.af_range,
+            exposure_value=cam.exposure_value,
+            metering=cam.metering,
+            exposure_mode=cam.exposure_mode,
+        )
     if kind == "opencv":
         return open_source(kind, device=cam.device, width=cam.width, height=cam.height)
     if kind == "files":

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.camera import PiCameraSource
 from device.decode import make_decoder
 from device.gpio import DEFAULT_PINS
 from device.gpio.base import BUZZER, LEDS
 from device.indicator import FAIL_CODES, PATTERNS, WARN_CODES, Indicator
+from device.picamera import PiCameraSettings, PiCameraSource
 
 
 def pins() -> dict[str, int]:
@@ -30,7 +30,7 @@ def pins() -> dict[str, int]:
 
 @pytest.fixture
 def camera():
-    with PiCameraSource(640, 480) as source:
+    with PiCameraSource(PiCameraSettings(640, 480)) as source:
         yield source
 
 
