@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from protocol.trust import PASS_KINDS
+from provisioning import ntp
 from provisioning.errors import OpsError
 from provisioning.secrets import SecretExists
 
@@ -181,6 +182,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--web-cert", type=Path, help="your own status page certificate (PEM)")
     p.add_argument("--web-key", type=Path, help="its private key (PEM), with --web-cert")
+    p.add_argument(
+        "--ntp-allow",
+        action="append",
+        default=[],
+        metavar="SUBNET",
+        help="subnet whose scanners take their time from this gateway (repeat; default:"
+        " the private ranges)",
+    )
+    p.add_argument("--gps", action="store_true", help="chrony reads a GPS clock from gpsd")
+    p.add_argument("--pps", metavar="DEVICE", help="and its pulse per second, e.g. /dev/pps0")
     p = _leaf(gateway, "revoke", "revoke a gateway everywhere", cmd_revoke_unit)
     p.add_argument("id")
 
@@ -303,7 +314,8 @@ def cmd_pass_revoke(args: argparse.Namespace) -> Output:
 
 
 def cmd_device_add(args: argparse.Namespace) -> Output:
-    bundle = _home(args).add_device(
+    home = _home(args)
+    bundle = home.add_device(
         args.site,
         args.name,
         lane=args.lane,
@@ -313,6 +325,8 @@ def cmd_device_add(args: argparse.Namespace) -> Output:
         camera_source=args.camera,
         gpio_backend=args.gpio,
     )
+    # the unit's time comes from its gateway, which runs beside the site broker
+    ntp_file = ntp.write_device_files(bundle.folder, home.state.sites[bundle.site].broker_host)
     return Output(
         {
             "device": bundle.device_id,
@@ -320,11 +334,14 @@ def cmd_device_add(args: argparse.Namespace) -> Output:
             "lane": bundle.lane,
             "bundle": str(bundle.folder),
             "public_key": bundle.public_key.hex(),
+            "timesyncd": str(ntp_file),
         }
     )
 
 
 def cmd_gateway_add(args: argparse.Namespace) -> Output:
+    # checked before anything is registered: a bad subnet leaves no half-made gateway
+    chrony = ntp.gateway_chrony_conf(args.ntp_allow, gps=args.gps, pps_device=args.pps)
     bundle = _home(args).add_gateway(
         args.site,
         args.name,
@@ -335,12 +352,14 @@ def cmd_gateway_add(args: argparse.Namespace) -> Output:
         web_cert=args.web_cert,
         web_key=args.web_key,
     )
+    ntp_file = ntp.write_gateway_files(bundle.folder, chrony)
     return Output(
         {
             "gateway": bundle.gateway_id,
             "site": bundle.site,
             "bundle": str(bundle.folder),
             "public_key": bundle.public_key.hex(),
+            "chrony": str(ntp_file),
         }
     )
 
