@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 from common.keys import load_key_file
 from common.sd_notify import SystemdNotifier
 from gateway.acks import AckSigner
+from gateway.broker_admin import BrokerAdmin
 from gateway.config import GatewayConfig, read_secret
 from gateway.distribution import Distributor
 from gateway.fetcher import DocumentFetcher, SiteRegistryFile
@@ -65,6 +66,8 @@ class GatewayApp:
         self.fetcher: DocumentFetcher | None = None
         self.site_registry: SiteRegistryFile | None = None
         self._followed_registry: Registry | None = None
+        self.broker_admin: BrokerAdmin | None = None
+        self._broker_resync = True  # after (re)connecting, send every unit again
         self.distributor: Distributor | None = None
         self.signer: GatewaySigner | None = None
         self.client: mqtt.Client | None = None
@@ -171,6 +174,11 @@ class GatewayApp:
             return
         self._followed_registry = registry
         self._follow_lanes(registry)
+        if self.broker_admin and self.connected.is_set():
+            self.broker_admin.apply(registry, full=self._broker_resync)
+            self._broker_resync = False
+        elif self.broker_admin:
+            self._followed_registry = None  # not connected: try again next tick
 
     def _follow_lanes(self, registry: Registry) -> None:
         lanes = {s.lane for s in registry if s.role == "device" and s.lane and not s.revoked}
@@ -230,6 +238,7 @@ class GatewayApp:
                 self.ingest.subscriptions(self.config.mqtt.shared_group)
             )
             n = self.distributor.republish_all()
+            self._broker_resync, self._followed_registry = True, None
             self.connected.set()
             log.info(
                 "connected to broker (session present=%s), republished %d documents",
@@ -263,6 +272,10 @@ class GatewayApp:
         if self.client is not None:
             self.client.publish(topic, raw, qos=1, retain=True)
 
+    def _publish_control(self, topic: str, payload: bytes) -> None:
+        if self.client is not None:
+            self.client.publish(topic, payload, qos=1)
+
     def _publish_status(self, state: str) -> mqtt.MQTTMessageInfo:
         topic = topics.gateway_status_topic(self.config.site, self.config.id)
         payload = encode_status(state, int(time.time()))
@@ -277,6 +290,9 @@ class GatewayApp:
         self.init_signer_and_distribution()
         self.init_fetcher()
         self.init_mqtt()
+        if self.config.broker.dynsec:
+            key = bytes.fromhex(read_secret(self.config.broker.unit_key_file) or "")
+            self.broker_admin = BrokerAdmin(self.config.site, key, self._publish_control)
         self.distributor.scan_folder()
         self.ingest.start()
         if self.forwarder:

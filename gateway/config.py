@@ -60,6 +60,25 @@ class CentralConfig(StrictModel):
     )
 
 
+class BrokerAdminConfig(StrictModel):
+    """Units join and leave the live site broker (gateway/broker_admin.py)."""
+
+    dynsec: bool = Field(
+        False,
+        description="drive mosquitto's dynamic-security plugin from the signed registry "
+        "(the gateway's MQTT login needs the $CONTROL/dynamic-security/# publish ACL)",
+    )
+    unit_key_file: Path | None = Field(
+        None, description="mqtt-units.key from the bundle: the units' passwords derive from it"
+    )
+
+    @model_validator(mode="after")
+    def _key_with_dynsec(self) -> "BrokerAdminConfig":
+        if self.dynsec and self.unit_key_file is None:
+            raise ValueError("dynsec needs unit_key_file (mqtt-units.key)")
+        return self
+
+
 class StoreConfig(StrictModel):
     max_bytes: int = Field(2_000_000_000, ge=1_000_000)
     disk_alert_free_bytes: int = Field(500_000_000, ge=0)
@@ -151,6 +170,7 @@ class GatewayConfig(StrictModel):
     )
     mqtt: MqttConfig = MqttConfig()
     central: CentralConfig = CentralConfig()
+    broker: BrokerAdminConfig = BrokerAdminConfig()
     store: StoreConfig = StoreConfig()
     web: WebConfig = WebConfig()
 

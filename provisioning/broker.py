@@ -106,12 +106,11 @@ def write_broker_config(
     record = ensure_site(home, site)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "server.key").exists():
-        from provisioning.errors import OpsError
-
-        raise OpsError(f"{out}/server.key exists; refusing to overwrite the broker's key")
-    names = list(dict.fromkeys([record.broker_host, *(hosts or []), "localhost", "127.0.0.1"]))
-    tls.create_server_cert(home.site_dir(site), out, names)
+    # idempotent: a rerun keeps the broker's key and certificate and updates the rest
+    # (CA, password file, ACL, mosquitto.conf), so it is how a live site's files are refreshed
+    if not (out / "server.key").exists():
+        names = list(dict.fromkeys([record.broker_host, *(hosts or []), "localhost", "127.0.0.1"]))
+        tls.create_server_cert(home.site_dir(site), out, names)
     copy_credentials(home, site, out)
     conf = out / "mosquitto.conf"
     conf.write_text(render_config(install_dir=install_dir or out, port=record.broker_port))

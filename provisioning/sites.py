@@ -19,6 +19,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
+from gateway.broker_admin import UNIT_KEY_NAME, unit_password
 from protocol.ids import require_id
 from protocol.registry import Registry, Signer
 from provisioning import bundles, mqtt_auth, tls
@@ -68,9 +69,18 @@ def ensure_site(
     if not (folder / "ca.crt").exists():
         folder.mkdir(parents=True, exist_ok=True)
         tls.create_ca(folder, site)
+    if not (folder / UNIT_KEY_NAME).exists():  # units' MQTT passwords derive from it
+        write_secret(folder / UNIT_KEY_NAME, (secrets.token_bytes(32).hex() + "\n").encode())
     home.save()
     write_acl(home, site)
     return record
+
+
+def unit_mqtt_password(home: HomeFiles, site: str, unit_id: str) -> str:
+    """A unit's MQTT password, derived from the site's unit key, so the site gateway can give
+    it to the broker (dynamic security) with nothing secret in the signed registry."""
+    key = bytes.fromhex((home.site_dir(site) / UNIT_KEY_NAME).read_text().strip())
+    return unit_password(key, unit_id)
 
 
 def write_acl(home: HomeFiles, site: str) -> None:
@@ -78,7 +88,9 @@ def write_acl(home: HomeFiles, site: str) -> None:
     (home.site_dir(site) / "acl").write_text(mqtt_auth.site_acl(site, record.gateways))
 
 
-def _new_unit(home: HomeFiles, unit_id: str, folder: Path, key_name: str) -> tuple[bytes, str]:
+def _new_unit(
+    home: HomeFiles, unit_id: str, folder: Path, key_name: str, password: str | None = None
+) -> tuple[bytes, str]:
     """Key + MQTT password files in a fresh bundle folder; returns (public key, password)."""
     require_id(unit_id, "id")
     if unit_id in home.registry().signers:
@@ -87,7 +99,7 @@ def _new_unit(home: HomeFiles, unit_id: str, folder: Path, key_name: str) -> tup
         raise OpsError(f"{folder} is not empty; refusing to overwrite a bundle")
     folder.mkdir(parents=True, exist_ok=True)
     key = new_key_file(folder / key_name)
-    password = mqtt_auth.new_password()
+    password = password or mqtt_auth.new_password()
     write_secret(folder / "mqtt.password", (password + "\n").encode())
     return bytes(key.verify_key), password
 
@@ -113,7 +125,8 @@ def add_device(
     """A scanner: identity, MQTT login, registry entry and bundle. `name` is the device id."""
     record = ensure_site(home, site, broker_host, broker_port)
     folder = Path(out) if out else home.path / "bundles" / name
-    public_key, password = _new_unit(home, name, folder, "device.key")
+    password = unit_mqtt_password(home, site, require_id(name, "id"))
+    public_key, password = _new_unit(home, name, folder, "device.key", password)
     lane = lane or "lane-1"
     mqtt_auth.set_password(home.site_dir(site) / "passwd", name, password)
     registry = home.registry()
@@ -184,6 +197,8 @@ def add_gateway(
     documents.mkdir()
     for document in ("trust.cose", "revocations.cose"):
         shutil.move(folder / document, documents / document)
+    unit_key = (home.site_dir(site) / UNIT_KEY_NAME).read_bytes()
+    write_secret(folder / UNIT_KEY_NAME, unit_key)  # the gateway gives units their logins
     operators = home.site_dir(site) / "operators.json"
     if operators.exists():
         write_secret(folder / "operators.json", operators.read_bytes(), replace=True)

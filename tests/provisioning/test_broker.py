@@ -225,6 +225,10 @@ def test_broker_config_contents(home, tmp_path, run_cli) -> None:
     ):
         assert line in conf.splitlines(), line
     assert (out / "server.key").stat().st_mode & 0o777 == 0o600
-    # refuses to overwrite the broker's key
+    # a rerun keeps the broker's key and certificate and updates the rest (issue #15)
+    key, cert = (out / "server.key").read_bytes(), (out / "server.crt").read_bytes()
+    (out / "acl").write_text("stale\n")
     code, _ = run_cli("provision", "broker", "config", "--home", home.path, SITE, "--out", out)
-    assert code == 1
+    assert code == 0
+    assert (out / "server.key").read_bytes() == key and (out / "server.crt").read_bytes() == cert
+    assert (out / "acl").read_text() == (home.site_dir(SITE) / "acl").read_text()
