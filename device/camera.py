@@ -2,8 +2,9 @@
 
 Every source has ``read() -> Frame | None`` (None: the source has ended, e.g. files ran out
 or stdin closed), ``close()`` and ``with`` support. A source that cannot be opened raises
-``CameraError``, which the app shows as the ``no_camera`` device state (and retries). ``open_from_config``
-turns the ``[camera]`` config section into an open source.
+``CameraError``, which the app shows as the ``no_camera`` device state (and retries).
+``open_from_config`` turns the ``[camera]`` config section into an open source. The frame
+types are in device/frame.py, the Pi camera in device/picamera.py.
 
 A ``Frame`` normally carries ``gray`` (2-D uint8, what the decoders want). A USB
 keyboard-wedge QR reader decodes by itself and types the text, so its frames carry ``text``
@@ -17,57 +18,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
+
+from device.frame import CameraError, Frame, FrameCounter, FrameSource
+from device.picamera import PiCameraSettings, PiCameraSource
 
 if TYPE_CHECKING:
     from device.config import CameraSection
 
+__all__ = ["CameraError", "Frame", "FrameCounter", "FrameSource", "open_from_config"]
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pbm", ".tif", ".tiff"})
-
-
-class CameraError(RuntimeError):
-    """The source could not be opened or stopped delivering (device state "no camera")."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One capture. ``t`` is ``time.monotonic()`` at capture, ``index`` counts from 0.
-    Exactly one of ``gray`` (image) and ``text`` (keyboard wedge) is set."""
-
-    gray: np.ndarray | None
-    t: float
-    index: int
-    text: str | None = None
-
-
-class FrameSource(Protocol):
-    """Implementations subclass this to inherit the context-manager methods."""
-
-    def read(self) -> Frame | None: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class FrameCounter:
-    """Frame numbering and timestamps shared by all sources."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._next = 0
-
-    def frame(self, gray: np.ndarray | None = None, text: str | None = None) -> Frame:
-        index, self._next = self._next, self._next + 1
-        return Frame(gray=gray, t=self._clock(), index=index, text=text)
 
 
 class OpenCVSource(FrameSource):
@@ -243,8 +207,6 @@ class KeyboardWedgeSource(FrameSource):
 
 def _picamera(**settings: Any) -> FrameSource:
     """The Pi camera source lives in device/picamera.py (its picamera2 configuration)."""
-    from device.picamera import PiCameraSettings, PiCameraSource
-
     return PiCameraSource(PiCameraSettings(**settings))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from device.camera import CameraError, Frame, FrameCounter, FrameSource
+from device.frame import CameraError, Frame, FrameCounter, FrameSource
 
 log = logging.getLogger(__name__)
 

@@ -154,7 +154,10 @@ def test_the_device_config_points_the_probe_at_its_flag_file(tmp_path):
     default = parse_config(
         {
             "device": {"id": "u1", "site": "S1", "signing_key_file": "k"},
-            "trust": {"root_public_keys": [Pki().root_hex]},
+            "trust": {
+                "root_public_keys": [Pki().root_hex],
+                "gateway_public_keys": {"hn01-gw": Pki().root_hex},
+            },
             "camera": {"source": "keyboard"},
         },
         tmp_path,
