@@ -25,6 +25,8 @@ from device import synthetic
 from device.camera import Frame
 from device.decide import Decider, Policy
 from device.decode import decode_frame, make_decoder
+from harness import dcc_pki as pki
+from harness.dcc_pki import NOW
 from protocol.clock import Clock
 from protocol.dcc import (
     ALG_ES256,
@@ -35,8 +37,6 @@ from protocol.dcc import (
     verify_dcc,
 )
 from protocol.dcc_trust import DccTrust, direct_trust
-from tests.support import dcc_pki as pki
-from tests.support.dcc_pki import NOW
 
 SHA256 = hashes.SHA256()
 PSS = padding.PSS(mgf=padding.MGF1(SHA256), salt_length=padding.PSS.AUTO)

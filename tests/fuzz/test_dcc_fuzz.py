@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness import dcc_pki as pki
+from harness.dcc_pki import NOW
 from protocol.base45 import b45encode
 from protocol.clock import Clock, ClockState
 from protocol.dcc import ALG_ES256, ALG_PS256, decode_dcc, verify_dcc
 from protocol.dcc_trust import DccTrust, direct_trust
 from protocol.reasons import Verdict
 from tests.fuzz.test_fuzz import mutate
-from tests.support import dcc_pki as pki
-from tests.support.dcc_pki import NOW
 
 SECONDS = float(os.environ.get("CHOT_FUZZ_SECONDS", "6"))
 MEMORY_LIMIT = 4 * 1024 * 1024

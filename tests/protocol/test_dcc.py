@@ -1,5 +1,5 @@
 """EU Digital COVID Certificates: the decode chain, the DSC rules and the verdicts, with
-certificates made by a test CA (tests/support/dcc_pki.py), ES256 and PS256 alike."""
+certificates made by a test CA (harness/dcc_pki.py), ES256 and PS256 alike."""
 
 import zlib
 from dataclasses import dataclass
@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import cbor2
 import pytest
 
+from harness import dcc_pki as pki
+from harness.dcc_pki import DAY, NOW
 from protocol.base45 import b45encode
 from protocol.clock import Clock, ClockState
 from protocol.dcc import ALG_ES256, ALG_PS256, decode_dcc, pseudonym, verify_dcc
 from protocol.dcc_trust import DccTrust, direct_trust
 from protocol.reasons import Reason, Verdict
 from protocol.trust import RevocationList
-from tests.support import dcc_pki as pki
-from tests.support.dcc_pki import DAY, NOW
 
 
 @dataclass

@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nacl.signing import SigningKey
 
 from chot.cli import main
+from harness import dcc_pki as pki
+from harness.dcc_pki import DAY, NOW
 from protocol.dcc import ALG_ES256, ALG_PS256
 from protocol.dcc_trust import sign_dcc_trust_list
-from tests.support import dcc_pki as pki
-from tests.support.dcc_pki import DAY, NOW
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ each refusal with its own reason, and the clock rule (unprovable -> amber, never
 
 import pytest
 
+from harness import dcc_pki as pki
+from harness.dcc_pki import DAY, NOW
 from protocol.clock import Clock, ClockState
 from protocol.dcc import verify_dcc
 from protocol.dcc_policy import DccPolicy
 from protocol.dcc_trust import direct_trust
 from protocol.reasons import Reason, Verdict
-from tests.support import dcc_pki as pki
-from tests.support.dcc_pki import DAY, NOW
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from chot.cli import main
+from harness import dcc_pki as pki
 from protocol.clock import Clock
 from protocol.dcc import ALG_PS256, verify_dcc
 from protocol.dcc_trust import open_dcc_trust_list
 from protocol.reasons import Verdict
 from protocol.trust import root_keyring
-from tests.support import dcc_pki as pki
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from nacl.signing import SigningKey
 
+from harness import dcc_pki as pki
+from harness.dcc_pki import DAY, NOW
 from protocol import cbor, cose
 from protocol.clock import Clock
 from protocol.dcc import ALG_PS256, verify_dcc
@@ -25,8 +27,6 @@ from protocol.dcc_trust import (
 from protocol.documents import check_newer, open_document, sign_document
 from protocol.reasons import ProtocolError, Reason, Verdict
 from protocol.trust import root_keyring
-from tests.support import dcc_pki as pki
-from tests.support.dcc_pki import DAY, NOW
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from device.decide import Decider, Policy, signature_checked
 from device.documents_store import DocumentStore, parse_config_policy
 from device.outbox import Outbox
 from gateway.distribution import Distributor
+from harness import dcc_pki as pki
+from harness.dcc_pki import DAY, NOW
 from protocol.clock import Clock
 from protocol.dcc import ALG_PS256, pseudonym
 from protocol.dcc_trust import DCC_TRUST_TYPE, dcc_trust_topic, sign_dcc_trust_list
@@ -19,8 +21,6 @@ from protocol.documents import sign_document
 from protocol.events import open_event
 from protocol.reasons import ProtocolError, Reason, Verdict
 from protocol.trust import CONFIG_TYPE, root_keyring
-from tests.support import dcc_pki as pki
-from tests.support.dcc_pki import DAY, NOW
 
 DEVICE = "hn01-lane1"
 PSK = b"q" * 32
