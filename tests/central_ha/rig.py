@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -90,12 +90,8 @@ class HaRig:
         if proxied:  # other nodes reach each PostgreSQL through a proxy we can cut
             for node in layout.nodes:
                 self.proxies[node.index] = TcpProxy(node.pg).start()
-            layout = Layout.plan(
-                self.root / "cluster",
-                nodes,
-                synchronous=synchronous,
-                advertised={i: p.port for i, p in self.proxies.items()},
-            )
+            nodes = [replace(n, pg_advertised=self.proxies[n.index].port) for n in layout.nodes]
+            layout = replace(layout, nodes=nodes)
         self.layout = layout
         self.cluster = Cluster(layout)
         self.fleet = Fleet.create(self._private("fleet"))
