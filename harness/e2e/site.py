@@ -24,7 +24,15 @@ from typing import Any
 import httpx
 
 from central.backends import open_store
-from chot.system import OPERATOR, SITE, Service, chot_argv, provision_site, site_services
+from chot.system import (
+    GATEWAY,
+    OPERATOR,
+    SITE,
+    Service,
+    chot_argv,
+    provision_site,
+    site_services,
+)
 from harness.config_files import edit_toml
 from harness.e2e.device_proc import DeviceProc, outbox_state
 from harness.e2e.proxy import TcpProxy
@@ -121,7 +129,8 @@ class E2ESite:
         marker = self._broker_log_mark()
         self.services["gateway"].start(wait=False)
         wait_until(
-            lambda: self._broker_log_since(marker, "as chot-gw-"),
+            # The broker names a client by its login (use_username_as_clientid)
+            lambda: self._broker_log_since(marker, f" as {GATEWAY} "),
             30,
             message="the gateway to connect to the broker",
         )
