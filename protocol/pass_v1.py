@@ -284,6 +284,15 @@ def _check_trusted(
     ):
         raise ProtocolError(Reason.REVOKED, "pass or issuer key revoked")
     time_reason = check_time(claims, clock, skew_s)
+    if time_reason in (Reason.EXPIRED, Reason.NOT_YET_VALID):
+        return time_reason
+    # provable whatever the clock says, so red even when the clock is untrusted
+    validity_s = claims.exp - max(claims.iat, claims.nbf or 0)
+    if validity_s > issuer.max_validity_s(claims.kind):
+        raise ProtocolError(
+            Reason.VALIDITY_TOO_LONG,
+            f"{claims.kind} valid {validity_s} s, issuer allows {issuer.max_validity_s(claims.kind)} s",
+        )
     if time_reason is not Reason.OK:
         return time_reason
     stale_at = min(trust.expires_at, revocations.expires_at if revocations else trust.expires_at)

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     # time and lists
     NOT_YET_VALID = "not_yet_valid"
     EXPIRED = "expired"
+    VALIDITY_TOO_LONG = "validity_too_long"  # exp - start beyond the issuer's limit for the kind
     REVOKED = "revoked"
     TRUST_STALE = "trust_stale"
     NO_TRUST_LIST = "no_trust_list"

@@ -22,6 +22,19 @@ CONFIG_TYPE = "chot-config"  # per-device policy, body read by device/documents_
 PASS_KINDS = ("declaration", "vaccination", "test", "recovery")
 PASS_REF_LENGTH = 16
 KID_LENGTH = 8
+HOUR, DAY = 3600, 86400
+# The longest a pass of each kind may be valid (exp - max(iat, nbf)), unless the trust entry
+# says otherwise ("maxv"). Declaration 72 h: the field rule, one QR per person valid 72 h. Test
+# 72 h: the usual PCR acceptance window. Vaccination 12 months: Vietnam's vaccine passports
+# (Decision 5772/QD-BYT) are valid 12 months. Recovery 6 months: the EU DCC's 180-day limit.
+# An entry without "maxv" (a list signed before it existed) gets these defaults.
+DEFAULT_MAX_VALIDITY_S: dict[str, int] = {
+    "declaration": 72 * HOUR,
+    "vaccination": 365 * DAY,
+    "test": 72 * HOUR,
+    "recovery": 180 * DAY,
+}
+MAX_VALIDITY_CEILING_S = 2 * 365 * DAY  # no issuer may configure more than this for any kind
 
 
 @dataclass(frozen=True)
@@ -29,7 +42,9 @@ class IssuerKey:
     """One issuer key a device trusts.
 
     Passes are accepted only when issued (iat) inside [not_before, not_after]: retiring a key
-    sets not_after so passes it already issued stay valid until they expire.
+    sets not_after so passes it already issued stay valid until they expire. `max_validity`
+    holds (kind, seconds) pairs overriding DEFAULT_MAX_VALIDITY_S for this issuer: a pass
+    valid longer than its kind allows is refused (`validity_too_long`) even when signed.
     """
 
     issuer: str
@@ -37,10 +52,18 @@ class IssuerKey:
     kinds: tuple[str, ...] = PASS_KINDS
     not_before: int = 0
     not_after: int | None = None
+    max_validity: tuple[tuple[str, int], ...] = ()
 
     @property
     def kid(self) -> bytes:
         return cose.kid_for(self.public_key)
+
+    def max_validity_s(self, kind: str) -> int:
+        """The longest validity this issuer's passes of `kind` may have."""
+        for name, seconds in self.max_validity:
+            if name == kind:
+                return seconds
+        return DEFAULT_MAX_VALIDITY_S.get(kind, min(DEFAULT_MAX_VALIDITY_S.values()))
 
     def to_cbor(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -51,6 +74,8 @@ class IssuerKey:
         }
         if self.not_after is not None:
             item["naf"] = self.not_after
+        if self.max_validity:
+            item["maxv"] = dict(self.max_validity)
         return item
 
     @classmethod
@@ -67,7 +92,33 @@ class IssuerKey:
             raise ProtocolError(Reason.BAD_CLAIMS, "trust entry kinds must be a list of text")
         if not isinstance(nbf, int) or (naf is not None and not isinstance(naf, int)):
             raise ProtocolError(Reason.BAD_CLAIMS, "trust entry nbf/naf must be integers")
-        return cls(iss, key, tuple(kinds), nbf, naf)
+        return cls(iss, key, tuple(kinds), nbf, naf, _max_validity_from_cbor(item.get("maxv")))
+
+
+def check_max_validity(limits: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    """Sorted (kind, seconds) pairs; ValueError for an unknown kind or a limit outside
+    1 s .. MAX_VALIDITY_CEILING_S."""
+    for kind, seconds in limits.items():
+        if kind not in PASS_KINDS:
+            raise ValueError(f"max validity: unknown kind {kind!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise ValueError(f"max validity of {kind} must be whole seconds")
+        if not 0 < seconds <= MAX_VALIDITY_CEILING_S:
+            raise ValueError(
+                f"max validity of {kind} must be 1 s to {MAX_VALIDITY_CEILING_S // DAY} days"
+            )
+    return tuple(sorted(limits.items()))
+
+
+def _max_validity_from_cbor(value: Any) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ProtocolError(Reason.BAD_CLAIMS, "trust entry maxv must map kind to seconds")
+    try:
+        return check_max_validity(value)
+    except ValueError as exc:
+        raise ProtocolError(Reason.BAD_CLAIMS, f"trust entry {exc}") from None
 
 
 @dataclass(frozen=True)
