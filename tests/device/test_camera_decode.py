@@ -30,7 +30,7 @@ from device.decode import (
     decode_frame,
     make_decoder,
 )
-from tests.support.vectors import vector_path
+from harness.vectors import vector_path
 
 VECTOR = vector_path("chot-pass-v1.json")
 QR_TEXT: str = json.loads(VECTOR.read_text())["qr_text"]

@@ -22,6 +22,7 @@ from nacl.signing import SigningKey
 
 from device.app import DeviceApp
 from device.gpio import SimulatedBackend
+from harness.polling import wait_until as wait_for
 from protocol import topics
 from protocol.clock import ClockState
 from tests.support.device_pipeline import (
@@ -60,15 +61,6 @@ class Running:
         self.app.request_stop()
         self.thread.join(10)
         self.app.close()
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -255,8 +247,8 @@ def test_service_process_synthetic_camera_notify_and_sigterm(site, tmp_path):
 def test_tls_listener_with_site_ca(tmp_path, mosquitto, monkeypatch):
     """The unit verifies the broker against the site CA (ca_file) and logs in with a password;
     the test gateway uses a second, plain loopback listener of the same broker."""
+    from harness.mosquitto import TlsFiles, free_port
     from provisioning.tls import create_ca, create_server_cert
-    from tests.support.mosquitto import TlsFiles, free_port
 
     monkeypatch.setenv("CHOT_CLOCK_STATE", "synced")
     pki_dir = tmp_path / "pki"

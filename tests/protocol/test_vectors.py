@@ -5,11 +5,11 @@ import json
 import pytest
 from nacl.signing import SigningKey
 
+from harness.vectors import load_vector
 from protocol import cose
 from protocol.clock import Clock
 from protocol.pass_v1 import PassClaims, encode_cose, qr_to_cose, verify_pass
 from protocol.trust import IssuerKey, TrustList
-from tests.support.vectors import load_vector
 
 
 def load(name: str) -> dict:

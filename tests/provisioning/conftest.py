@@ -2,16 +2,16 @@
 
 import argparse
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.mosquitto import Broker, free_port
+from harness.polling import wait_until
 from provisioning import cli
 from provisioning.broker import write_broker_config, write_local_config
 from provisioning.home import OpsHome
-from tests.support.mosquitto import Broker, free_port
 
 SITE = "HN-01"
 NOW = 1_790_000_000  # fixed time so validity checks are exact
@@ -80,10 +80,6 @@ def site_broker(home: OpsHome, tmp_path: Path) -> Iterator[Callable[[], Broker]]
         broker.stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> object:
+    """The project's one polling helper with this module's shorter default timeout."""
+    return wait_until(predicate, timeout, interval=0.02)

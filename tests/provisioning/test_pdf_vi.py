@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from harness.vectors import load_vector
 from provisioning.pdf import Card, write_cards_pdf
-from tests.support.vectors import load_vector
 
 NAME = "Trần Thị Bình"
 IAT = 1_700_000_000  # 2023-11-14 22:13 UTC = 2023-11-15 05:13 in Ho Chi Minh City
