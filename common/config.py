@@ -4,8 +4,9 @@
   taking a default) and a loaded config is frozen.
 - Reading the file (`load_model`) is kept apart from validation (`validate`), so tests build
   configs from dicts. Errors are one `ConfigError` whose message names the dotted key.
-- Relative paths mean "next to the config file"; a bare name that is not there is looked up in
-  `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`). `resolve_paths` walks every `Path`
+- Relative paths mean "next to the config file", except a name that systemd passed as a
+  credential (`LoadCredential=`, found in `$CREDENTIALS_DIRECTORY`): that one wins, because the
+  service was started with it on purpose and the copy beside the config may be unreadable to it. `resolve_paths` walks every `Path`
   field of the model, so a new path field needs no list to be kept in step.
 - Secrets are never values in the file: `read_secret` takes an environment variable, a file
   named in the config, or a systemd credential.
@@ -70,14 +71,13 @@ def credentials_dir(environ: Mapping[str, str] | None = None) -> Path | None:
 
 
 def resolve_path(value: Path, base: Path, credentials: Path | None = None) -> Path:
-    """A relative path is relative to `base`; if nothing is there but the credentials
-    directory holds that name, the credential is meant."""
+    """A relative path is relative to `base`, unless the credentials directory holds that
+    name: a credential systemd passed to the service is what it must use."""
     if value.is_absolute():
         return value
-    path = base / value
-    if credentials is not None and not path.exists() and (credentials / value).exists():
+    if credentials is not None and (credentials / value).exists():
         return credentials / value
-    return path
+    return base / value
 
 
 def _resolve_value(value: Any, base: Path, credentials: Path | None) -> Any:

@@ -48,15 +48,16 @@ def test_relative_paths_resolve_beside_the_file_at_any_depth(tmp_path: Path) -> 
     assert resolved.by_name["b"].key_file == tmp_path / "sub/k"
 
 
-def test_a_bare_name_missing_beside_the_file_is_a_systemd_credential(tmp_path: Path) -> None:
+def test_a_name_systemd_passed_as_a_credential_wins(tmp_path: Path) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "k").write_text("secret")
+    (tmp_path / "k").write_text("a copy the service user may not read")
     (tmp_path / "here").write_text("secret")
     config = validate(Config, {"name": "a", "section": {"key_file": "k", "extra_files": ["here"]}})
     resolved = resolve_paths(config, tmp_path, creds)
-    assert resolved.section.key_file == creds / "k"
-    assert resolved.section.extra_files == [tmp_path / "here"]  # beside the file wins
+    assert resolved.section.key_file == creds / "k"  # the credential, though a file is beside
+    assert resolved.section.extra_files == [tmp_path / "here"]  # not a credential: beside
 
 
 def test_unknown_keys_and_bad_values_name_the_key(tmp_path: Path) -> None:
