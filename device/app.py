@@ -34,6 +34,8 @@ from device.health import Health
 from device.indicator import Indicator
 from device.outbox import Outbox, OutboxError
 from device.uplink import MqttOptions, Uplink
+from protocol.dcc_policy import DccPolicy
+from protocol.dcc_trust import dcc_trust_from_document
 from protocol.reasons import ProtocolError, Verdict
 from protocol.trust import revocation_list_from_document, root_keyring, trust_list_from_document
 
@@ -124,6 +126,7 @@ class DeviceApp:
         for kind, path in (
             ("trust", self.config.trust.trust_list_file),
             ("revocations", self.config.trust.revocation_list_file),
+            ("dcc-trust", self.config.trust.dcc_trust_list_file),
         ):
             if path is None or not path.is_file():
                 continue
@@ -141,6 +144,7 @@ class DeviceApp:
             self.store.revocation_list(),
             self._policy(),
             self.clock.read,
+            dcc_trust=self.store.dcc_trust(),
         )
 
     def init_outbox(self) -> None:
@@ -168,6 +172,8 @@ class DeviceApp:
         self.uplink.start()
 
     def _policy(self) -> Policy:
+        """The file's [policy] with the signed config's `policy` over it. For DCCs: the
+        signed config's `policy.dcc` over [policy.dcc] key by key, over the defaults."""
         p = self.config.policy
         values: dict[str, Any] = {
             "allowed_kinds": p.allowed_kinds,
@@ -175,8 +181,11 @@ class DeviceApp:
             "duplicate_window_s": p.duplicate_window_s,
         }
         doc = self.store.current("config")
+        dcc_rules = p.dcc.model_dump()
         if doc is not None:
-            values.update(parse_config_policy(doc.body))
+            values.update(parse_config_policy(doc.body))  # validates the whole signed map
+            dcc_rules.update(doc.body.get("policy", {}).get("dcc", {}))
+        values["dcc"] = DccPolicy.from_mapping(dcc_rules)
         return Policy.make(resignal_s=p.resignal_s, skew_s=self.config.trust.skew_s, **values)
 
     # -- documents from MQTT (paho thread) --------------------------------------------------
@@ -197,6 +206,8 @@ class DeviceApp:
             self.decider.set_trust(trust_list_from_document(doc))
         elif kind == "revocations":
             self.decider.set_revocations(revocation_list_from_document(doc))
+        elif kind == "dcc-trust":
+            self.decider.set_dcc_trust(dcc_trust_from_document(doc))
         else:
             self.decider.set_policy(self._policy())
 

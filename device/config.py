@@ -57,6 +57,11 @@ class TrustSection(StrictModel):
     )
     trust_list_file: Path | None = None
     revocation_list_file: Path | None = None
+    dcc_trust_list_file: Path | None = Field(
+        None,
+        description="initial signed DCC trust list (EU DCC signers, dcc-trust.cose); a newer"
+        " one retained on chot/v1/{site}/dcc-trust replaces it",
+    )
     skew_s: int = Field(300, ge=0, le=3600)
     gateway_public_keys: dict[str, PublicKeyHex] = Field(
         default_factory=dict,
@@ -70,6 +75,23 @@ class TrustSection(StrictModel):
         return {gw: bytes.fromhex(k) for gw, k in self.gateway_public_keys.items()}
 
 
+class DccPolicySection(StrictModel):
+    """[policy.dcc]: the site's rules for EU DCCs (protocol/dcc_policy.py). A signed device
+    config's `policy.dcc` overrides these key by key (device/app.py)."""
+
+    kinds: list[Literal["vaccination", "test", "recovery"]] = Field(
+        default_factory=lambda: ["vaccination", "test", "recovery"],
+        description="DCC types this site accepts",
+    )
+    require_complete_course: bool = Field(True, description="dn >= sd for a vaccination")
+    vaccination_min_days: int = Field(
+        0, ge=0, le=365, description="days after the last dose before it counts"
+    )
+    test_max_age_h: float = Field(
+        72.0, gt=0, le=24 * 365, description="a test counts this long after its sample time"
+    )
+
+
 class PolicySection(StrictModel):
     allowed_kinds: list[Literal["declaration", "vaccination", "test", "recovery"]] = Field(
         default_factory=lambda: list(PASS_KINDS)
@@ -77,6 +99,7 @@ class PolicySection(StrictModel):
     debounce_s: float = Field(5.0, ge=0, le=600)
     duplicate_window_s: float = Field(1800.0, ge=0, le=7 * 24 * 3600)
     resignal_s: float = Field(2.0, ge=0.2, le=60)
+    dcc: DccPolicySection = DccPolicySection()
 
 
 class MqttSection(StrictModel):

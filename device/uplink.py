@@ -94,8 +94,8 @@ class MqttOptions:
 
 
 class Uplink:
-    """Owns the paho client. ``on_document(kind, payload)`` receives trust/revocations/config
-    payloads (the caller verifies them); ``health()`` returns the heartbeat JSON fields."""
+    """Owns the paho client. ``on_document(kind, payload)`` receives trust/revocations/dcc-trust/
+    config payloads (the caller verifies them); ``health()`` returns the heartbeat JSON fields."""
 
     def __init__(
         self,
@@ -129,6 +129,7 @@ class Uplink:
         self._documents = {
             topics.trust_topic(site): "trust",
             topics.revocations_topic(site): "revocations",
+            topics.dcc_trust_topic(site): "dcc-trust",
             topics.config_topic(site, device_id): "config",
         }
         self._ack_topic = topics.ack_topic(site, device_id)

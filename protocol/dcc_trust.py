@@ -25,9 +25,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nacl.signing import SigningKey
 
 from protocol.documents import SignedDocument, open_document, sign_document
-from protocol.ids import require_id
 from protocol.reasons import ProtocolError, Reason
-from protocol.topics import ROOT
+from protocol.topics import dcc_trust_topic as dcc_trust_topic  # re-exported
 
 DCC_TRUST_TYPE = "chot-dcc-trust"
 DCC_KINDS = ("vaccination", "test", "recovery")
@@ -40,11 +39,6 @@ _EKU_KINDS = {
     for arc in ("", "0.")
     for n, kind in ((1, "test"), (2, "vaccination"), (3, "recovery"))
 }
-
-
-def dcc_trust_topic(site: str) -> str:
-    """Retained topic of the signed DCC trust list, next to `topics.trust_topic`."""
-    return f"{ROOT}/{require_id(site, 'site')}/dcc-trust"
 
 
 def dsc_kid(der: bytes) -> bytes:

@@ -7,6 +7,8 @@ chot/v1/{site}/dev/{device}/heartbeat  device             QoS 0        health JS
 chot/v1/{site}/dev/{device}/config     gateway, retained  QoS 1        signed config (CBOR)
 chot/v1/{site}/trust                   gateway, retained  QoS 1        signed trust list
 chot/v1/{site}/revocations             gateway, retained  QoS 1        signed revocation list
+chot/v1/{site}/recent                  gateway, retained  QoS 1        signed recent passes (protocol/recent.py)
+chot/v1/{site}/dcc-trust               gateway, retained  QoS 1        signed DCC trust list (DSCs)
 chot/v1/{site}/gw/{gateway}/status     gateway, retained, last will    JSON
 """
 
@@ -50,6 +52,16 @@ def trust_topic(site: str) -> str:
 
 def revocations_topic(site: str) -> str:
     return f"{ROOT}/{require_id(site, 'site')}/revocations"
+
+
+def dcc_trust_topic(site: str) -> str:
+    """The signed DCC trust list (EU DCC signers, protocol/dcc_trust.py)."""
+    return f"{ROOT}/{require_id(site, 'site')}/dcc-trust"
+
+
+def recent_topic(site: str) -> str:
+    """Passes accepted at the site within its window: one pass, one entry across lanes."""
+    return f"{ROOT}/{require_id(site, 'site')}/recent"
 
 
 def gateway_status_topic(site: str, gateway: str) -> str:
