@@ -98,6 +98,29 @@ def _kinds(value: str) -> tuple[str, ...]:
     return kinds
 
 
+def _max_hours(value: str) -> tuple[str, int]:
+    kind, sep, hours = value.partition("=")
+    try:
+        seconds = round(float(hours) * 3600)
+    except ValueError:
+        seconds = 0
+    if not sep or kind not in PASS_KINDS or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"KIND=HOURS, KIND among {','.join(PASS_KINDS)}")
+    return kind, seconds
+
+
+def _add_max_hours(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-hours",
+        type=_max_hours,
+        action="append",
+        default=[],
+        metavar="KIND=H",
+        help="longest validity of this issuer's passes of KIND, signed into the trust list "
+        "(defaults: declaration=72 test=72 vaccination=8760 recovery=4320)",
+    )
+
+
 # --- registration -----------------------------------------------------------------------------
 
 
@@ -122,11 +145,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _leaf(issuer, "create", "new issuer key held by this home (rotation)", cmd_issuer_create)
     p.add_argument("--issuer", required=True)
     p.add_argument("--kinds", type=_kinds, default=PASS_KINDS)
+    _add_max_hours(p)
     p = _leaf(issuer, "add", "trust another authority's issuer key", cmd_issuer_add)
     p.add_argument("--issuer", required=True)
     p.add_argument("--public-key", required=True, help="Ed25519 public key, 64 hex digits")
     p.add_argument("--kinds", type=_kinds, default=PASS_KINDS)
     p.add_argument("--not-before", type=int, default=0, help="Unix time")
+    _add_max_hours(p)
+    p = _leaf(
+        issuer, "default", "the issuer `pass issue` uses when several are active", cmd_default
+    )
+    p.add_argument("issuer", nargs="?", help="issuer id (omit with --clear)")
+    p.add_argument("--clear", action="store_true", help="no default: --issuer is required")
     _leaf(issuer, "list", "issuer keys with status", cmd_issuer_list)
     p = _leaf(issuer, "retire", "stop issuing with a key (its passes stay valid)", cmd_retire)
     p.add_argument("kid", help="kid hex (a unique prefix is enough)")
@@ -207,6 +237,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--install-dir", type=Path, help="where the folder will live on the gateway")
     p.add_argument("--host", action="append", default=[], help="extra name/IP for the cert")
+    p.add_argument(
+        "--arch",
+        choices=["arm64", "amd64", "armhf"],
+        help="the broker machine's Debian architecture, for the dynamic-security plugin's "
+        "path (default arm64: a Raspberry Pi gateway)",
+    )
+    p.add_argument("--plugin", help="mosquitto_dynamic_security.so's path on the broker machine")
     p = _leaf(broker, "check", "start mosquitto with the config and probe it", cmd_broker_check)
     p.add_argument("site")
     p.add_argument("--dir", type=Path, help="a folder from `broker config` (default: fresh)")
@@ -219,7 +256,11 @@ def add_pass_issue(pass_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--doc-number", help="ID document number (only hashed, never stored)")
     p.add_argument("--csv", type=Path, help="batch: columns doc_number,kind[,name,doc4,dob]")
     p.add_argument("--hours", type=float, default=72)
-    p.add_argument("--issuer", help="issuer id or kid prefix (default: newest active key)")
+    p.add_argument(
+        "--issuer",
+        help="issuer id or kid prefix (needed when several issuers are active and no "
+        "`provision issuer default` is set)",
+    )
     p.add_argument("--name")
     p.add_argument("--doc4")
     p.add_argument("--dob", type=int, help="birth year")
@@ -256,14 +297,27 @@ def cmd_init(args: argparse.Namespace) -> Output:
 
 
 def cmd_issuer_create(args: argparse.Namespace) -> Output:
-    return Output(asdict(_home(args).create_issuer(args.issuer, kinds=args.kinds)))
+    info = _home(args).create_issuer(
+        args.issuer, kinds=args.kinds, max_validity=dict(args.max_hours)
+    )
+    return Output(asdict(info))
 
 
 def cmd_issuer_add(args: argparse.Namespace) -> Output:
     info = _home(args).add_external_issuer(
-        args.issuer, bytes.fromhex(args.public_key), kinds=args.kinds, not_before=args.not_before
+        args.issuer,
+        bytes.fromhex(args.public_key),
+        kinds=args.kinds,
+        not_before=args.not_before,
+        max_validity=dict(args.max_hours),
     )
     return Output(asdict(info))
+
+
+def cmd_default(args: argparse.Namespace) -> Output:
+    if bool(args.issuer) == bool(args.clear):
+        raise ValueError("name an issuer, or --clear")
+    return Output({"default_issuer": _home(args).set_default_issuer(args.issuer)})
 
 
 def cmd_issuer_list(args: argparse.Namespace) -> Output:
@@ -410,7 +464,13 @@ def cmd_broker_config(args: argparse.Namespace) -> Output:
     from provisioning.broker import write_broker_config
 
     conf = write_broker_config(
-        _home(args), args.site, args.out, install_dir=args.install_dir, hosts=args.host
+        _home(args),
+        args.site,
+        args.out,
+        install_dir=args.install_dir,
+        hosts=args.host,
+        plugin=args.plugin,
+        arch=args.arch,
     )
     return Output({"site": args.site, "config": str(conf), "folder": str(conf.parent)})
 

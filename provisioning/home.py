@@ -34,6 +34,7 @@ from protocol.trust import (
     CONFIG_TYPE,
     PASS_KINDS,
     IssuerKey,
+    check_max_validity,
     root_keyring,
     sign_revocation_list,
     sign_trust_list,
@@ -58,6 +59,7 @@ class IssuerInfo:
     local: bool
     not_before: int
     not_after: int | None
+    max_validity: dict[str, int]  # kind -> seconds, every kind (defaults filled in)
 
 
 @dataclass(frozen=True)
@@ -140,12 +142,15 @@ class OpsHome(HomeFiles):
         issuer: str,
         *,
         kinds: tuple[str, ...] = PASS_KINDS,
+        max_validity: dict[str, int] | None = None,
         now: int | None = None,
         sign: bool = True,
     ) -> IssuerInfo:
         """A new issuer key held by this home (also how a key is rotated: create, then retire
-        the old one). The trust list is re-signed so devices learn it."""
+        the old one). The trust list is re-signed so devices learn it. `max_validity` (kind ->
+        seconds) lowers or raises the protocol's defaults for this issuer's passes."""
         _check_kinds(kinds)
+        limits = _check_limits(max_validity)
         key = SigningKey.generate()
         kid = cose.kid_for(bytes(key.verify_key)).hex()
         key_file = f"issuers/{kid}.key"
@@ -160,6 +165,7 @@ class OpsHome(HomeFiles):
                 None,
                 "active",
                 key_file,
+                limits,
             ),
             sign,
             now,
@@ -172,14 +178,17 @@ class OpsHome(HomeFiles):
         *,
         kinds: tuple[str, ...] = PASS_KINDS,
         not_before: int = 0,
+        max_validity: dict[str, int] | None = None,
         now: int | None = None,
     ) -> IssuerInfo:
         """Trust another authority's issuer by its public key (we never see its private key)."""
         _check_kinds(kinds)
+        limits = _check_limits(max_validity)
         if len(public_key) != 32:
             raise OpsError("an Ed25519 public key is 32 bytes (64 hex digits)")
         kid = cose.kid_for(public_key).hex()
         record = IssuerRecord(issuer, public_key.hex(), list(kinds), not_before)
+        record.max_validity = limits
         return self._add_issuer_record(kid, record, True, now)
 
     def _add_issuer_record(
@@ -233,19 +242,22 @@ class OpsHome(HomeFiles):
 
     def _info(self, kid: str) -> IssuerInfo:
         r = self.state.issuers[kid]
+        limits = {k: _key_entry(r).max_validity_s(k) for k in r.kinds}
         return IssuerInfo(
-            r.issuer, kid, r.public_key, list(r.kinds), r.status, r.local, r.not_before, r.not_after
+            r.issuer,
+            kid,
+            r.public_key,
+            list(r.kinds),
+            r.status,
+            r.local,
+            r.not_before,
+            r.not_after,
+            limits,
         )
 
     def trusted_issuers(self) -> list[IssuerKey]:
         """What the trust list carries: every key not revoked (retired ones keep not_after)."""
-        return [
-            IssuerKey(
-                r.issuer, bytes.fromhex(r.public_key), tuple(r.kinds), r.not_before, r.not_after
-            )
-            for r in self.state.issuers.values()
-            if r.status != "revoked"
-        ]
+        return [_key_entry(r) for r in self.state.issuers.values() if r.status != "revoked"]
 
     # --- signed lists -----------------------------------------------------------------------
 
@@ -347,14 +359,40 @@ class OpsHome(HomeFiles):
 
     # --- passes -----------------------------------------------------------------------------
 
+    def set_default_issuer(self, issuer: str | None) -> str | None:
+        """The issuer `pass issue` uses when several are active and none is named."""
+        if issuer is not None and not any(
+            r.issuer == issuer and r.local and r.status == "active"
+            for r in self.state.issuers.values()
+        ):
+            raise OpsError(f"no active issuer key held here for {issuer}")
+        self.state.default_issuer = issuer
+        self.save()
+        return issuer
+
     def issuer_signing_key(self, issuer: str | None = None) -> tuple[IssuerRecord, SigningKey]:
-        """The newest active local key, optionally of one issuer id or kid (prefix)."""
+        """The newest active local key, optionally of one issuer id or kid (prefix).
+
+        With no issuer named and keys of more than one issuer id active here, the configured
+        default issuer is used; without one this refuses and lists them: a pass signed by the
+        wrong authority is worse than a question. (Several keys of one issuer id are a
+        rotation: the newest signs.)"""
+        active = {
+            kid: r for kid, r in self.state.issuers.items() if r.local and r.status == "active"
+        }
+        if issuer is None:
+            ids = sorted({r.issuer for r in active.values()})
+            if len(ids) > 1:
+                if self.state.default_issuer not in ids:
+                    raise OpsError(
+                        f"{len(ids)} issuers are active here ({', '.join(ids)}): name one with "
+                        "--issuer, or set a default with `chot provision issuer default ISSUER`"
+                    )
+                issuer = self.state.default_issuer
         candidates = [
             (kid, r)
-            for kid, r in self.state.issuers.items()
-            if r.local
-            and r.status == "active"
-            and (issuer is None or r.issuer == issuer or kid.startswith(issuer.lower()))
+            for kid, r in active.items()
+            if issuer is None or r.issuer == issuer or kid.startswith(issuer.lower())
         ]
         if not candidates:
             raise OpsError(f"no active issuer key held here for {issuer or 'any issuer'}")
@@ -380,6 +418,14 @@ class OpsHome(HomeFiles):
             raise OpsError(f"issuer {record.issuer} may not issue {kind} passes")
         if hours <= 0:
             raise OpsError("hours must be positive")
+        limit_s = _key_entry(record).max_validity_s(kind)
+        if hours * 3600 > limit_s:
+            raise OpsError(
+                f"{hours:g} hours is longer than issuer {record.issuer} allows for {kind} "
+                f"passes ({limit_s / 3600:g} hours); scanners would refuse it "
+                "(validity_too_long). Use --hours up to that, or raise the limit with "
+                "`chot provision issuer create --max-hours`"
+            )
         iat = _now(now)
         if iat < record.not_before:
             raise OpsError("issuer key is not valid yet at that time")
@@ -414,6 +460,25 @@ class OpsHome(HomeFiles):
 
     def add_operator(self, site: str, user: str, password: str) -> Path:
         return sites.add_operator(self, site, user, password)
+
+
+def _key_entry(r: IssuerRecord) -> IssuerKey:
+    """The trust-list entry of one issuer record."""
+    return IssuerKey(
+        r.issuer,
+        bytes.fromhex(r.public_key),
+        tuple(r.kinds),
+        r.not_before,
+        r.not_after,
+        tuple(sorted(r.max_validity.items())),
+    )
+
+
+def _check_limits(max_validity: dict[str, int] | None) -> dict[str, int]:
+    try:
+        return dict(check_max_validity(max_validity or {}))
+    except ValueError as exc:
+        raise OpsError(str(exc)) from None
 
 
 def _check_kinds(kinds: tuple[str, ...]) -> None:
