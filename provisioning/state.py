@@ -28,6 +28,9 @@ class IssuerRecord:
     not_after: int | None = None
     status: str = "active"  # active | retired | revoked
     key_file: str | None = None  # relative to the home; None for another authority's key
+    # kind -> longest validity in seconds, signed into the trust list (protocol/trust.py
+    # DEFAULT_MAX_VALIDITY_S for kinds not named)
+    max_validity: dict[str, int] = field(default_factory=dict)
 
     @property
     def local(self) -> bool:
@@ -57,6 +60,8 @@ class OpsState:
     sites: dict[str, SiteRecord] = field(default_factory=dict)
 
     def to_json(self) -> dict:
+    # the issuer id `pass issue` uses when more than one is active and none is named
+    default_issuer: str | None = None
         data = asdict(self)
         data["version"] = STATE_VERSION
         return data
