@@ -15,7 +15,7 @@ counted in the store. Statuses, heartbeats and peer acks pass protocol/status.py
 (types, bounds, size) or are refused (`bad_heartbeat`, ...), never stored. A batch the store
 refuses to commit for a reason other than the disk is split in halves until the one event it
 refuses is found; that event is set aside in the store's quarantine with the reason, acked,
-and everything else is committed (`_commit`). The queue from paho's thread is bounded for
+and everything else is committed (commit_guard.py). The queue from paho's thread is bounded for
 QoS 0 messages (heartbeats, which bypass MQTT flow control): past `queue_max` they are dropped
 and counted (`dropped.<leaf>`); QoS 1 messages (events) are never dropped, the broker's
 receive maximum bounds them. Payloads are never logged (they are signed personal-ish data);
@@ -25,12 +25,11 @@ only device ids, event ids and reason codes are.
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import paho.mqtt.client as mqtt
 
 from common.reload import ReloadingFile
 from gateway.acks import AckSigner
+from gateway.commit_guard import CommitGuard, VerifiedBatch
 from gateway.store import Accepted, BatchResult, Rejected, Store
 from gateway.verifier import (
     PendingVerification,
@@ -122,45 +122,6 @@ class SubmittedBatch:
     pending: PendingVerification | None
 
 
-@dataclass
-class VerifiedBatch:
-    """A batch sorted for the commit: verified events, refused inputs, and the devices'
-    statuses, heartbeats and (from the paired gateway) acks, as (device, value) pairs."""
-
-    accepted: list[Accepted] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    statuses: list[tuple[str, str]] = field(default_factory=list)
-    heartbeats: list[tuple[str, dict]] = field(default_factory=list)
-    peer_acks: list[tuple[str, int]] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)  # ingest's own: drops, splits
-
-    def halves(self) -> tuple["VerifiedBatch", "VerifiedBatch"]:
-        """For a refused commit: the statuses, heartbeats and refusals apart from the events
-        first, then each half of what is left, so splitting ends on one item."""
-        if self.accepted and self.size() > len(self.accepted):
-            side = VerifiedBatch([], self.rejected, self.statuses, self.heartbeats, [], self.counts)
-            return side, VerifiedBatch(self.accepted)
-        if self.accepted:
-            mid = len(self.accepted) // 2
-            return (
-                VerifiedBatch(self.accepted[:mid], counts=self.counts),
-                VerifiedBatch(self.accepted[mid:]),
-            )
-        side_items = (
-            [("rejected", x) for x in self.rejected]
-            + [("statuses", x) for x in self.statuses]
-            + [("heartbeats", x) for x in self.heartbeats]
-        )
-        mid = len(side_items) // 2
-        first, second = VerifiedBatch(counts=self.counts), VerifiedBatch()
-        for i, (kind, item) in enumerate(side_items):
-            getattr(first if i < mid else second, kind).append(item)
-        return first, second
-
-    def size(self) -> int:
-        return len(self.accepted) + len(self.rejected) + len(self.statuses) + len(self.heartbeats)
-
-
 class Ingest:
     """Queue + writer thread. `client` is set by the app once the MQTT client exists."""
 
@@ -189,6 +150,8 @@ class Ingest:
         self._dropped: Counter[str] = Counter()  # by leaf, until the next commit counts them
         self._dropped_lock = threading.Lock()
         self._stop = threading.Event()
+        # splits a refused batch and quarantines the one refused event (commit_guard.py)
+        self.commit_guard = CommitGuard(store, self._stop)
         self._thread: threading.Thread | None = None
         self.on_batch: Callable[[BatchResult], None] | None = None
         self.totals = {
@@ -421,7 +384,7 @@ class Ingest:
         return answer.accepted(item.payload)
 
     def _finish(self, items: list[Inbound], verified: VerifiedBatch) -> BatchResult:
-        result = self._commit(verified)
+        result = self.commit_guard.commit(verified)
         for dev, seq in verified.peer_acks:
             try:
                 self.store.note_peer_ack(dev, seq)
@@ -440,61 +403,6 @@ class Ingest:
         if self.on_batch:
             self.on_batch(result)
         return result
-
-    def _commit(self, batch: VerifiedBatch) -> BatchResult:
-        """Commit the batch. The disk failing (sqlite3.OperationalError: full, I/O, locked)
-        is retried until it recovers or we stop, with nothing acked, so nothing is lost. Any
-        other refusal is the data's: the batch is split until the one event the store refuses
-        is alone, and that one is quarantined, so it can never wedge the loop."""
-        delay = 0.1
-        while True:
-            try:
-                return self._commit_or_split(batch)
-            except sqlite3.OperationalError:
-                # Nothing is acked, so nothing is lost: retry until the disk recovers or we
-                # stop (then the broker redelivers after our restart).
-                log.exception("store commit failed for %d events; retrying", len(batch.accepted))
-                if self._stop.wait(delay):
-                    raise
-                delay = min(delay * 2, 5.0)
-
-    def _commit_or_split(self, batch: VerifiedBatch) -> BatchResult:
-        try:
-            return self.store.commit_batch(
-                batch.accepted,
-                batch.rejected,
-                statuses=batch.statuses,
-                heartbeats=batch.heartbeats,
-                counts=batch.counts,
-            )
-        except sqlite3.OperationalError:
-            raise
-        except Exception as exc:
-            if len(batch.accepted) == 1 and batch.size() == 1:
-                return self._quarantine(batch.accepted[0], exc)
-            if batch.size() <= 1:  # a lone status, heartbeat or refusal: checked, yet refused
-                log.error("ingest item dropped: the store refused it (%s)", type(exc).__name__)
-                counts = batch.counts + Counter({"dropped.store_refused": 1})
-                return self.store.commit_batch([], counts=counts)
-            log.warning(
-                "store refused a batch of %d events (%s); splitting it", len(batch.accepted), exc
-            )
-            result = BatchResult()
-            for half in batch.halves():
-                if half.size():
-                    result.add(self._commit_or_split(half))
-            return result
-
-    def _quarantine(self, event: Accepted, exc: Exception) -> BatchResult:
-        reason = f"{type(exc).__name__}: {exc}"[:200]
-        log.error(
-            "event quarantined device=%s eid=%s seq=%s reason=%s",
-            event.dev,
-            event.eid.hex(),
-            event.seq,
-            reason,
-        )
-        return self.store.quarantine(event, reason)
 
     def _acknowledge(self, items: list[Inbound], result: BatchResult) -> None:
         client = self.client
