@@ -58,10 +58,10 @@ class OpsState:
     revoked_kids: list[str] = field(default_factory=list)
     revoked_devices: list[str] = field(default_factory=list)
     sites: dict[str, SiteRecord] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
     # the issuer id `pass issue` uses when more than one is active and none is named
     default_issuer: str | None = None
+
+    def to_json(self) -> dict:
         data = asdict(self)
         data["version"] = STATE_VERSION
         return data
