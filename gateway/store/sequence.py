@@ -19,8 +19,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from gateway.store.connection import bump, rows_in
+from gateway.store.gap_log import GapWarnings
 
 log = logging.getLogger(__name__)
+GAP_WARNINGS = GapWarnings(log)  # one line per device per minute: a flood of gaps is summed
 
 
 @dataclass
@@ -103,7 +105,7 @@ def advance(
             state.ranges_delta += 1
             state.missing_delta += seq - 1 - state.highest
             counts["gaps_opened"] += 1
-            log.warning("sequence gap device=%s missing=%d..%d", dev, state.highest + 1, seq - 1)
+            GAP_WARNINGS.opened(dev, state.highest + 1, seq - 1)
         state.highest = seq
     elif seq > state.contiguous:
         fill(db, dev, seq, state, counts)
@@ -155,6 +157,7 @@ def _drop_ranges(db: sqlite3.Connection, where: str, params: tuple) -> dict[str,
 def expire(db: sqlite3.Connection, opened_before_ms: int) -> tuple[int, int]:
     """Give up on ranges opened before the cut-off: their seqs move into the devices'
     `never_arrived`, and each device's ack point moves past them. Returns (ranges, seqs)."""
+    GAP_WARNINGS.flush_due()  # the summaries of gap floods that have stopped
     dropped = _drop_ranges(db, "opened_ms < ?", (opened_before_ms,))
     for dev, (n, missing) in dropped.items():
         contiguous, highest = db.execute(
