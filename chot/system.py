@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,7 +160,7 @@ def provision_site(
         passes_file = bundle.folder / "passes.txt"
         passes_file.write_text("\n".join(mix.queue(i - 1)) + "\n")
         config = bundle.folder / "device.toml"
-        _patch_toml(
+        toml_out.edit(
             config,
             camera={
                 "source": "synthetic",
@@ -184,7 +183,7 @@ def provision_site(
         SITE, GATEWAY, out=workdir / "gateway", central_url=f"http://127.0.0.1:{central_port}"
     )
     gateway_config = gateway.folder / "gateway.toml"
-    _patch_toml(
+    toml_out.edit(
         gateway_config,
         web={
             "enabled": True,
@@ -210,17 +209,6 @@ def provision_site(
         store,
         broker_conf,
     )
-
-
-def _patch_toml(path: Path, root: dict | None = None, **tables: dict) -> None:
-    """Adjust a generated config the way an operator would edit it before deploying."""
-    data = tomllib.loads(path.read_text())
-    data.update(root or {})
-    for name, values in tables.items():
-        data.setdefault(name, {}).update(values)
-    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    sections = {k: v for k, v in data.items() if isinstance(v, dict)}
-    path.write_text(toml_out.dumps({"": top, **sections}, f"edited for this run: {path.name}"))
 
 
 class Service:

@@ -2,7 +2,6 @@
 (`provisioning.toml_out`) so they read like what `chot provision` generates."""
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,4 @@ def to_toml(data: Mapping[str, Any], header: str = "") -> str:
 
 def edit_toml(path: Path, **tables: Mapping[str, Any]) -> None:
     """Change some keys of a generated config, as an operator would before deploying."""
-    data = tomllib.loads(path.read_text())
-    for name, values in tables.items():
-        data.setdefault(name, {}).update(values)
-    path.write_text(to_toml(data, f"edited for this run: {path.name}"))
+    toml_out.edit(path, **{name: _plain(values) for name, values in tables.items()})

@@ -6,7 +6,9 @@ order given so generated files read like the documented examples.
 
 import json
 import re
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -40,3 +42,15 @@ def dumps(tables: Mapping[str, Mapping[str, Any]], header: str = "") -> str:
             lines.append(f"[{key(name)}]")
         lines += [f"{key(k)} = {value(v)}" for k, v in table.items() if v is not None]
     return "\n".join(lines) + "\n"
+
+
+def edit(path: Path, root: Mapping[str, Any] | None = None, **tables: Mapping[str, Any]) -> None:
+    """Change some keys of a generated config file, as an operator would before deploying:
+    `root` keys at the top level, each keyword a table whose keys are updated."""
+    data = tomllib.loads(path.read_text())
+    data.update(root or {})
+    for name, values in tables.items():
+        data.setdefault(name, {}).update(values)
+    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    sections = {k: v for k, v in data.items() if isinstance(v, dict)}
+    path.write_text(dumps({"": top, **sections}, f"edited for this run: {path.name}"))

@@ -27,7 +27,7 @@ def test_demo_runs_unattended_and_loses_nothing(tmp_path):
     assert summary["lost"] == 0 and summary["duplicates"] == 0 and summary["drained"] is True
     assert summary["events_central"] >= summary["scans_decided"]
     assert summary["by_verdict"].get("pass", 0) > 0 and summary["by_verdict"].get("fail", 0) > 0
-    assert "status page : http://127.0.0.1:" in done.stdout and "login: operator / " in done.stdout
+    assert "status page : https://127.0.0.1:" in done.stdout and "login: operator / " in done.stdout
     assert (workdir / "central.db").exists()  # the work dir is kept, central store included
 
     stats = subprocess.run(
