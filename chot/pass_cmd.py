@@ -10,7 +10,6 @@ command line's language (CHOT_LANG or the locale; Vietnamese otherwise). JSON st
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chot.trust_args import _root_key_from_home, add_trust_arguments, load_trust_lists
-from common.cli import UsageError
+from common.cli import UsageError, print_record
 from common.i18n import cli_translator
 from common.reason_texts import reason_text, verdict_text
 from protocol.clock import Clock
@@ -186,7 +185,4 @@ def _print_verdict(data: dict, args: argparse.Namespace) -> None:
 
 
 def _print(data: dict, args: argparse.Namespace) -> None:
-    if args.json:
-        print(json.dumps(data))
-    else:
-        print("  ".join(f"{k}={v}" for k, v in data.items() if v is not None))
+    print_record(data, args.json)
