@@ -64,9 +64,21 @@ class TrustSection(StrictModel):
     )
     skew_s: int = Field(300, ge=0, le=3600)
     gateway_public_keys: dict[str, PublicKeyHex] = Field(
-        default_factory=dict,
-        description="gateway id -> Ed25519 key (hex): the only keys whose acks free the outbox",
+        description="gateway id -> Ed25519 key (hex): the only keys whose acks free the outbox;"
+        " required: a unit pinning none could never free its outbox, so it does not start",
     )
+
+    @field_validator("gateway_public_keys")
+    @classmethod
+    def _some_gateway_key(cls, keys: dict[str, str]) -> dict[str, str]:
+        if not keys:
+            raise ValueError(
+                "no gateway key pinned: add the site's gateway (`chot provision gateway add`) "
+                "and copy the rewritten device.toml; acks of an unpinned gateway free nothing"
+            )
+        for gateway in keys:
+            _check_id(gateway)
+        return keys
 
     def root_keys(self) -> list[bytes]:
         return [bytes.fromhex(k) for k in self.root_public_keys]

@@ -11,7 +11,9 @@ a COSE_Sign1 by a pinned gateway key naming this device, the outbox's epoch and 
 (protocol/ack.py); an ack that is unsigned, signed by another key, for another epoch or for a
 seq this unit has not sent is refused and counted (``stats["acks_refused"]``). A signed ack
 from a synchronised gateway also bounds the unit's clock (``on_gateway_time``): every
-heartbeat carries the epoch and a nonce ``hb``, which the gateway echoes in its ack. At most ``window`` events are published beyond the last ack; after a reconnect,
+heartbeat carries the epoch and a nonce ``hb``, which the gateway echoes in its ack. The v1
+JSON ack is refused like any unsigned one; a unit pins at least one gateway key (its config
+refuses to load without). At most ``window`` events are published beyond the last ack; after a reconnect,
 or when no ack progress is seen for ``ack_timeout_s``, everything not acknowledged is
 published again in seq order (the gateway removes duplicates by event id). Nothing is
 published while disconnected: paho would queue it and report success, which is not delivery.
@@ -41,13 +43,7 @@ from device.outbox import Outbox
 from protocol import topics
 from protocol.ack import AckError, open_ack
 from protocol.clock import GatewayTime
-from protocol.status import (
-    Heartbeat,
-    PayloadError,
-    encode_heartbeat,
-    encode_status,
-    parse_ack,
-)
+from protocol.status import Heartbeat, encode_heartbeat, encode_status
 
 if TYPE_CHECKING:
     from device.config import MqttSection
@@ -114,8 +110,8 @@ class Uplink:
         self._on_gateway_time = on_gateway_time
         if not self.gateway_keys:
             log.error(
-                "device %s: no gateway key pinned: acks cannot be verified, nothing leaves the "
-                "outbox",
+                "device %s: no gateway key pinned: every ack is refused, nothing leaves the "
+                "outbox ([trust] gateway_public_keys)",
                 device_id,
             )
         self.device_id = device_id
@@ -131,6 +127,7 @@ class Uplink:
             topics.revocations_topic(site): "revocations",
             topics.dcc_trust_topic(site): "dcc-trust",
             topics.config_topic(site, device_id): "config",
+            topics.recent_topic(site): "recent",  # the site's accepted passes (not a document)
         }
         self._ack_topic = topics.ack_topic(site, device_id)
 
@@ -367,10 +364,7 @@ class Uplink:
         """Verify the ack (pinned gateway key, this device, this outbox epoch, seqs sent) and
         note it; the pump deletes the rows (keeps disk I/O off paho's network thread)."""
         received = time.monotonic()
-        if not self.gateway_keys:
-            self._handle_unsigned_ack(payload)
-            return
-        try:
+        try:  # no pinned key (refused by device/config.py anyway): every ack is wrong_key
             ack = open_ack(payload, self.gateway_keys, self.device_id, self.outbox.epoch)
             with self._cond:
                 if ack.highest() > self._sent_max:
@@ -392,20 +386,6 @@ class Uplink:
             self._cond.notify_all()
         if sent is not None and self._on_gateway_time is not None:
             self._on_gateway_time(GatewayTime(ack.t_ms, ack.sync, sent, received))
-
-    def _handle_unsigned_ack(self, payload: bytes) -> None:
-        """Transitional, for a bundle that pins no gateway key (logged at start): the v1
-        JSON ack, applied only to seqs this process has sent. Insecure by design of v1."""
-        try:
-            seq = parse_ack(payload)
-        except PayloadError:
-            return  # a signed v2 ack this unit cannot check: ignored
-        with self._cond:
-            upto = min(seq, self._sent_max)
-            self.stats["acks"] += 1
-            self._last_progress = time.monotonic()
-            self._cond.notify_all()
-        self.outbox.note_ack(upto)
 
     # -- pump thread ------------------------------------------------------------------------
 

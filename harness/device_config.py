@@ -1,13 +1,20 @@
 """A scanner unit's files for tests and benchmarks: key, bundled trust list, password file and
-`device.toml`, as a provisioned bundle would hold them."""
+`device.toml`, as a provisioned bundle would hold them (the site gateway's key pinned)."""
 
 import os
 from pathlib import Path
 from typing import Any
 
+from nacl.signing import SigningKey
+
 from device.config import DeviceConfig, load_config
 from harness.config_files import to_toml
 from harness.pki import Pki
+
+# The test site's gateway: units pin its key, and only acks it signs free their outbox
+# (protocol/ack.py). Generated once per run, never written to the repository.
+GATEWAY_ID = "hn01-gw"
+GATEWAY_KEY = SigningKey.generate()
 
 
 def write_device(
@@ -46,7 +53,11 @@ def write_device(
             "signing_key_file": "device.key",
             "offline_after_s": 1,
         },
-        "trust": {"root_public_keys": [pki.root_hex], "trust_list_file": "trust.cose"},
+        "trust": {
+            "root_public_keys": [pki.root_hex],
+            "trust_list_file": "trust.cose",
+            "gateway_public_keys": {GATEWAY_ID: bytes(GATEWAY_KEY.verify_key).hex()},
+        },
         "policy": {"debounce_s": 0.5, "duplicate_window_s": 600},
         "mqtt": mqtt | sections.pop("mqtt", {}),
         "camera": {"source": "keyboard"},

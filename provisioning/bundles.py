@@ -7,6 +7,7 @@ the config file, so a bundle folder can be copied anywhere.
 
 from typing import Any
 
+from gateway.broker_admin import UNIT_KEY_NAME
 from protocol.trust import PASS_KINDS
 from provisioning import toml_out
 
@@ -27,9 +28,13 @@ def device_config(
     root_public_key_hex: str,
     broker_host: str,
     broker_port: int,
+    gateway_public_keys: dict[str, str],
     camera_source: str = "picamera2",
     gpio_backend: str = "rpigpio",
 ) -> str:
+    """`gateway_public_keys` (gateway id -> hex) are the site's gateways: the only keys whose
+    signed acks free the unit's outbox (protocol/ack.py); a unit that pins none refuses to
+    start (device/config.py), so a site's devices are rewritten when a gateway is added."""
     tables: dict[str, dict[str, Any]] = {
         "device": {
             "id": device_id,
@@ -43,6 +48,7 @@ def device_config(
             "trust_list_file": "trust.cose",
             "revocation_list_file": "revocations.cose",
             "skew_s": 300,
+            "gateway_public_keys": dict(sorted(gateway_public_keys.items())),
         },
         "policy": {
             "allowed_kinds": list(PASS_KINDS),
@@ -104,6 +110,9 @@ def gateway_config(
             "keepalive_s": 30,
         },
         "central": {"url": central_url, "token_file": "central.token"},
+        # units join and leave the live broker as the signed registry says (dynamic security):
+        # the gateway's own login holds the dynsec admin role (`chot provision broker config`)
+        "broker": {"dynsec": True, "unit_key_file": UNIT_KEY_NAME},
         "web": {
             "enabled": False,
             # HTTPS with the site CA's certificate; `tls = false` only behind a reverse proxy

@@ -14,6 +14,7 @@ import logging
 import secrets
 import shutil
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from argon2 import PasswordHasher
 from gateway.broker_admin import UNIT_KEY_NAME, unit_password
 from protocol.ids import require_id
 from protocol.registry import Registry, Signer
-from provisioning import bundles, mqtt_auth, tls
+from provisioning import bundles, mqtt_auth, tls, toml_out
 from provisioning.errors import OpsError
 from provisioning.keys import new_key_file
 from provisioning.secrets import write_secret
@@ -141,10 +142,20 @@ def add_device(
         root_public_key_hex=home.state.root_public_key,
         broker_host=record.broker_host,
         broker_port=record.broker_port,
+        gateway_public_keys=site_gateway_keys(registry, site),
         camera_source=camera_source,
         gpio_backend=gpio_backend,
     )
     (folder / bundles.DEVICE_CONFIG_NAME).write_text(text)
+    record.device_bundles[name] = str(folder.resolve())
+    home.save()
+    if not site_gateway_keys(registry, site):
+        log.warning(
+            "device %s: site %s has no gateway yet: the bundle pins no gateway key and the "
+            "unit refuses to start until `chot provision gateway add` rewrites it",
+            name,
+            site,
+        )
     log.info("device %s added at site %s, bundle %s", name, site, folder)
     return DeviceBundle(name, site, lane, folder, public_key)
 
@@ -191,6 +202,7 @@ def add_gateway(
     record.gateway_bundles[name] = str(folder.resolve())
     home.save()
     write_acl(home, site)
+    refresh_device_bundles(home, site)  # the site's units pin the new gateway's key
     _copy_public_files(home, site, folder)
     _web_certificate(home, site, folder, web_hosts or [], web_cert, web_key)
     documents = folder / bundles.DOCUMENTS_DIR
@@ -266,6 +278,8 @@ def revoke_signer(home: HomeFiles, unit_id: str) -> str:
     home.state.revoked_devices = sorted({*home.state.revoked_devices, unit_id})
     home.save()
     write_acl(home, signer.site)
+    if signer.role == "gateway":
+        refresh_device_bundles(home, signer.site)  # its acks free no outbox any more
     log.info("%s %s revoked at site %s", signer.role, unit_id, signer.site)
     return signer.site
 
@@ -292,6 +306,38 @@ def refresh_gateway_bundles(home: HomeFiles, site: str | None = None) -> list[Pa
                 tmp.replace(target)
             refreshed.append(bundle)
     return refreshed
+
+
+def site_gateway_keys(registry: Registry, site: str) -> dict[str, str]:
+    """gateway id -> Ed25519 public key (hex) of the site's gateways that are not revoked:
+    what a device bundle pins in `[trust] gateway_public_keys`."""
+    return {
+        s.id: s.public_key.hex()
+        for s in registry.for_site(site)
+        if s.role == "gateway" and not s.revoked
+    }
+
+
+def refresh_device_bundles(home: HomeFiles, site: str) -> list[Path]:
+    """Rewrite `[trust] gateway_public_keys` in the site's device bundles kept by the home
+    (every other setting, edited or not, is kept). A unit already deployed needs its new
+    device.toml copied over, as for any bundle change. Returns the configs rewritten."""
+    keys = site_gateway_keys(home.registry(), site)
+    record = home.state.sites.get(site)
+    written = []
+    for device, folder in sorted(record.device_bundles.items() if record else []):
+        path = Path(folder) / bundles.DEVICE_CONFIG_NAME
+        if not path.is_file():
+            log.warning("device %s: bundle %s is gone; not rewritten", device, path)
+            continue
+        data = tomllib.loads(path.read_text())
+        data.setdefault("trust", {})["gateway_public_keys"] = dict(sorted(keys.items()))
+        top = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+        header = f"chot device {device} at {site} - gateway keys refreshed by `chot provision`"
+        path.write_text(toml_out.dumps({"": top, **tables}, header))
+        written.append(path)
+    return written
 
 
 def add_operator(home: HomeFiles, site: str, user: str, password: str) -> Path:

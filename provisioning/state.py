@@ -44,6 +44,8 @@ class SiteRecord:
     gateways: list[str] = field(default_factory=list)
     # gateway id -> bundle folder, kept current (registry, signed lists) after every change
     gateway_bundles: dict[str, str] = field(default_factory=dict)
+    # device id -> bundle folder: its [trust] gateway_public_keys follow the site's gateways
+    device_bundles: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

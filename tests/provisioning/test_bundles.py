@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
+from device.config import ConfigError, load_signing_key
 from device.config import load_config as load_device_config
-from device.config import load_signing_key
 from gateway.config import load_config as load_gateway_config
 from gateway.config import read_secret
 from gateway.web.auth import load_secret
@@ -26,6 +26,7 @@ from tests.provisioning.conftest import NOW, SITE, parse_json
 
 def test_device_bundle_is_what_device_config_reads(home: OpsHome) -> None:
     bundle = home.add_device(SITE, "hn01-lane1", lane="lane-1", broker_host="10.8.0.1")
+    home.add_gateway(SITE, "hn01-gw")  # the unit pins its key: rewritten into the bundle
     config = load_device_config(bundle.config_path)
     assert (config.device.id, config.device.site, config.device.lane) == (
         "hn01-lane1",
@@ -50,6 +51,34 @@ def test_device_bundle_is_what_device_config_reads(home: OpsHome) -> None:
     example = tomllib.loads(Path("device/config.example.toml").read_text())
     ours = tomllib.loads(bundle.config_path.read_text())
     assert set(ours) <= set(example)
+
+
+def test_device_bundles_pin_the_site_gateways_keys(home: OpsHome) -> None:
+    """Issue #13: only acks signed by a pinned gateway key free a unit's outbox. A unit
+    added before any gateway refuses to start; adding a gateway rewrites the site's device
+    bundles (keeping every other setting), a later device gets every key, a revoked gateway
+    is taken out."""
+    early = home.add_device(SITE, "hn01-lane1", lane="lane-1", broker_host="10.8.0.1")
+    with pytest.raises(ConfigError, match="no gateway key pinned"):
+        load_device_config(early.config_path)
+    text = early.config_path.read_text().replace('"picamera2"', '"synthetic"')
+    early.config_path.write_text(text)  # an operator's edit survives the rewrite
+    gw_a = home.add_gateway(SITE, "hn01-gw")
+    gw_b = home.add_gateway(SITE, "hn01-gw2")
+    other_site = home.add_gateway("HCM-02", "hcm02-gw")
+    late = home.add_device(SITE, "hn01-lane2", lane="lane-2")
+    expected = {"hn01-gw": gw_a.public_key, "hn01-gw2": gw_b.public_key}
+    for bundle in (early, late):
+        config = load_device_config(bundle.config_path)
+        assert config.trust.gateway_keys() == expected
+    assert other_site.public_key not in expected.values()
+    early_config = load_device_config(early.config_path)
+    assert early_config.camera.source == "synthetic" and early_config.mqtt.host == "10.8.0.1"
+    home.revoke_gateway("hn01-gw2")
+    for bundle in (early, late):
+        assert load_device_config(bundle.config_path).trust.gateway_keys() == {
+            "hn01-gw": gw_a.public_key
+        }
 
 
 def test_gateway_bundle_is_what_gateway_config_reads(home: OpsHome) -> None:
@@ -126,6 +155,7 @@ def test_operator_logins(home: OpsHome, run_cli) -> None:
 
 def test_device_cli_add_list_revoke(home: OpsHome, tmp_path: Path, run_cli) -> None:
     out_dir = tmp_path / "sd-card"
+    home.add_gateway(SITE, "hn01-gw")  # a unit pins its site's gateway keys
     code, out = run_cli(
         "provision",
         "device",
@@ -157,7 +187,7 @@ def test_device_cli_add_list_revoke(home: OpsHome, tmp_path: Path, run_cli) -> N
     )
     assert code == 0
     code, out = run_cli("provision", "device", "list", "--home", home.path, "--json")
-    assert parse_json(out) == [
+    assert [unit for unit in parse_json(out) if unit["role"] == "device"] == [
         {
             "id": "hn01-lane3",
             "site": SITE,

@@ -1,9 +1,9 @@
-"""Device pipeline test fixtures: a queue-fed frame source and a tiny gateway that acks.
+"""Device pipeline test fixtures: a queue-fed frame source and a tiny gateway that acks
+(signed with the harness gateway key the units pin, per outbox epoch).
 
 Keys, passes and device configs are shared with the benchmarks and live in harness/; they are
 re-exported here for the device tests."""
 
-import json
 import queue
 import threading
 import time
@@ -14,10 +14,11 @@ import paho.mqtt.client as mqtt
 from nacl.signing import SigningKey
 
 from device.camera import Frame
-from harness.device_config import write_device
+from harness.device_config import GATEWAY_ID, GATEWAY_KEY, write_device
 from harness.pki import Pki
 from harness.polling import wait_until
 from protocol import topics
+from protocol.ack import Ack, sign_ack
 from protocol.events import Event, open_event
 from protocol.reasons import ProtocolError
 
@@ -59,7 +60,7 @@ class QueueSource:
 
 class TestGateway:
     """A tiny site gateway: verifies device events with open_event, keeps them by event id,
-    and acks the highest contiguous seq per device, as the real gateway does."""
+    and acks (signed, protocol/ack.py) the highest contiguous seq per device and epoch."""
 
     __test__ = False  # not a pytest class
 
@@ -74,7 +75,7 @@ class TestGateway:
         self.duplicates = 0
         self.rejected: list[str] = []
         self.retained: dict[str, list[bytes]] = {}
-        self.contiguous: dict[str, int] = {}
+        self.contiguous: dict[str, int] = {}  # device -> in its newest epoch
         self.acking = True  # False: store events but send no acks (a gateway that lags)
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="gw-test", protocol=mqtt.MQTTv5
@@ -114,14 +115,15 @@ class TestGateway:
                 self.events[event.eid] = event
                 self.arrivals.append(event.seq)
                 self.raw.append(bytes(message.payload))
-            seqs = {e.seq for e in self.events.values() if e.dev == event.dev}
-            n = self.contiguous.get(event.dev, 0)
+            seqs = {e.seq for e in self.events.values() if e.dev == event.dev and e.ep == event.ep}
+            n = 0
             while n + 1 in seqs:
                 n += 1
             self.contiguous[event.dev] = n
-            if not self.acking:
+            if not self.acking or event.ep is None:
                 return
-        client.publish(topics.ack_topic(self.site, event.dev), json.dumps({"seq": n}), qos=1)
+        ack = Ack(GATEWAY_ID, event.dev, event.ep, n, t_ms=int(time.time() * 1000))
+        client.publish(topics.ack_topic(self.site, event.dev), sign_ack(ack, GATEWAY_KEY), qos=1)
 
     def publish_document(self, topic: str, data: bytes) -> None:
         self.client.publish(topic, data, qos=1, retain=True).wait_for_publish(5)
