@@ -6,7 +6,8 @@ verifier process (signature against the site registry, topic device = event devi
 site = our site; see verifier.py) -> the committer thread collects the verified batch and
 commits it to the store in ONE transaction -> only then sends the MQTT PUBACKs (paho
 `manual_ack=True`), so the broker redelivers anything that was not committed -> publishes the
-end-to-end ack `{"seq": n}` (highest contiguous seq stored) to each device it heard from.
+end-to-end ack, signed by the gateway key and naming exactly the seqs committed per device and
+outbox epoch (gateway/acks.py, protocol/ack.py).
 Batches keep their order through the pipeline: batch N+1 is verified while batch N is
 committed and acked.
 
@@ -22,7 +23,6 @@ receive maximum bounds them. Payloads are never logged (they are signed personal
 only device ids, event ids and reason codes are.
 """
 
-import json
 import logging
 import queue
 import threading
@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 from common.reload import ReloadingFile
 from gateway.acks import AckSigner
 from gateway.commit_guard import CommitGuard, VerifiedBatch
+from gateway.recent_passes import RecentPassesPublisher
 from gateway.store import Accepted, BatchResult, Rejected, Store
 from gateway.verifier import (
     PendingVerification,
@@ -46,6 +47,7 @@ from gateway.verifier import (
     VerifierResult,
     verify_event,
 )
+from protocol import ack as ack_contract
 from protocol import status, topics
 from protocol.events import MAX_EVENT_BYTES
 from protocol.reasons import ProtocolError
@@ -63,7 +65,7 @@ PAYLOAD_LIMITS = {
     "event": MAX_EVENT_BYTES,
     "status": status.MAX_STATUS_BYTES,
     "heartbeat": status.MAX_HEARTBEAT_BYTES,
-    "ack": status.MAX_ACK_BYTES,
+    "ack": ack_contract.MAX_ACK_BYTES,  # a paired gateway's signed ack (protocol/ack.py)
 }
 
 
@@ -168,8 +170,10 @@ class Ingest:
         # small, so memory stays bounded and the broker (receive maximum) does the buffering
         self._submitted: queue.Queue[SubmittedBatch | None] = queue.Queue(3)
         self._pending_acks: dict[str, int] = {}  # device -> seq not yet published
-        # signed, epoch-bound acks (gateway/acks.py), set by the app; None: v1 JSON acks
+        # signed, epoch-bound acks (gateway/acks.py), set by the app; None: no acks at all
         self.acks: AckSigner | None = None
+        # the site's recently accepted passes, shared with its units (gateway/recent_passes.py)
+        self.recent: RecentPassesPublisher | None = None
         self._acks_flushed_at = 0.0
 
     def subscriptions(self, shared_group: str | None) -> list[tuple[str, int]]:
@@ -346,7 +350,9 @@ class Ingest:
                     beat = status.parse_heartbeat(item.payload)
                     out.heartbeats.append((item.dev, asdict(beat)))
                 elif item.leaf == "ack" and self.peer_acks:
-                    out.peer_acks.append((item.dev, status.parse_ack(item.payload)))
+                    peer = self._peer_ack(item, batch.registry)
+                    if peer is not None:
+                        out.peer_acks.append(peer)
             except ProtocolError as exc:
                 out.rejected.append(Rejected(exc.reason.value, exc.detail, item.dev))
                 log.info("reject device=%s reason=%s", item.dev, exc.reason.value)
@@ -361,6 +367,20 @@ class Ingest:
         for rej in refused.values():
             out.rejected.append(rej)
         return out
+
+    def _peer_ack(self, item: Inbound, registry: Registry) -> ack_contract.Ack | None:
+        """A signed ack on a device's ack topic, by one of the site's gateways (registry) and
+        for that device; None for our own. Raises AckError (counted as bad_ack)."""
+        keys = {
+            s.id: s.public_key
+            for s in registry.for_site(self.site)
+            if s.role == "gateway" and not s.revoked
+        }
+        ack = ack_contract.open_signed_ack(item.payload, keys)
+        if ack.dev != item.dev:
+            raise ack_contract.AckError("wrong_device", f"{ack.dev} on {item.dev}'s topic")
+        own = self.acks.gateway_id if self.acks is not None else None
+        return None if ack.gw == own else ack
 
     def _take_dropped(self) -> Counter[str]:
         """QoS 0 messages dropped on a full queue since the last batch, as store counters."""
@@ -385,15 +405,20 @@ class Ingest:
 
     def _finish(self, items: list[Inbound], verified: VerifiedBatch) -> BatchResult:
         result = self.commit_guard.commit(verified)
-        for dev, seq in verified.peer_acks:
+        for peer in verified.peer_acks:
+            named = [(r.lo, r.hi) for r in peer.ranges]
+            if peer.upto:
+                named.append((1, peer.upto))
             try:
-                self.store.note_peer_ack(dev, seq)
+                self.store.note_peer_ack(peer.dev, peer.ep, named)
             except Exception:
-                log.exception("peer ack device=%s not recorded", dev)
+                log.exception("peer ack device=%s ep=%d not recorded", peer.dev, peer.ep)
         if self.acks is not None:  # signed acks name exactly what this batch committed
             self.acks.note_committed((ev.dev, ev.seq, ev.raw) for ev in verified.accepted)
             for dev, beat in verified.heartbeats:
                 self.acks.note_heartbeat(dev, beat.get("ep"), beat.get("hb"))
+        if self.recent is not None:  # one pass, one entry across the site's lanes
+            self.recent.note_committed(verified.accepted)
         self._acknowledge(items, result)
         self.totals["stored"] += result.stored
         self.totals["duplicates"] += result.duplicates
@@ -428,9 +453,7 @@ class Ingest:
         self._acks_flushed_at = time.monotonic()
         if client is None:
             return
-        if self.acks is not None:
+        if self.acks is not None:  # the v1 JSON ack is gone: units refuse unsigned acks
             self.acks.flush(lambda topic, payload: client.publish(topic, payload, qos=1))
-        # v1 JSON acks too, for units whose bundle does not pin the gateway key yet (units
-        # that pin it refuse these); to go once provisioning writes the key into bundles
-        for dev, seq in pending.items():
-            client.publish(topics.ack_topic(self.site, dev), json.dumps({"seq": seq}), qos=1)
+        elif pending:
+            log.error("no ack signer: %d devices left unacknowledged", len(pending))

@@ -41,6 +41,7 @@ class VerifiedEvent:
     lane: str | None
     kind: str | None
     clock: str | None
+    ep: int = 0  # the unit's outbox epoch (0: an event from before epochs)
 
     def __reduce__(self) -> tuple:
         # pickled as a plain tuple: half the bytes and ~1 us less per event than the default
@@ -57,6 +58,7 @@ class VerifiedEvent:
                 self.lane,
                 self.kind,
                 self.clock,
+                self.ep,
             ),
         )
 
@@ -74,6 +76,7 @@ class VerifiedEvent:
             lane=self.lane,
             kind=self.kind,
             clock=self.clock,
+            ep=self.ep,
         )
 
 
@@ -114,6 +117,7 @@ def _open(
         lane=ev.lane or signer.lane,
         kind=ev.kind,
         clock=ev.clock,
+        ep=ev.ep or 0,
     )
     return fields, verified.raw
 

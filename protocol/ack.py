@@ -111,6 +111,18 @@ def open_ack(data: bytes, gateway_keys: dict[str, bytes], device: str, epoch: in
     """Verify an ack for `device`'s current `epoch` against the pinned gateway keys (gateway
     id -> Ed25519 public key). Raises AckError: too_large, unsigned (not a COSE_Sign1: the
     v1 JSON ack included), wrong_key, bad_ack, wrong_device, wrong_epoch."""
+    ack = open_signed_ack(data, gateway_keys)
+    if ack.dev != device:
+        raise AckError("wrong_device", ack.dev)
+    if ack.ep != epoch:
+        raise AckError("wrong_epoch", f"{ack.ep} is not the outbox epoch {epoch}")
+    return ack
+
+
+def open_signed_ack(data: bytes, gateway_keys: dict[str, bytes]) -> Ack:
+    """Verify an ack's signature and contract only (a paired gateway reads the other's acks
+    this way: which device and epoch it names is then the reader's business). Raises
+    AckError: too_large, unsigned, bad_ack, wrong_key."""
     if not isinstance(data, bytes | bytearray) or len(data) > MAX_ACK_BYTES:
         raise AckError("too_large")
     try:
@@ -123,10 +135,6 @@ def open_ack(data: bytes, gateway_keys: dict[str, bytes], device: str, epoch: in
     key = gateway_keys.get(ack.gw)
     if key is None or kid != cose.kid_for(key) or not msg.verify(key):
         raise AckError("wrong_key", f"not signed by a pinned gateway key (gw {ack.gw})")
-    if ack.dev != device:
-        raise AckError("wrong_device", ack.dev)
-    if ack.ep != epoch:
-        raise AckError("wrong_epoch", f"{ack.ep} is not the outbox epoch {epoch}")
     return ack
 
 

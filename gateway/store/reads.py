@@ -216,20 +216,22 @@ class StoreReads(StoreBase):
         rows = (
             self._db()
             .execute(
-                "SELECT dev, lo, hi, opened_ms FROM seq_gaps ORDER BY dev, lo LIMIT ?", (limit,)
+                "SELECT dev, ep, lo, hi, opened_ms FROM seq_gaps ORDER BY dev, ep, lo LIMIT ?",
+                (limit,),
             )
             .fetchall()
         )
         return [
             {
                 "device": dev,
+                "ep": ep,  # the unit's outbox epoch the range belongs to
                 "lo": lo,
                 "hi": hi,
                 "missing": list(range(lo, min(hi, lo + 49) + 1)),
                 "missing_count": hi - lo + 1,
                 "opened_ms": opened,
             }
-            for dev, lo, hi, opened in rows
+            for dev, ep, lo, hi, opened in rows
         ]
 
     def gap_totals(self) -> dict[str, int]:

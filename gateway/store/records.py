@@ -26,6 +26,7 @@ class Accepted:
     lane: str | None = None
     kind: str | None = None
     clock: str | None = None
+    ep: int = 0  # the unit's outbox epoch: seq counts within it (0: from before epochs)
 
 
 @dataclass(frozen=True)

@@ -35,17 +35,33 @@ CREATE TABLE IF NOT EXISTS devices (
     heartbeat_ms INTEGER,
     gap_ranges    INTEGER NOT NULL DEFAULT 0,  -- rows in seq_gaps for this device
     gap_missing   INTEGER NOT NULL DEFAULT 0,  -- seq numbers in them
-    never_arrived INTEGER NOT NULL DEFAULT 0   -- seq numbers aged out of seq_gaps
+    never_arrived INTEGER NOT NULL DEFAULT 0,  -- seq numbers aged out of seq_gaps
+    ep            INTEGER                      -- current outbox epoch (contiguous/highest)
 );
--- Sequence numbers not received yet, as disjoint ranges [lo, hi] per device. A late arrival
--- splits its range; a range past [store] gap_expiry_hours is counted in devices.never_arrived
--- and deleted. (Stores before ranges had `gaps`; store/upgrade.py converts it on open.)
+-- Sequence state per device and outbox epoch (store/sequence.py): a re-imaged unit starts a
+-- new epoch at seq 1 and each epoch keeps its own accounting. Epoch 0: events without `ep`.
+CREATE TABLE IF NOT EXISTS epochs (
+    dev           TEXT NOT NULL,
+    ep            INTEGER NOT NULL,
+    contiguous    INTEGER NOT NULL DEFAULT 0,
+    highest       INTEGER NOT NULL DEFAULT 0,
+    last_event_ms INTEGER,
+    gap_ranges    INTEGER NOT NULL DEFAULT 0,
+    gap_missing   INTEGER NOT NULL DEFAULT 0,
+    never_arrived INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (dev, ep)
+) WITHOUT ROWID;
+-- Sequence numbers not received yet, as disjoint ranges [lo, hi] per device and epoch. A
+-- late arrival splits its range; a range past [store] gap_expiry_hours is counted in
+-- never_arrived and deleted. (Stores before ranges had `gaps`, before epochs a seq_gaps
+-- keyed (dev, lo); store/upgrade.py converts both on open.)
 CREATE TABLE IF NOT EXISTS seq_gaps (
     dev       TEXT NOT NULL,
+    ep        INTEGER NOT NULL DEFAULT 0,
     lo        INTEGER NOT NULL,
     hi        INTEGER NOT NULL,
     opened_ms INTEGER NOT NULL,
-    PRIMARY KEY (dev, lo)
+    PRIMARY KEY (dev, ep, lo)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seq_gaps_opened ON seq_gaps (opened_ms);
 CREATE TABLE IF NOT EXISTS rejects (

@@ -47,10 +47,10 @@ class StoreWrites(StoreBase):
             new = self._insert_new(db, accepted, received_ms, result, counts)
             # every device heard from is acked, duplicates included: a device that resends
             # after a lost ack can then trim its outbox
-            states = sequence.load_states(db, {ev.dev for ev in accepted})
+            states = sequence.load_states(db, {(ev.dev, ev.ep) for ev in accepted})
             for ev in new:  # all rows are in: a late arrival can walk over later seqs
-                state = states[ev.dev]
-                sequence.advance(db, ev.dev, ev.seq, state, received_ms, counts)
+                state = states[(ev.dev, ev.ep)]
+                sequence.advance(db, ev.dev, ev.ep, ev.seq, state, received_ms, counts)
                 state.lane = ev.lane or state.lane
             for rej in rejected:
                 result.rejected += rej.count
@@ -61,7 +61,7 @@ class StoreWrites(StoreBase):
                     (received_ms, rej.topic_dev, rej.eid, rej.reason, rej.detail[:200]),
                 )
             sequence.save_states(db, states, received_ms)
-            result.acks = {dev: st.contiguous for dev, st in states.items()}
+            result.acks = {dev: st.contiguous for (dev, _), st in states.items()}
             for dev, state in statuses:
                 self._set_status(db, dev, state, received_ms)
             for dev, health in heartbeats:
@@ -117,11 +117,11 @@ class StoreWrites(StoreBase):
         counts["stored"] += len(new)
         return new
 
-    def note_peer_ack(self, dev: str, seq: int) -> int | None:
-        """The paired gateway acknowledged `dev` up to `seq`: it holds those events durably,
-        so our own contiguous point may jump to it. Returns the new ack if it moved."""
+    def note_peer_ack(self, dev: str, ep: int, ranges: list[tuple[int, int]]) -> int:
+        """The paired gateway's signed ack: it holds seqs `ranges` of (dev, ep) durably, so
+        they count as held here. Returns the epoch's ack point."""
         with self._tx() as db:
-            return sequence.note_peer_ack(db, dev, seq)
+            return sequence.note_peer_ack(db, dev, ep, ranges, now_ms())
 
     def ack_for(self, dev: str) -> int:
         row = self._db().execute("SELECT contiguous FROM devices WHERE dev=?", (dev,)).fetchone()
@@ -157,12 +157,13 @@ class StoreWrites(StoreBase):
             with self._tx() as db:
                 self._quarantine_row(db, ev, reason, received_ms, ev.seq, result)
                 if result.quarantined:
-                    states = sequence.load_states(db, {ev.dev})
+                    key = (ev.dev, ev.ep)
+                    states = sequence.load_states(db, {key})
                     counts: Counter[str] = Counter()
-                    sequence.advance(db, ev.dev, ev.seq, states[ev.dev], received_ms, counts)
+                    sequence.advance(db, ev.dev, ev.ep, ev.seq, states[key], received_ms, counts)
                     sequence.save_states(db, states, received_ms)
                     bump(db, counts)
-                    result.acks = {ev.dev: states[ev.dev].contiguous}
+                    result.acks = {ev.dev: states[key].contiguous}
                 else:  # redelivered: ack the device where it stands
                     row = db.execute(
                         "SELECT contiguous FROM devices WHERE dev=?", (ev.dev,)

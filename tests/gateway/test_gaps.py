@@ -68,14 +68,10 @@ class Model:
         self.held.add(seq)
         self.highest = max(self.highest, seq)
 
-    def peer_ack(self, seq: int) -> None:
-        if self.baseline is None:
-            self.baseline = self.highest = seq
-            return
-        if seq <= self.contiguous:
-            return
-        self.held.update(range(self.baseline + 1, seq + 1))
-        self.highest = max(self.highest, seq)
+    def peer_ack(self, lo: int, hi: int) -> None:
+        """The paired gateway's signed ack names seqs lo..hi it holds: as if they arrived."""
+        for seq in range(lo, hi + 1):
+            self.arrive(seq)
 
     @property
     def missing(self) -> set[int]:
@@ -113,8 +109,8 @@ def test_late_arrivals_split_ranges_like_a_set_model(moves) -> None:
                     for s in seqs:
                         model.arrive(s)
                 else:
-                    store.note_peer_ack("d1", seq)
-                    model.peer_ack(seq)
+                    store.note_peer_ack("d1", 0, [(seq, seq + 2)])
+                    model.peer_ack(seq, seq + 2)
                 assert ranges_of(store, "d1") == runs(model.missing)
                 assert store.ack_for("d1") == model.contiguous
             (info,) = store.devices()

@@ -2,6 +2,7 @@
 pruning that never touches unforwarded events, and the read API the status page uses."""
 
 import os
+from dataclasses import replace
 
 from gateway.store import Accepted, Rejected, Store, now_ms
 from gateway.web.alerts import device_alerts
@@ -42,6 +43,7 @@ def test_gap_opens_and_closes_when_filled(tmp_path):
     assert gaps == [
         {
             "device": "d1",
+            "ep": 0,  # an event without `ep` (from before outbox epochs)
             "lo": 3,
             "hi": 4,
             "missing": [3, 4],
@@ -69,10 +71,33 @@ def test_peer_ack_moves_the_ack_point_over_events_the_other_gateway_holds(tmp_pa
     store = Store(tmp_path / "g.db")
     store.commit_batch([ev("d1", 1), ev("d1", 3), ev("d1", 5)])  # 2 and 4 went to the peer
     assert store.ack_for("d1") == 1
-    assert store.note_peer_ack("d1", 2) == 3
-    assert store.note_peer_ack("d1", 4) == 5
+    assert store.note_peer_ack("d1", 0, [(2, 2)]) == 3  # its signed ack names exact seqs
+    assert store.note_peer_ack("d1", 0, [(4, 4)]) == 5
     assert store.open_gaps() == []
-    assert store.note_peer_ack("d1", 3) is None  # behind us: nothing changes
+    assert store.note_peer_ack("d1", 0, [(3, 3)]) == 5  # behind us: nothing changes
+
+
+def test_a_new_outbox_epoch_is_followed_and_each_epoch_keeps_its_own_gaps(tmp_path):
+    """Issue #13: a re-imaged unit (same bundle, fresh outbox) starts a new epoch at seq 1.
+    The gateway follows it (the device's ack point is the new epoch's), opens no gap for the
+    restart, and keeps the old epoch's accounting apart (a late event still fills it)."""
+    store = Store(tmp_path / "g.db")
+    old, new = 4_503_599_627_370_497, 17
+    store.commit_batch([replace(ev("d1", s), ep=old) for s in (*range(1, 11), 12)])
+    assert store.ack_for("d1") == 10
+    store.commit_batch([replace(ev("d1", s), ep=new) for s in range(1, 6)])
+    (info,) = store.devices()
+    assert (info.contiguous, info.highest, info.open_gaps, info.missing) == (5, 5, 1, 1)
+    epochs = store._db().execute(
+        "SELECT ep, contiguous, highest, gap_missing FROM epochs WHERE dev='d1' ORDER BY ep"
+    )
+    assert epochs.fetchall() == [(new, 5, 5, 0), (old, 10, 12, 1)]
+    gaps = store._db().execute("SELECT ep, lo, hi FROM seq_gaps").fetchall()
+    assert gaps == [(old, 11, 11)]
+    store.commit_batch([replace(ev("d1", 11), ep=old)])  # the old epoch's late event
+    (info,) = store.devices()
+    assert (info.contiguous, info.open_gaps, info.missing) == (5, 0, 0)  # still following new
+    assert store.note_peer_ack("d1", new, [(6, 9)]) == 9
 
 
 def test_forwarding_states_and_lag(tmp_path):

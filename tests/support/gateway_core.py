@@ -18,11 +18,12 @@ from nacl.signing import SigningKey
 
 from harness.config_files import to_toml
 from harness.polling import wait_until
-from protocol import topics
+from protocol import cbor, cose, topics
 from protocol.events import Event, new_event_id, sign_event
 from protocol.registry import Registry, Signer
 
 SITE = "HN-01"
+EPOCH = 1  # the simulated scanners' outbox epoch: the gateway acks per (device, epoch)
 USERS = {"gw": "gw-pass", "gw2": "gw2-pass", "dev": "dev-pass"}
 ACL = """user gw
 topic readwrite chot/v1/#
@@ -48,8 +49,10 @@ def make_event(
     lane: str = "lane-1",
     reason: str = "ok",
     eid: bytes | None = None,
+    ep: int | None = EPOCH,
 ) -> tuple[bytes, Event]:
     event = Event(
+        ep=ep,
         eid=eid or new_event_id(),
         typ="scan",
         dev=dev,
@@ -153,10 +156,13 @@ class Site:
 
 
 class Scanner:
-    """A simulated scanner's uplink: publishes signed events QoS 1, records end-to-end acks."""
+    """A simulated scanner's uplink: publishes signed events QoS 1, records end-to-end acks
+    (signed, protocol/ack.py; read here without checking the key: an observer, not a unit):
+    `acks[dev]` is the highest seq with every seq up to it named by some ack."""
 
     def __init__(self, broker, name: str = "sim") -> None:
         self.acks: dict[str, int] = {}
+        self.acked: dict[str, set[int]] = {}
         self.ack_count = 0
         self._lock = threading.Lock()
         self.client = mqtt.Client(
@@ -174,10 +180,33 @@ class Scanner:
 
     def _on_ack(self, client, userdata, msg) -> None:
         parsed = topics.parse_device_topic(msg.topic)
-        seq = json.loads(msg.payload)["seq"]
+        ack = cbor.loads_strict(cose.parse_sign1(bytes(msg.payload)).payload)
+        named = [(1, ack["upto"]), *ack.get("rng", [])]
         with self._lock:
             self.ack_count += 1
-            self.acks[parsed.device] = max(self.acks.get(parsed.device, 0), seq)
+            seqs = self.acked.setdefault(parsed.device, set())
+            for lo, hi in named:
+                seqs.update(range(lo, hi + 1))
+            n = self.acks.get(parsed.device, 0)
+            while n + 1 in seqs:
+                n += 1
+            self.acks[parsed.device] = n
+
+    def named(self, dev: str) -> set[int]:
+        """Every seq of `dev` some ack named so far."""
+        with self._lock:
+            return set(self.acked.get(dev, ()))
+
+    def wait_quiet(self, quiet_s: float, timeout: float = 30) -> None:
+        """Until no ack has arrived for `quiet_s` (the gateway has caught up)."""
+        last = [self.ack_count, time.monotonic()]
+
+        def quiet() -> bool:
+            if self.ack_count != last[0]:
+                last[:] = [self.ack_count, time.monotonic()]
+            return time.monotonic() - last[1] >= quiet_s
+
+        wait_until(quiet, timeout, message="the gateway's acks to stop")
 
     def publish(self, dev: str, payload: bytes, *, topic_dev: str | None = None) -> None:
         info = self.client.publish(topics.event_topic(SITE, topic_dev or dev), payload, qos=1)
@@ -193,7 +222,12 @@ class Scanner:
             with self._lock:
                 return all(self.acks.get(d, 0) >= n for d, n in expected.items())
 
-        wait_until(reached, timeout, message=lambda: f"acks {expected} (got {self.acks})")
+        def seen() -> str:
+            with self._lock:
+                named = {d: (min(v), len(v)) for d, v in self.acked.items() if v}
+            return f"acks {expected} (got {self.acks}; lowest, count named: {named})"
+
+        wait_until(reached, timeout, message=seen)
         with self._lock:
             return dict(self.acks)
 
