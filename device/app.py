@@ -33,10 +33,12 @@ from device.gpio.base import OutputBackend
 from device.health import Health
 from device.indicator import Indicator
 from device.outbox import Outbox, OutboxError
+from device.recent_passes import RecentPasses
 from device.uplink import MqttOptions, Uplink
 from protocol.dcc_policy import DccPolicy
 from protocol.dcc_trust import dcc_trust_from_document
 from protocol.reasons import ProtocolError, Verdict
+from protocol.recent import RecentError, open_recent
 from protocol.trust import revocation_list_from_document, root_keyring, trust_list_from_document
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,8 @@ class DeviceApp:
             self._policy(),
             self.clock.read,
             dcc_trust=self.store.dcc_trust(),
+            # one pass, one entry: kept on disk, fed by the gateway (device/recent_passes.py)
+            recent=RecentPasses(self.config.device.state_dir / "recent-passes.db"),
         )
 
     def init_outbox(self) -> None:
@@ -192,6 +196,9 @@ class DeviceApp:
 
     def on_document(self, kind: str, payload: bytes) -> None:
         """Verify, refuse rollbacks, persist, then hand to the decider."""
+        if kind == "recent":
+            self.on_recent_passes(payload)
+            return
         try:
             offer = self.store.offer(kind, payload)
         except ProtocolError as exc:
@@ -210,6 +217,23 @@ class DeviceApp:
             self.decider.set_dcc_trust(dcc_trust_from_document(doc))
         else:
             self.decider.set_policy(self._policy())
+
+    def on_recent_passes(self, payload: bytes) -> None:
+        """The gateway's signed snapshot of the site's accepted passes: merged, never waited
+        for. Ages count from the gateway's signing time, plus the time since when this
+        unit's clock is synced (a retained snapshot may be old)."""
+        try:
+            snapshot = open_recent(
+                payload, self.config.trust.gateway_keys(), self.config.device.site
+            )
+        except RecentError as exc:
+            self.refused["recent"] = exc.reason
+            log.warning("device %s: recent passes refused: %s", self.device_id, exc)
+            return
+        clock = self.clock.read()
+        late_s = max(0.0, clock.now - snapshot.t_ms / 1000) if clock.trusted else 0.0
+        merged = self.decider.recent.merge((r.ref, r.age_s + late_s) for r in snapshot.refs)
+        log.debug("device %s: %d recent passes from %s", self.device_id, merged, snapshot.gw)
 
     # -- the frame loop ---------------------------------------------------------------------
 
@@ -412,6 +436,7 @@ class DeviceApp:
         if self._source is not None:
             self._source.close()
         self.outbox.close()
+        self.decider.recent.close()
         log.info("device %s: stopped after %d frames", self.device_id, self.stats.frames)
 
 

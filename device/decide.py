@@ -13,6 +13,11 @@ and the lights are re-triggered at most every ``resignal_s`` (a new indicator co
 running pattern off, so re-signalling every frame would never let a pattern finish). A pass
 that would pass, presented again after that but within ``duplicate_window_s`` of its last
 accepted scan, fails with ``duplicate_recent``: one pass, one person, one entry.
+
+Accepted passes live in a ``RecentPasses`` table (device/recent_passes.py) rather than in the
+debounce table: the app gives one kept on disk and fed by the gateway's snapshot of the site's
+accepted passes, so the rule holds across a restart and across the lanes of a site. The
+decider never waits for the network: it asks the table what it already holds.
 """
 
 import hashlib
@@ -21,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
+from device.recent_passes import RecentPasses
 from protocol.clock import Clock
 from protocol.dcc import is_dcc, verify_dcc
 from protocol.dcc_policy import DccPolicy
@@ -98,7 +104,6 @@ class _Recent:
     decision: Decision
     last_seen: float  # monotonic
     last_signal: float  # monotonic
-    accepted_at: float | None  # monotonic time of the last accepted (pass) presentation
 
 
 class Decider:
@@ -113,6 +118,7 @@ class Decider:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         dcc_trust: DccTrust | None = None,
+        recent: RecentPasses | None = None,
     ) -> None:
         self.trust = trust
         self.dcc_trust = dcc_trust  # DSCs for EU DCCs (HC1:), a separate signed list
@@ -121,6 +127,9 @@ class Decider:
         self._clock_fn = clock_fn
         self._monotonic = monotonic
         self._recent: OrderedDict[bytes, _Recent] = OrderedDict()  # least recently seen first
+        # passes accepted at this site (this unit's and the gateway's), by pass reference
+        self.recent = recent if recent is not None else RecentPasses(monotonic=monotonic)
+        self._size_recent()
 
     def set_trust(self, trust: TrustList | None) -> None:
         self.trust = trust
@@ -133,9 +142,15 @@ class Decider:
 
     def set_policy(self, policy: Policy) -> None:
         self.policy = policy
+        self._size_recent()
+
+    def _size_recent(self) -> None:
+        self.recent.window_s = self.policy.duplicate_window_s
+        self.recent.max_entries = self.policy.max_recent
 
     def __len__(self) -> int:
-        return len(self._recent)
+        """Accepted passes remembered (bounded by ``max_recent``, expired past the window)."""
+        return len(self.recent)
 
     def decide(self, text: str) -> Decision:
         now = self._monotonic()
@@ -179,11 +194,11 @@ class Decider:
             return replace(entry.decision, publish=False, signal=signal, repeat=True)
 
         reason = result.reason
+        accepted_at = self.recent.accepted_at(ref) if ref is not None else None
         if (
             result.verdict is Verdict.PASS
-            and entry is not None
-            and entry.accepted_at is not None
-            and now - entry.accepted_at <= self.policy.duplicate_window_s
+            and accepted_at is not None
+            and now - accepted_at <= self.policy.duplicate_window_s
         ):
             reason = Reason.DUPLICATE_RECENT
         decision = Decision(
@@ -198,18 +213,17 @@ class Decider:
             ver_us=ver_us,
             trust_version=trust_list.version if trust_list else None,
         )
-        accepted_at = now if decision.verdict is Verdict.PASS else None
-        if accepted_at is None and entry is not None:
-            accepted_at = entry.accepted_at  # a duplicate does not restart the window
-        self._recent[key] = _Recent(decision, now, now, accepted_at)
+        if decision.verdict is Verdict.PASS and ref is not None:
+            self.recent.note_accepted(ref, now)  # a duplicate does not restart the window
+        self._recent[key] = _Recent(decision, now, now)
         self._recent.move_to_end(key)
         while len(self._recent) > self.policy.max_recent:
             self._recent.popitem(last=False)  # bounded memory: forget the oldest sighting
         return decision
 
     def _expire(self, now: float) -> None:
-        """Drop entries no window can use any more (the table is ordered by last sighting)."""
-        keep = max(self.policy.debounce_s, self.policy.duplicate_window_s)
+        """Drop sightings the debounce can no longer use (ordered by last sighting)."""
+        keep = self.policy.debounce_s
         while self._recent:
             entry = next(iter(self._recent.values()))
             if now - entry.last_seen <= keep:

@@ -32,6 +32,7 @@ from gateway.fetcher import DocumentFetcher, SiteRegistryFile
 from gateway.forwarder import Forwarder
 from gateway.ingest import Ingest, RegistrySource
 from gateway.manual import GatewaySigner
+from gateway.recent_passes import RecentPassesPublisher
 from gateway.store import Store
 from protocol import topics
 from protocol.registry import Registry
@@ -62,6 +63,7 @@ class GatewayApp:
         self.started_at = time.time()
         self.store: Store | None = None
         self.ingest: Ingest | None = None
+        self.recent_passes: RecentPassesPublisher | None = None
         self.forwarder: Forwarder | None = None
         self.fetcher: DocumentFetcher | None = None
         self.site_registry: SiteRegistryFile | None = None
@@ -110,6 +112,16 @@ class GatewayApp:
         self.ingest.registry_check_s = c.registry_check_s
         # acks signed with the gateway key, bound to each unit's outbox epoch (issue #13)
         self.ingest.acks = AckSigner(c.id, c.site, load_signing_key(c.signing_key_file))
+        # accepted passes shared with every unit of the site: one pass, one entry (issue #15);
+        # the window is the bundles' site policy (duplicate_window_s), each unit applies its own
+        self.recent_passes = RecentPassesPublisher(
+            c.id,
+            c.site,
+            load_signing_key(c.signing_key_file),
+            self._publish_retained,
+            topics.recent_topic(c.site),
+        )
+        self.ingest.recent = self.recent_passes
 
     def init_forwarder(self) -> None:
         c = self.config.central
@@ -365,6 +377,8 @@ class GatewayApp:
             self.web_server.stop()
         if self.ingest:
             self.ingest.stop()
+        if self.recent_passes:
+            self.recent_passes.stop()
         if self.forwarder:
             self.forwarder.stop()
         if self.fetcher:
@@ -399,6 +413,9 @@ class GatewayApp:
         quarantined = store.quarantine_count()
         if quarantined:
             alerts.append("events_quarantined")
+        repeats = self.recent_passes.repeats() if self.recent_passes else []
+        if any(r["cross_lane"] for r in repeats):
+            alerts.append("pass_repeated")  # let through at two lanes while cut off
         return {
             "gateway": self.config.id,
             "site": self.config.site,
@@ -413,6 +430,7 @@ class GatewayApp:
             "forward": forward,
             "rejects": store.reject_counts(),
             "quarantined": quarantined,
+            "pass_repeats": repeats,  # newest first, no personal data (gateway/recent_passes.py)
             "gaps": gaps,
             "dropped": {
                 name.removeprefix("dropped."): n

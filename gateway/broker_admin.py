@@ -57,6 +57,7 @@ def unit_acls(site: str, unit_id: str) -> list[dict]:
         topics.trust_topic(site),
         topics.revocations_topic(site),
         dcc_trust_topic(site),
+        topics.recent_topic(site),  # the site's accepted passes: one pass, one entry
     ]
     return [_acl("publishClientSend", t) for t in send] + [
         _acl("subscribeLiteral", t) for t in read

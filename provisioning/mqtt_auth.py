@@ -82,6 +82,7 @@ def site_acl(site: str, gateways: list[str]) -> str:
         f"pattern read {base}/trust",
         f"pattern read {base}/revocations",
         f"pattern read {base}/dcc-trust",
+        f"pattern read {base}/recent",  # the site's accepted passes (protocol/recent.py)
         "",
     ]
     for gateway in sorted(gateways):
@@ -97,6 +98,7 @@ def site_acl(site: str, gateways: list[str]) -> str:
             f"topic readwrite {base}/trust",
             f"topic readwrite {base}/revocations",
             f"topic readwrite {base}/dcc-trust",
+            f"topic readwrite {base}/recent",
             f"topic readwrite {base}/gw/+/status",
             "",
         ]
