@@ -15,30 +15,27 @@ from device.gpio import SimulatedBackend
 from device.recent_passes import RecentPasses
 from gateway.app import GatewayApp
 from gateway.config import parse_config
+from harness.device_config import GATEWAY_ID, GATEWAY_KEY
 from harness.polling import wait_until
 from protocol import topics
 from protocol.reasons import Reason, Verdict
 from protocol.recent import RecentRef, RecentSnapshot, sign_recent
 from protocol.registry import Signer
-from harness.device_config import GATEWAY_ID, GATEWAY_KEY
 from tests.support.device_pipeline import Pki, QueueSource, device_public_key, write_device
 from tests.support.gateway_core import SITE, USERS, Site
 
 LANES = {"hn01-lane2": "lane-2", "hn01-lane3": "lane-3"}
-ACL = (
-    "user gw\ntopic readwrite chot/v1/#\n\n"
-    + "\n".join(
-        f"user {dev}\n"
-        f"topic write chot/v1/{SITE}/dev/{dev}/event\n"
-        f"topic write chot/v1/{SITE}/dev/{dev}/status\n"
-        f"topic write chot/v1/{SITE}/dev/{dev}/heartbeat\n"
-        f"topic read chot/v1/{SITE}/dev/{dev}/ack\n"
-        f"topic read chot/v1/{SITE}/dev/{dev}/config\n"
-        f"topic read chot/v1/{SITE}/trust\n"
-        f"topic read chot/v1/{SITE}/revocations\n"
-        f"topic read chot/v1/{SITE}/recent\n"
-        for dev in LANES
-    )
+ACL = "user gw\ntopic readwrite chot/v1/#\n\n" + "\n".join(
+    f"user {dev}\n"
+    f"topic write chot/v1/{SITE}/dev/{dev}/event\n"
+    f"topic write chot/v1/{SITE}/dev/{dev}/status\n"
+    f"topic write chot/v1/{SITE}/dev/{dev}/heartbeat\n"
+    f"topic read chot/v1/{SITE}/dev/{dev}/ack\n"
+    f"topic read chot/v1/{SITE}/dev/{dev}/config\n"
+    f"topic read chot/v1/{SITE}/trust\n"
+    f"topic read chot/v1/{SITE}/revocations\n"
+    f"topic read chot/v1/{SITE}/recent\n"
+    for dev in LANES
 )
 
 
@@ -135,8 +132,8 @@ def test_units_cut_off_decide_alone_and_the_gateway_flags_the_repeat(lanes):
         lane3.close()
 
 
-def test_a_snapshot_not_signed_by_the_pinned_gateway_is_refused(lanes, tmp_path):
-    _broker, pki, configs, _gateway = lanes
+def test_a_snapshot_not_signed_by_the_pinned_gateway_is_refused(lanes):
+    _broker, _pki, configs, _gateway = lanes
     lane2 = unit(configs["hn01-lane2"], connect=False)
     try:
         ref = bytes(range(16))
