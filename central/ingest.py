@@ -214,6 +214,7 @@ def to_row(event: Event, raw: bytes, gateway_id: str, now_ms: int) -> EventRow:
         ver_us=event.ver_us,
         extra=extra,
         raw=raw,
+        ep=event.ep,
     )
 
 

@@ -37,6 +37,7 @@ COLUMNS = (
     "ver_us",
     "extra",
     "raw",
+    "ep",  # added by migration 0005, so last in both dialects
 )
 
 
@@ -65,6 +66,7 @@ class EventRow:
     ver_us: int | None
     extra: str | None  # JSON text (manual and load events)
     raw: bytes  # the signed COSE bytes, kept for audit
+    ep: int | None = None  # the unit's outbox epoch (seq counts within it); None: before epochs
 
     def values(self) -> tuple:
         return _values(self)  # attrgetter: dataclasses.astuple deep-copies, 10x slower

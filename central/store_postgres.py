@@ -62,6 +62,7 @@ _COPY_TYPES = [
     "int4",
     "jsonb",
     "bytea",
+    "int8",
 ]
 _EXTRA = COLUMNS.index("extra")
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")

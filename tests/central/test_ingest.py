@@ -37,7 +37,33 @@ def test_batch_is_stored_once_and_a_retry_is_all_duplicate(
     assert again["stored"] == [] and sorted(again["duplicate"]) == sorted(first["stored"])
     stats = queries.stats(store)
     assert stats["events_central"] == 20 and stats["duplicates"] == 0
-    assert stats["by_device"]["dev-a"] == {"count": 20, "min_seq": 1, "max_seq": 20, "missing": 0}
+    assert stats["by_device"]["dev-a"] == {
+        "count": 20,
+        "min_seq": 1,
+        "max_seq": 20,
+        "missing": 0,
+        "epochs": {0: {"count": 20, "min_seq": 1, "max_seq": 20, "missing": 0}},
+    }
+
+
+def test_accounting_is_per_outbox_epoch(client: TestClient, fleet: Fleet, store: Store) -> None:
+    """Issue #13: a re-imaged unit starts a new outbox epoch at seq 1. Its seqs are not
+    duplicates of the old epoch's, and the centre proves each epoch complete (or not)."""
+    old, new = 4_503_599_627_370_497, 17
+    events = [fleet.sign(fleet.event("dev-a", T0 + i * MIN, seq=i, ep=old)) for i in (1, 2, 3)]
+    events += [fleet.sign(fleet.event("dev-a", T0 + i * MIN, seq=i, ep=new)) for i in (1, 2, 4)]
+    assert len(post(client, "gw-hn", events)["stored"]) == 6
+    stats = queries.stats(store)
+    assert stats["duplicates"] == 0
+    epochs = stats["by_device"]["dev-a"]["epochs"]
+    assert epochs == {
+        old: {"count": 3, "min_seq": 1, "max_seq": 3, "missing": 0},
+        new: {"count": 3, "min_seq": 1, "max_seq": 4, "missing": 1},  # seq 3 never came
+    }
+    assert stats["by_device"]["dev-a"]["missing"] == 1
+    late = fleet.sign(fleet.event("dev-a", T0 + 3 * MIN, seq=3, ep=new))
+    assert len(post(client, "gw-hn", [late])["stored"]) == 1
+    assert queries.stats(store)["by_device"]["dev-a"]["missing"] == 0
 
 
 def test_bad_events_are_rejected_with_reasons_and_good_ones_kept(

@@ -172,8 +172,15 @@ def test_stats(filled: Store) -> None:
     stats = queries.stats(filled)
     assert stats["events_central"] == 11 and stats["duplicates"] == 0
     assert stats["by_verdict"] == {"pass": 6, "fail": 1, "warn": 1, "none": 3}
-    assert stats["by_device"]["dev-a"] == {"count": 5, "min_seq": 1, "max_seq": 5, "missing": 0}
-    assert stats["by_device"]["dev-b"] == {"count": 2, "min_seq": 1, "max_seq": 4, "missing": 2}
+    dev_a, dev_b = stats["by_device"]["dev-a"], stats["by_device"]["dev-b"]
+    assert dev_a == {
+        "count": 5,
+        "min_seq": 1,
+        "max_seq": 5,
+        "missing": 0,
+        "epochs": {0: {"count": 5, "min_seq": 1, "max_seq": 5, "missing": 0}},
+    }
+    assert (dev_b["count"], dev_b["min_seq"], dev_b["max_seq"], dev_b["missing"]) == (2, 1, 4, 2)
 
 
 def test_api_read_endpoints_need_roles_and_tracing_is_logged(filled: Store, fleet: Fleet) -> None:
