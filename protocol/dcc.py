@@ -77,13 +77,38 @@ class DccSign1:
     signature: bytes
 
     def to_be_signed(self) -> bytes:
-        return cose.sig_structure(self.protected_bytes, self.payload)
+        """RFC 9052 Sig_structure ["Signature1", protected, h'', payload], written directly:
+        the same bytes as `cose.sig_structure` (tested), without a CBOR encoder per scan."""
+        return b"".join(
+            (
+                _SIG1_PREFIX,
+                _bstr_head(len(self.protected_bytes)),
+                self.protected_bytes,
+                b"\x40",
+                _bstr_head(len(self.payload)),
+                self.payload,
+            )
+        )
 
     @property
     def ref_material(self) -> bytes:
         """What the certificate reference hashes: ECDSA's `r` only (`s` is malleable, so the
         same certificate could otherwise be shown under many references), RSA's whole value."""
         return self.signature[:32] if self.alg == ALG_ES256 else self.signature
+
+
+_SIG1_PREFIX = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"
+
+
+def _bstr_head(n: int) -> bytes:
+    """The shortest CBOR head of a byte string of length n (deterministic encoding)."""
+    if n < 24:
+        return bytes((0x40 | n,))
+    if n < 0x100:
+        return bytes((0x58, n))
+    if n < 0x10000:
+        return b"\x59" + n.to_bytes(2, "big")
+    return b"\x5a" + n.to_bytes(4, "big")
 
 
 def parse_cose(data: bytes) -> DccSign1:
@@ -212,7 +237,7 @@ def signature_valid(msg: DccSign1, dsc: Dsc) -> bool:
 
 def pseudonym(key: bytes, ci: str) -> bytes:
     """The subject pseudonym events carry for a DCC: HMAC-SHA256(ops key, ci)[0:16]."""
-    return hmac.new(key, _SUB_DOMAIN + ci.encode("utf-8"), hashlib.sha256).digest()[:16]
+    return hmac.digest(key, _SUB_DOMAIN + ci.encode("utf-8"), "sha256")[:16]
 
 
 # --- verification -----------------------------------------------------------------------------

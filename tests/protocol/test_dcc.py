@@ -312,3 +312,14 @@ def test_revocation_by_reference_and_by_kid(dcc):
     by_kid = RevocationList(1, NOW, NOW + DAY, kids=frozenset({ref.kid}))
     assert verify(text, dcc.trust, revocations=by_ref).reason is Reason.REVOKED
     assert verify(text, dcc.trust, revocations=by_kid).reason is Reason.REVOKED
+
+
+@pytest.mark.parametrize("protected_len", [0, 13, 23, 24, 255, 256])
+@pytest.mark.parametrize("payload_len", [0, 23, 24, 300, 65535, 65536])
+def test_sig_structure_written_by_hand_is_the_encoders(protected_len, payload_len):
+    """DccSign1.to_be_signed skips the CBOR encoder: it must give the very same bytes."""
+    from protocol import cose
+    from protocol.dcc import DccSign1
+
+    msg = DccSign1(b"p" * protected_len, ALG_ES256, b"k" * 8, b"x" * payload_len, b"s" * 64)
+    assert msg.to_be_signed() == cose.sig_structure(msg.protected_bytes, msg.payload)
