@@ -24,7 +24,7 @@ from central import queries
 from central.backends import open_store
 from central.config import CentralConfig, load_config
 from central.documents import ALL_SITES, DocumentStore, index_etag, version_etag
-from central.ingest import BatchError, ingest_batch, parse_batch
+from central.ingest import BatchError, TimeWindow, ingest_batch, parse_batch
 from central.migrate import migrate
 from central.store import Store, StoreUnavailable
 from common.reload import ReloadingFile
@@ -100,8 +100,11 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
             log.warning("gateway %s: batch refused: %s", gateway.id, exc)
             return _error(exc.status, exc.reason, exc.detail)
         now_ms = int(time.time() * 1000)
+        window = TimeWindow(now_ms, config.retention_days)  # event times believed
         try:
-            result = await run_in_threadpool(ingest_batch, items, gateway, registry, store, now_ms)
+            result = await run_in_threadpool(
+                ingest_batch, items, gateway, registry, store, now_ms, window
+            )
         except StoreUnavailable as exc:  # no leader, or no standby to make it durable: retry
             log.warning("gateway %s: batch not stored, store unavailable: %s", gateway.id, exc)
             return _error(503, "store_unavailable", str(exc))

@@ -6,6 +6,14 @@ code; should the database still refuse a row, the batch is bisected down to that
 rejected as `store_refused` while the others are stored. A retried batch stores nothing twice: the eid is the
 idempotency key, and the answer lists which eids were new (`stored`) and which the store
 already held (`duplicate`) — both mean "confirmed" to the gateway.
+Event time is checked against the centre's own clock (`TimeWindow`): PostgreSQL keeps one
+partition per UTC day an event names, so a stolen unit's key spreading `t_ms` over 2020-2100
+would otherwise create ~29,000 tables. Refused as `out_of_range`, per event: more than
+`FUTURE_MS` (1 day) ahead of the centre, older than `retention_days` when it is configured
+(retention would delete it anyway), and the days past the `MAX_DAYS_PER_BATCH` nearest the
+centre's clock in one batch. So a stolen unit makes at most 32 new partitions per batch, and
+with retention configured at most retention_days + 2 in all. A refused event stays at the
+gateway with its reason (status page, /metrics).
 """
 
 import json
@@ -23,6 +31,11 @@ from protocol.registry import Registry, Signer
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 5000
+DAY_MS = 86_400_000
+FUTURE_MS = DAY_MS  # a unit's clock ahead of the centre's by more than this is not believed
+# Distinct UTC days one batch may name (the nearest the centre's clock are kept): a gateway's
+# batch of a few hundred events after an outage spans a few days, a hostile one thousands.
+MAX_DAYS_PER_BATCH = 32
 # Keys that would carry personal data: they must never reach the central store.
 PERSONAL_KEYS = frozenset({"name", "doc4", "dob"})
 
@@ -33,6 +46,22 @@ class BatchError(Exception):
     def __init__(self, status: int, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.status, self.reason, self.detail = status, reason, detail
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Event times the centre believes, around its own clock `now_ms`."""
+
+    now_ms: int
+    max_age_days: int | None = None  # the store's retention, when configured
+
+    def refusal(self, t_ms: int) -> str | None:
+        """Why an event time is not believed; None when it is."""
+        if t_ms > self.now_ms + FUTURE_MS:
+            return f"t_ms is {(t_ms - self.now_ms) // DAY_MS} days ahead of the centre's clock"
+        if self.max_age_days is not None and t_ms < self.now_ms - self.max_age_days * DAY_MS:
+            return f"t_ms is older than the retention of {self.max_age_days} days"
+        return None
 
 
 @dataclass
@@ -63,9 +92,16 @@ def parse_batch(body: bytes, gateway_id: str) -> list[Any]:
 
 
 def ingest_batch(
-    items: list[Any], gateway: Signer, registry: Registry, store: Store, now_ms: int
+    items: list[Any],
+    gateway: Signer,
+    registry: Registry,
+    store: Store,
+    now_ms: int,
+    window: TimeWindow | None = None,
 ) -> IngestResult:
-    """Verify each item against the registry, store the valid ones, report every outcome."""
+    """Verify each item against the registry, store the valid ones, report every outcome.
+    `window`: event times believed (the service passes its clock's; None: any, for replays
+    of recorded data in tests and benches)."""
     result = IngestResult()
     rows: list[EventRow] = []
     seen: set[bytes] = set()
@@ -74,6 +110,9 @@ def ingest_batch(
         try:
             event = verify_item(item, gateway, registry)
             row = to_row(event, bytes(item), gateway.id, now_ms)
+            implausible = window.refusal(row.t) if window else None
+            if implausible:
+                raise ProtocolError(Reason.OUT_OF_RANGE, implausible)
         except ProtocolError as exc:
             eid = _peek_eid(item)
             result.rejected.append(
@@ -88,6 +127,7 @@ def ingest_batch(
             continue
         seen.add(event.eid)
         rows.append(row)
+    rows = _keep_nearest_days(rows, items, now_ms, result, gateway.id)
     inserted, refused = insert_isolating(store, rows)
     for row in rows:
         if row.eid in refused:
@@ -120,6 +160,38 @@ def ingest_batch(
         len(result.rejected),
     )
     return result
+
+
+def _keep_nearest_days(
+    rows: list[EventRow], items: list[Any], now_ms: int, result: IngestResult, gateway_id: str
+) -> list[EventRow]:
+    """The rows of the `MAX_DAYS_PER_BATCH` days nearest the centre's clock; the others are
+    rejected as out_of_range (each day can cost a partition)."""
+    days = {row.t // DAY_MS for row in rows}
+    if len(days) <= MAX_DAYS_PER_BATCH:
+        return rows
+    today = now_ms // DAY_MS
+    kept = set(sorted(days, key=lambda day: (abs(day - today), day))[:MAX_DAYS_PER_BATCH])
+    out = []
+    for row in rows:
+        if row.t // DAY_MS in kept:
+            out.append(row)
+            continue
+        result.rejected.append(
+            {
+                "index": _index_of(items, row.raw),
+                "eid": row.eid.hex(),
+                "reason": Reason.OUT_OF_RANGE.value,
+                "detail": f"the batch names more than {MAX_DAYS_PER_BATCH} days",
+            }
+        )
+    log.warning(
+        "gateway %s: batch names %d days; %d events of the farthest refused",
+        gateway_id,
+        len(days),
+        len(rows) - len(out),
+    )
+    return out
 
 
 def insert_isolating(store: Store, rows: list[EventRow]) -> tuple[set[bytes], dict[bytes, str]]:
