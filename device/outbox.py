@@ -29,7 +29,10 @@ Epochs: the outbox picks a random ``epoch`` (1 .. 2^53 - 1) when it is created a
 carries it as ``ep``; ``seq`` counts from 1 within the epoch. A unit re-imaged with the same
 bundle starts a new epoch, so acks the gateway keeps for the old one name nothing here. Rows
 leave only on an ack naming this epoch and their seq (``note_ack``: the caller has checked
-the gateway's signature, the device and the epoch; see protocol/ack.py).
+the gateway's signature, the device and the epoch; see protocol/ack.py). An outbox from
+before epochs gets one when opened, and its rows are re-signed under it (same eid and seq):
+chosen over a legacy "epoch 0" the gateway would ack, since an ack for epoch 0 would name
+every old-format outbox at once.
 
 Full policy (never drop a decided event silently):
 - ``max_events`` is a soft bound: at or above it ``full`` is True, the device shows the
@@ -48,13 +51,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
 
-from protocol.events import MAX_SAFE_INT, Event, new_event_id, sign_event
+from protocol import cose
+from protocol.events import MAX_SAFE_INT, Event, new_event_id, parse_event_payload, sign_event
 from protocol.ids import require_id
 
 log = logging.getLogger(__name__)
@@ -155,12 +159,33 @@ class Outbox:
         return int(row[0]) if row else 0
 
     def _new_epoch(self) -> int:
+        """A random epoch, durable before any row carries it. An outbox from before epochs
+        (rows, no epoch) gets one too and its rows are re-signed under it, same eid and seq:
+        the gateway acks only events that carry an epoch, and a row it already holds from
+        before is a duplicate by eid (acked, never stored twice)."""
         epoch = 1 + secrets.randbelow(MAX_SAFE_INT)
         self._db.execute("PRAGMA synchronous=FULL")  # once per outbox: make the epoch durable
-        self._db.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            resigned = self._resign_rows(epoch)
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._db.execute("PRAGMA synchronous=NORMAL")
-        log.info("device %s: new outbox epoch %d", self.device_id, epoch)
+        log.info(
+            "device %s: new outbox epoch %d (%d rows re-signed)", self.device_id, epoch, resigned
+        )
         return epoch
+
+    def _resign_rows(self, epoch: int) -> int:
+        rows = self._db.execute("SELECT seq, signed FROM events ORDER BY seq").fetchall()
+        for seq, signed in rows:
+            event = parse_event_payload(cose.parse_sign1(bytes(signed)).payload)
+            again = sign_event(replace(event, ep=epoch), self._key)
+            self._db.execute("UPDATE events SET signed = ? WHERE seq = ?", (again, seq))
+        return len(rows)
 
     # -- writing ----------------------------------------------------------------------------
 

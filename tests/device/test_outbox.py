@@ -158,3 +158,42 @@ def test_app_keeps_deciding_when_the_outbox_cannot_record(tmp_path, monkeypatch)
         assert not app.health_snapshot()["outbox_full"]
     finally:
         app.close()
+
+
+def test_an_outbox_from_before_epochs_gets_one_and_its_rows_are_resigned(tmp_path):
+    """Issue #13: the gateway acks only events that carry their outbox epoch. An outbox
+    written before epochs (rows without `ep`, no epoch in meta) gets an epoch when opened and
+    every row left is re-signed under it with its eid and seq kept, so nothing stays stuck."""
+    from dataclasses import replace
+
+    from protocol import cose
+    from protocol.events import parse_event_payload, sign_event
+
+    box = open_box(tmp_path)
+    for i in range(3):
+        box.append(fields(i))
+    box.ack(1)
+    box.close()
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    before = {}
+    for seq, signed in db.execute("SELECT seq, signed FROM events").fetchall():
+        event = parse_event_payload(cose.parse_sign1(signed).payload)
+        legacy = sign_event(replace(event, ep=None), KEY)  # as an older unit signed it
+        db.execute("UPDATE events SET signed=? WHERE seq=?", (legacy, seq))
+        before[seq] = event.eid
+    db.execute("DELETE FROM meta WHERE key='epoch'")
+    db.commit()
+    db.close()
+
+    box = open_box(tmp_path)
+    assert box.epoch >= 1
+    rows = box.pending(limit=10)
+    assert [row.seq for row in rows] == [2, 3]
+    for row in rows:
+        event = open_event(row.signed, lambda dev: bytes(KEY.verify_key)).event
+        assert (event.ep, event.eid, event.seq) == (box.epoch, before[row.seq], row.seq)
+    seq, _ = box.append(fields(9))
+    assert seq == 4
+    epoch = box.epoch
+    box.close()
+    assert open_box(tmp_path).epoch == epoch  # chosen once
