@@ -1,10 +1,13 @@
 """The site's Mosquitto configuration, and a live check of it with a real broker and paho.
 
 `write_broker_config` puts everything mosquitto needs in one folder (mosquitto.conf, CA and
-server certificate, password file, ACL) with absolute paths to where it will be installed.
-`check_broker` starts mosquitto on a copy with a free port and proves, over TLS, that a device
-publishes its own events, cannot publish as another device, and that anonymous and
-wrong-password logins are refused.
+server certificate, the starting dynamic-security file in data/) with absolute paths to where it
+will be installed. Logins and ACLs live in mosquitto's dynamic-security plugin: the gateways'
+from this file, the units' from the gateway, which applies the signed site registry live
+(gateway/broker_admin.py, provisioning/dynsec.py). `check_broker` starts mosquitto on a copy
+with a free port, gives two throwaway units their logins as the gateway would, and proves, over
+TLS, that a device publishes its own events, cannot publish as another device, and that
+anonymous and wrong-password logins are refused.
 """
 
 import getpass
@@ -19,8 +22,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from gateway.broker_admin import unit_acls, unit_role
 from protocol.topics import event_topic
-from provisioning import mqtt_auth, tls
+from provisioning import dynsec, mqtt_auth, tls
 from provisioning.sites import ensure_site
 from provisioning.state import HomeFiles
 
@@ -36,11 +40,13 @@ def render_config(
     data_dir: Path | None = None,
     log_file: Path | None = None,
     run_as: str = "mosquitto",
+    plugin: str | Path = dynsec.plugin_for_arch(dynsec.DEFAULT_ARCH),
 ) -> str:
     """mosquitto.conf text for one site broker (mosquitto 2.0).
 
-    Started as root, mosquitto 2.0 drops to `run_as` before reading the password file, so the
-    installed passwd, acl and server.key must belong to that user (see README.md).
+    Started as root, mosquitto 2.0 drops to `run_as` before reading its files, so the
+    installed server.key and the data folder (persistence, and the dynamic-security file the
+    plugin rewrites on every change) must belong to that user (see README.md).
     """
     d = Path(install_dir)
     data = data_dir or d / "data"
@@ -49,8 +55,11 @@ def render_config(
 user {run_as}
 per_listener_settings false
 allow_anonymous false
-password_file {d}/passwd
-acl_file {d}/acl
+# Logins and ACLs: the dynamic-security plugin. The gateways' come from this file; each unit's
+# is created (and deleted on revoke, which cuts it at once) by the site gateway from the
+# signed registry, over $CONTROL/dynamic-security/v1.
+plugin {plugin}
+plugin_opt_config_file {data}/{dynsec.CONFIG_NAME}
 
 # Persistence on an SD card: keep it, but write it rarely. The device outbox is the source of
 # truth (events are resent until the gateway acks them), so losing the last few minutes of the
@@ -101,19 +110,25 @@ def write_broker_config(
     *,
     install_dir: Path | None = None,
     hosts: list[str] | None = None,
+    plugin: str | None = None,
+    arch: str | None = None,
 ) -> Path:
-    """Everything the site broker needs in `out`; returns the mosquitto.conf path."""
+    """Everything the site broker needs in `out`; returns the mosquitto.conf path. The
+    dynamic-security plugin's path is `plugin`, else Debian's for `arch` (default arm64)."""
+    plugin = plugin or dynsec.plugin_for_arch(arch or dynsec.DEFAULT_ARCH)
     record = ensure_site(home, site)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    # idempotent: a rerun keeps the broker's key and certificate and updates the rest
-    # (CA, password file, ACL, mosquitto.conf), so it is how a live site's files are refreshed
+    # idempotent: a rerun keeps the broker's key and certificate and the units its
+    # dynamic-security file holds, and updates the rest (CA, gateways, mosquitto.conf)
     if not (out / "server.key").exists():
         names = list(dict.fromkeys([record.broker_host, *(hosts or []), "localhost", "127.0.0.1"]))
         tls.create_server_cert(home.site_dir(site), out, names)
     copy_credentials(home, site, out)
     conf = out / "mosquitto.conf"
-    conf.write_text(render_config(install_dir=install_dir or out, port=record.broker_port))
+    conf.write_text(
+        render_config(install_dir=install_dir or out, port=record.broker_port, plugin=plugin)
+    )
     return conf
 
 
@@ -130,19 +145,23 @@ def write_local_config(folder: Path, port: int) -> Path:
             bind="127.0.0.1",
             log_file=folder / "mosquitto.log",
             run_as=getpass.getuser(),  # mosquitto started as root would drop to "mosquitto"
+            plugin=dynsec.local_plugin(),
         )
     )
     return conf
 
 
 def copy_credentials(home: HomeFiles, site: str, out: Path) -> None:
-    """(Re)copy the site's CA, password file and ACL into a broker folder; then SIGHUP it."""
+    """(Re)write the site's CA and the starting dynamic-security file (the site's gateways,
+    and the units the file already holds) into a broker folder. Mosquitto reads the file at
+    start; a running broker's units change through the gateway, not through this."""
     folder = home.site_dir(site)
     shutil.copyfile(folder / "ca.crt", out / "ca.crt")
-    shutil.copyfile(folder / "acl", out / "acl")
-    passwd = folder / "passwd"
-    entries = mqtt_auth.read_password_file(passwd)
-    mqtt_auth.write_password_file(out / "passwd", entries)
+    hashes = mqtt_auth.read_password_file(folder / "passwd")
+    gateways = {gw: hashes[gw] for gw in home.state.sites[site].gateways if gw in hashes}
+    path = out / "data" / dynsec.CONFIG_NAME
+    document = dynsec.starting_document(site, gateways, dynsec.read_document(path))
+    dynsec.write_document(path, document)
 
 
 # --- live check -------------------------------------------------------------------------------
@@ -228,14 +247,17 @@ def check_broker(home: HomeFiles, site: str, broker_dir: Path | None = None) -> 
             src = work / "conf"
         else:
             src = Path(broker_dir)
-        for name in ("ca.crt", "server.crt", "server.key", "acl"):
+        for name in ("ca.crt", "server.crt", "server.key"):
             shutil.copyfile(src / name, work / name)
-        # Two throwaway devices: the ACL gives every device the same %u patterns.
+        # Two throwaway units, given the very role and login the gateway gives a unit
         users = {"chot-check-a": mqtt_auth.new_password(), "chot-check-b": mqtt_auth.new_password()}
-        entries = mqtt_auth.read_password_file(src / "passwd")
+        document = dynsec.read_document(src / "data" / dynsec.CONFIG_NAME)
+        if document is None:
+            return {"ok": False, "error": f"no {dynsec.CONFIG_NAME} in {src}/data", "checks": {}}
         for user, password in users.items():
-            entries[user] = mqtt_auth.password_line(user, password).partition(":")[2]
-        mqtt_auth.write_password_file(work / "passwd", entries)
+            document["roles"].append({"rolename": unit_role(user), "acls": unit_acls(site, user)})
+            document["clients"].append(dynsec.client(user, password, [unit_role(user)]))
+        dynsec.write_document(work / "data" / dynsec.CONFIG_NAME, document)
         port = _free_port()
         conf = write_local_config(work, port)
         proc = subprocess.Popen(

@@ -1,6 +1,8 @@
-"""Bundles against a real Mosquitto started from the generated site config (TLS, ACL)."""
+"""Bundles against a real Mosquitto started from the generated site config (TLS, dynamic
+security): the gateways' logins from `broker config`, the units' given by the gateway's own
+login over $CONTROL, as gateway/broker_admin.py does from the registry."""
 
-import signal
+import json
 import threading
 import time
 from pathlib import Path
@@ -8,12 +10,15 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from gateway.broker_admin import CONTROL_TOPIC, UNIT_KEY_NAME, BrokerAdmin
+from harness.polling import wait_until
 from protocol.clock import ClockState
 from protocol.events import Event, new_event_id, open_event, sign_event
 from protocol.reasons import ProtocolError, Reason
 from protocol.topics import event_topic, site_device_filter
 from protocol.trust import open_revocation_list
 from provisioning.broker import copy_credentials
+from provisioning.dynsec import CONFIG_NAME
 from provisioning.home import OpsHome
 from provisioning.keys import load_key_file
 from tests.provisioning.conftest import SITE, parse_json, wait_for
@@ -92,9 +97,41 @@ def units(home: OpsHome):
     return a, b, gw
 
 
-def test_device_publishes_own_events_gateway_verifies(home, units, site_broker) -> None:
-    a, _b, gw = units
+def unit_logins(broker) -> set[str]:
+    """The unit logins the broker holds: its dynamic-security file, saved on every change."""
+    held = json.loads((broker.folder / "data" / CONFIG_NAME).read_text())
+    return {c["username"] for c in held["clients"]} - {"hn01-gw"}
+
+
+def apply_registry(home: OpsHome, broker, gw) -> set[str]:
+    """What the site gateway does with the registry: its own login (the dynsec admin role
+    from `broker config`) sends the units' roles and logins. Returns the active unit ids once
+    the broker holds exactly those."""
+    key = bytes.fromhex((gw.folder / UNIT_KEY_NAME).read_text().strip())
+    registry = home.registry().for_site(SITE)
+    active = {s.id for s in registry if s.role == "device" and not s.revoked}
+    gateway = Client(broker, gw.folder, gw.gateway_id)
+    try:
+        assert gateway.connected
+        commands = BrokerAdmin(SITE, key, print).commands(registry, full=True)
+        assert gateway.publish(CONTROL_TOPIC, json.dumps({"commands": commands}).encode()) == 0
+        wait_until(lambda: unit_logins(broker) == active, 5, message="the broker to hold the units")
+        return active
+    finally:
+        gateway.close()
+
+
+@pytest.fixture
+def live_broker(home, units, site_broker):
+    """The site broker from its generated config, with the registry's units applied."""
     broker = site_broker()
+    assert apply_registry(home, broker, units[2]) == {units[0].device_id, units[1].device_id}
+    return broker
+
+
+def test_device_publishes_own_events_gateway_verifies(home, units, live_broker) -> None:
+    a, _b, gw = units
+    broker = live_broker
     gateway = Client(broker, gw.folder, gw.gateway_id)
     device = Client(broker, a.folder, a.device_id)
     assert gateway.connected and device.connected
@@ -110,9 +147,9 @@ def test_device_publishes_own_events_gateway_verifies(home, units, site_broker) 
     gateway.close()
 
 
-def test_other_device_cannot_publish_as_a(home, units, site_broker) -> None:
+def test_other_device_cannot_publish_as_a(home, units, live_broker) -> None:
     a, b, gw = units
-    broker = site_broker()
+    broker = live_broker
     gateway = Client(broker, gw.folder, gw.gateway_id)
     gateway.subscribe(site_device_filter(SITE, "event"))
     # MQTT 5: mosquitto 2.0.11 answers the QoS 1 publish with PUBACK 135 "not authorized"
@@ -133,9 +170,9 @@ def test_other_device_cannot_publish_as_a(home, units, site_broker) -> None:
         c.close()
 
 
-def test_anonymous_and_wrong_password_refused(units, site_broker) -> None:
+def test_anonymous_and_wrong_password_refused(units, live_broker) -> None:
     a, _b, _gw = units
-    broker = site_broker()
+    broker = live_broker
     wrong = Client(broker, a.folder, a.device_id, password="not-the-password")
     assert not wrong.connected
     wrong.close()
@@ -150,17 +187,19 @@ def test_anonymous_and_wrong_password_refused(units, site_broker) -> None:
     anon.loop_stop()
 
 
-def test_revoked_device_is_locked_out_everywhere(home, units, site_broker) -> None:
-    a, b, _gw = units
-    broker = site_broker()
+def test_revoked_device_is_locked_out_everywhere(home, units, live_broker) -> None:
+    a, b, gw = units
+    broker = live_broker
     ok = Client(broker, a.folder, a.device_id)
     assert ok.connected
-    ok.close()
     signed_before = scan_event(a.device_id, a.folder / "device.key")
     home.revoke_device(a.device_id)
-    copy_credentials(home, SITE, broker.folder)  # what ops ships to the gateway
-    broker.proc.send_signal(signal.SIGHUP)  # mosquitto re-reads password file and ACL
-    time.sleep(0.5)
+    assert apply_registry(home, broker, gw) == {b.device_id}  # the gateway deletes a's login
+    assert wait_for(lambda: not ok.c.is_connected()), "the revoked unit's connection stays"
+    ok.close()
+    copy_credentials(home, SITE, broker.folder)  # `broker config` again keeps the units
+    held = json.loads((broker.folder / "data" / CONFIG_NAME).read_text())
+    assert b.device_id in {c["username"] for c in held["clients"]}
     refused = Client(broker, a.folder, a.device_id)
     assert not refused.connected
     refused.close()
@@ -195,7 +234,8 @@ def test_broker_check_command(home, run_cli) -> None:
     }
 
 
-def test_broker_config_contents(home, tmp_path, run_cli) -> None:
+def test_broker_config_contents(home, units, tmp_path, run_cli) -> None:
+    _a, _b, gw = units
     out = tmp_path / "etc"
     code, _printed = run_cli(
         "provision",
@@ -218,17 +258,40 @@ def test_broker_config_contents(home, tmp_path, run_cli) -> None:
         "persistence true",
         "autosave_interval 300",
         "max_queued_messages 100000",
-        "password_file /etc/mosquitto/chot/passwd",
-        "acl_file /etc/mosquitto/chot/acl",
+        # logins and ACLs in the dynamic-security plugin, Debian arm64's by default (a Pi)
+        "plugin /usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+        "plugin_opt_config_file /etc/mosquitto/chot/data/dynamic-security.json",
         "certfile /etc/mosquitto/chot/server.crt",
         "listener 8883 0.0.0.0",
+        "max_queued_bytes 134217728",
     ):
         assert line in conf.splitlines(), line
+    lines = conf.splitlines()
+    assert lines.index("use_username_as_clientid true") > lines.index("listener 8883 0.0.0.0")
+    assert not [x for x in lines if x.startswith(("password_file", "acl_file"))]
     assert (out / "server.key").stat().st_mode & 0o777 == 0o600
-    # a rerun keeps the broker's key and certificate and updates the rest (issue #15)
+    # the starting file: the gateway, with the site's tree and the dynsec admin role; no unit
+    path = out / "data" / CONFIG_NAME
+    assert path.stat().st_mode & 0o777 == 0o600
+    start = json.loads(path.read_text())
+    assert [c["username"] for c in start["clients"]] == [gw.gateway_id]
+    assert {r["rolename"] for r in start["clients"][0]["roles"]} == {
+        "chot-gateway",
+        "chot-dynsec-admin",
+    }
+    # a rerun keeps the broker's key and certificate and the units the broker holds, and
+    # updates the rest (issue #15)
     key, cert = (out / "server.key").read_bytes(), (out / "server.crt").read_bytes()
-    (out / "acl").write_text("stale\n")
-    code, _ = run_cli("provision", "broker", "config", "--home", home.path, SITE, "--out", out)
+    unit = {"username": "hn01-lane1", "roles": [{"rolename": "chot-unit-hn01-lane1"}]}
+    start["clients"].append(unit)
+    start["roles"].append({"rolename": "chot-unit-hn01-lane1", "acls": []})
+    path.write_text(json.dumps(start))
+    code, _ = run_cli(
+        "provision", "broker", "config", "--home", home.path, SITE, "--out", out, "--arch", "amd64"
+    )
     assert code == 0
     assert (out / "server.key").read_bytes() == key and (out / "server.crt").read_bytes() == cert
-    assert (out / "acl").read_text() == (home.site_dir(SITE) / "acl").read_text()
+    again = json.loads(path.read_text())
+    assert [c["username"] for c in again["clients"]] == [gw.gateway_id, "hn01-lane1"]
+    plugin = "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+    assert plugin in (out / "mosquitto.conf").read_text().splitlines()
