@@ -172,8 +172,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(document=name)
 
     g = _group(psub, "pass", "pass revocation")
-    p = _leaf(g, "revoke", "revoke one pass by its reference", cmd_pass_revoke)
-    p.add_argument("ref", help="pass reference, 32 hex digits (spaces allowed)")
+    p = _leaf(g, "revoke", "revoke a pass by its reference, or all of a person's", cmd_pass_revoke)
+    p.add_argument("ref", nargs="?", help="pass reference, 32 hex digits (spaces allowed)")
+    p.add_argument("--ref", dest="ref_option", help="the same, as an option")
+    p.add_argument(
+        "--doc-number", help="revoke every live pass of this ID document number (only hashed)"
+    )
+
+    from provisioning import subject
+
+    subject.add_commands(psub, _leaf, Output)
 
     from provisioning import dcc
 
@@ -361,6 +369,20 @@ def cmd_sign(args: argparse.Namespace) -> Output:
 
 def cmd_pass_revoke(args: argparse.Namespace) -> Output:
     home = _home(args)
+    if args.doc_number:  # the issuing ledger finds the person's passes (provisioning/subject.py)
+        from provisioning.subject import revoke_person
+
+        if args.ref or args.ref_option:
+            raise ValueError("give a pass reference or --doc-number, not both")
+        revoked = revoke_person(home, args.doc_number)
+        refs = [p.pass_ref.hex() for p in revoked]
+        return Output(
+            {"revoked": refs, "revocation_version": home.state.revocation_version},
+            [f"revoked {len(refs)} live passes", *refs],
+        )
+    args.ref = args.ref or args.ref_option
+    if not args.ref:
+        raise ValueError("a pass reference (or --ref, or --doc-number) is required")
     home.revoke_pass(args.ref)
     return Output(
         {"revoked": args.ref.replace(" ", ""), "revocation_version": home.state.revocation_version}

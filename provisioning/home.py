@@ -45,6 +45,7 @@ from provisioning.keys import load_key_file, new_key_file
 from provisioning.passes import parse_pass_ref, subject_pseudonym
 from provisioning.secrets import get_passphrase, write_secret
 from provisioning.state import HomeFiles, IssuerRecord, OpsState
+from provisioning.subject import record_issued
 
 
 @dataclass(frozen=True)
@@ -440,7 +441,9 @@ class OpsHome(HomeFiles):
             doc4=doc4,
             dob=dob,
         )
-        return encode_pass(claims, key), claims
+        qr_text = encode_pass(claims, key)
+        record_issued(self, claims)  # the issuing ledger: revoke by person (subject.py)
+        return qr_text, claims
 
     # --- devices, gateways, operators (sites.py does the work) ------------------------------
 
