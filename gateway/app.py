@@ -34,6 +34,7 @@ from gateway.ingest import Ingest, RegistrySource
 from gateway.manual import GatewaySigner
 from gateway.recent_passes import RecentPassesPublisher
 from gateway.store import Store
+from gateway.web.alerts import gateway_alerts
 from protocol import topics
 from protocol.registry import Registry
 from protocol.status import encode_status
@@ -401,18 +402,19 @@ class GatewayApp:
     def health(self) -> dict[str, Any]:
         """Ingest rate, store depth, forward lag, rejects by reason and alerts."""
         store = self.store
-        alerts = store.alerts()
+        forward = self.forwarder.health() if self.forwarder else None
+        # one alert model with `chot gateway status` and /metrics (gateway/web/alerts.py)
+        alerts = gateway_alerts(
+            store,
+            central_url=self.config.central.url,
+            unreachable_alert_min=self.config.central.unreachable_alert_min,
+            now_ms=int(time.time() * 1000),
+            forward=forward,
+        )
         if not self.connected.is_set():
             alerts.append("mqtt_disconnected")
-        forward = self.forwarder.health() if self.forwarder else None
-        if forward and forward["failures"] >= 3:
-            alerts.append("central_unreachable")
         gaps = store.gap_totals()
-        if gaps["open_ranges"]:
-            alerts.append("sequence_gaps")
         quarantined = store.quarantine_count()
-        if quarantined:
-            alerts.append("events_quarantined")
         repeats = self.recent_passes.repeats() if self.recent_passes else []
         if any(r["cross_lane"] for r in repeats):
             alerts.append("pass_repeated")  # let through at two lanes while cut off

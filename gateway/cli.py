@@ -111,8 +111,11 @@ def cmd_unlock_login(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """The store's figures and every alert (gateway/web/alerts.py, as on the page and
+    /metrics); for people in the site's language (CHOT_LANG or the locale first)."""
     from gateway.store import now_ms
-    from gateway.web.alerts import device_alerts
+    from gateway.web.status import report as status_report
+    from gateway.web.texts import status_lines
 
     config = _config(args)
     if config is None:
@@ -120,38 +123,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = _open_store(config)
     try:
         report = {
-            "depth": store.depth(),
-            "forward_lag_s": store.forward_lag_s(),
-            "store_bytes": store.size_bytes(),
-            "counters": store.counters(),
-            "rejects": store.reject_counts(),
-            "open_gaps": store.open_gaps(),
-            "alerts": store.alerts(),
-            "devices": [
-                {
-                    "dev": d.dev,
-                    "online": d.online,
-                    "ack": d.contiguous,
-                    "alerts": device_alerts(d, now_ms()),
-                }
-                for d in store.devices()
-            ],
+            **status_report(store, config, now_ms()),
         }
     finally:
         store.close()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        d = report["depth"]
-        print(
-            f"pending {d['pending']}  forwarded {d['forwarded']}  rejected {d['rejected']}  "
-            f"lag {report['forward_lag_s']:.0f}s  alerts {','.join(report['alerts']) or '-'}"
-        )
-        for dev in report["devices"]:
-            print(
-                f"  {dev['dev']}: ack {dev['ack']} {'online' if dev['online'] else 'offline'} "
-                f"{','.join(dev['alerts'])}"
-            )
+        from common.i18n import cli_translator
+
+        for line in status_lines(report, cli_translator(config.language), config.timezone):
+            print(line)
     return 0
 
 

@@ -58,6 +58,12 @@ class CentralConfig(StrictModel):
         description="ask the central for newer signed documents this often (+-50 % jitter); "
         "failures back off like forwarding",
     )
+    unreachable_alert_min: float = Field(
+        10.0,
+        gt=0,
+        description="alert 'centre unreachable' once forwarding has failed, or the oldest "
+        "event has waited for the centre, this many minutes",
+    )
 
 
 class BrokerAdminConfig(StrictModel):

@@ -38,6 +38,7 @@ class ForwardStats:
     rejected: int = 0
     failures: int = 0  # consecutive failed attempts
     last_success_ms: int | None = None
+    failing_since_ms: int | None = None  # first failure of the current run (alerts.py)
     last_error: str | None = None
 
 
@@ -143,7 +144,7 @@ class Forwarder:
             try:
                 n = self.forward_once()
             except ForwardError as exc:
-                self.stats.failures += 1
+                self._failed()
                 self.stats.last_error = str(exc)
                 delay = self.backoff_s(self.stats.failures)
                 log.warning(
@@ -155,17 +156,23 @@ class Forwarder:
                 self._stop.wait(delay)
                 continue
             except Exception:
-                self.stats.failures += 1
+                self._failed()
                 log.exception("forwarder error")
                 self._stop.wait(self.backoff_s(self.stats.failures))
                 continue
             if n:
                 self.stats.failures = 0
+                self.stats.failing_since_ms = None
                 self.stats.last_success_ms = now_ms()
                 self.stats.last_error = None
                 continue  # more may be pending: go again at once
             self._wake.wait(self.idle_poll_s)
             self._wake.clear()
+
+    def _failed(self) -> None:
+        if not self.stats.failures:
+            self.stats.failing_since_ms = now_ms()
+        self.stats.failures += 1
 
     def health(self) -> dict:
         s = self.stats
@@ -175,6 +182,7 @@ class Forwarder:
             "rejected": s.rejected,
             "failures": s.failures,
             "last_success_ms": s.last_success_ms,
+            "failing_since_ms": s.failing_since_ms,
             "last_error": s.last_error,
             "lag_s": self.store.forward_lag_s(),
             "checked_at": time.time(),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from gateway.web import metrics, sse, status
+from gateway.web.alerts import Alert
 from gateway.web.auth import Session
 from gateway.web.deps import WebState, operator, web
 
@@ -117,5 +118,7 @@ async def healthz(state: WebState = Depends(web)) -> JSONResponse:
 @probes.get("/metrics", summary="Prometheus text exposition", response_class=PlainTextResponse)
 def get_metrics(state: WebState = Depends(web)) -> PlainTextResponse:
     ctx = state.ctx
-    text = metrics.render(ctx.store, ctx.config.lanes, ctx.now_ms())
+    snap = _snapshot(state)  # the same alerts as the page and `chot gateway status`
+    alerts = [Alert(a["kind"], a["device"], a["level"]) for a in snap["alerts"]]
+    text = metrics.render(ctx.store, ctx.config.lanes, ctx.now_ms(), alerts)
     return PlainTextResponse(text, media_type=metrics.CONTENT_TYPE)

@@ -1,7 +1,10 @@
 """Prometheus text exposition (format 0.0.4), written by hand: a few gauges and counters
 need no client library. Scraped without login (numbers only, no ids of people)."""
 
+from collections.abc import Sequence
+
 from gateway.store import Store
+from gateway.web.alerts import Alert
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -23,7 +26,9 @@ def _family(name: str, kind: str, help_text: str, samples: list[tuple[dict, floa
     return lines
 
 
-def render(store: Store, capacities: dict[str, int], now_ms: int) -> str:
+def render(
+    store: Store, capacities: dict[str, int], now_ms: int, alerts: Sequence[Alert] = ()
+) -> str:
     depth = store.depth()
     devices = store.devices()
     load = store.lane_load(capacities, 60, now=now_ms)
@@ -117,5 +122,11 @@ def render(store: Store, capacities: dict[str, int], now_ms: int) -> str:
         "gauge",
         "Configured lane capacity, people per minute.",
         [({"lane": lane}, v["capacity"]) for lane, v in load.items()],
+    )
+    lines += _family(
+        "chot_gateway_alert",
+        "gauge",
+        "1 for each active alert (gateway/web/alerts.py); device is empty for the gateway's own.",
+        [({"kind": a.kind, "device": a.device or "", "level": a.level}, 1) for a in alerts],
     )
     return "\n".join(lines) + "\n"

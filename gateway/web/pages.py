@@ -194,6 +194,7 @@ def index(
         reasons_short=lambda tr: texts.page_texts(tr)["reasons_short"],
         alerts_short=lambda tr: texts.page_texts(tr)["alerts_short"],
         alert_lines=lambda tr: texts.page_texts(tr)["alerts"],
+        clocks=lambda tr: texts.translated(texts.CLOCK_TEXT, tr),
         **_manual_form_context(state, entered, error),
     )
 

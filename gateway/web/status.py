@@ -10,7 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store import DeviceInfo, Store, StoredEvent
-from gateway.web.alerts import OutboxTrend, alert_text, device_alerts, number, trust_alerts
+from gateway.web.alerts import (
+    OutboxTrend,
+    alert_list,
+    alert_text,
+    device_alerts,
+    number,
+    trust_alerts,
+)
 from protocol.reasons import Reason, Verdict, verdict_for
 from protocol.trust import TRUST_TYPE
 
@@ -176,6 +183,47 @@ def snapshot(
         "devices_online": sum(1 for d in device_rows if d["online"]),
         "lanes": lane_rows,
         "banners": banners(device_rows, lane_rows, store_alerts),
+        # every alert, the gateway's and each scanner's: the same list as /metrics and
+        # `chot gateway status --json` (gateway/web/alerts.py)
+        "alerts": [a.as_dict() for a in alert_list(device_rows, store_alerts)],
         "quarantine": store.recent_quarantine(10),
         "health": health,
+    }
+
+
+def report(store: Store, config: Any, now_ms: int) -> dict[str, Any]:
+    """`chot gateway status`: the store's figures and every alert, read by a process of its
+    own while the gateway runs (so no outbox trend and no forwarder: the centre is judged by
+    how long the oldest event has waited, alerts.central_unreachable)."""
+    from gateway.web.alerts import gateway_alerts
+
+    gateway = gateway_alerts(
+        store,
+        central_url=config.central.url,
+        unreachable_alert_min=config.central.unreachable_alert_min,
+        now_ms=now_ms,
+    )
+    rows = devices(store, now_ms, OutboxTrend())
+    return {
+        "gateway": config.id,
+        "site": config.site,
+        "now_ms": now_ms,
+        "depth": store.depth(),
+        "forward_lag_s": store.forward_lag_s(now=now_ms),
+        "store_bytes": store.size_bytes(),
+        "counters": store.counters(),
+        "rejects": store.reject_counts(),
+        "open_gaps": store.open_gaps(),
+        "alerts": gateway,
+        "active_alerts": [a.as_dict() for a in alert_list(rows, gateway)],
+        "devices": [
+            {
+                "dev": row["device"],
+                "online": row["online"],
+                "ack": row["contiguous_seq"],
+                "clock": row["clock"],
+                "alerts": row["alerts"],
+            }
+            for row in rows
+        ],
     }

@@ -37,8 +37,29 @@ ALERT_TEXTS: dict[str, tuple[str, str]] = {
         N_("scans are kept here and sent later; check the internet link"),
     ),
     "mqtt_disconnected": (N_("broker connection lost"), N_("call the technician")),
+    "trust_list_expired": (
+        N_("trust list expired"),
+        N_(
+            "every pass shows amber: check by hand, and update the list: run "
+            "`chot provision trust sign` at the ops desk and copy trust.cose to the gateway"
+        ),
+    ),
+    "revocation_list_expired": (
+        N_("revocation list expired"),
+        N_(
+            "every pass shows amber: check by hand, and update the list: run "
+            "`chot provision revocations sign` at the ops desk and copy revocations.cose to "
+            "the gateway"
+        ),
+    ),
     "sequence_gaps": (N_("events missing from scanners"), N_("see the scanners table")),
     "events_quarantined": (N_("events held for checking"), N_("tell the technician")),
+}
+# a scanner's clock column: what its heartbeat's clock state means (protocol/clock.py)
+CLOCK_TEXT = {
+    "synced": N_("on time"),
+    "bounded": N_("not synced (approximate)"),
+    "unknown": N_("unknown: not trusted"),
 }
 STALE_REASONS = ("trust_stale", "no_trust_list")
 UPDATE_TRUST_ACTION = N_(
@@ -146,6 +167,7 @@ def page_texts(tr: Translator) -> dict[str, Any]:
         "reasons_short": {code: reason_text(code, tr).short for code in REASON_TEXTS},
         "alerts": {code: alert_line(code, tr) for code in ALERT_TEXTS},
         "alerts_short": {code: alert_short(code, tr) for code in ALERT_TEXTS},
+        "clocks": translated(CLOCK_TEXT, tr),
         "update_trust": tr.gettext(UPDATE_TRUST_ACTION),
     }
 
@@ -201,3 +223,62 @@ def manual_row(entry: dict[str, Any], tr: Translator) -> dict[str, Any]:
         "refusal_text": tr.gettext(refusal) if refusal else "",
         "category_text": tr.gettext(CATEGORY_TEXT.get(entry["category"], entry["category"])),
     }
+
+
+def clock_text(state: str | None, tr: Translator) -> str:
+    """ "on time" for synced; "-" before the first heartbeat."""
+    if not state:
+        return "-"
+    message = CLOCK_TEXT.get(state)
+    return tr.gettext(message) if message else state
+
+
+STATUS_WORDS = {  # `chot gateway status` for people
+    "title": N_("Gateway {gateway} (site {site}) at {time}"),
+    "events": N_(
+        "Events: {pending} waiting for the centre, {forwarded} sent, {rejected} refused by "
+        "the centre; oldest waiting {lag} s"
+    ),
+    "no_alerts": N_("No alerts."),
+    "alerts": N_("Alerts:"),
+    "gateway_alert": N_("Gateway: {alert}"),
+    "scanner_alert": N_("Scanner {device}: {alert}"),
+    "scanners": N_("Scanners:"),
+    "scanner": N_("{device}: {state}, confirmed up to {ack}, clock: {clock}"),
+}
+
+
+def status_lines(report: dict[str, Any], tr: Translator, tz: str | None) -> list[str]:
+    """`chot gateway status` in the reader's language: the alerts first, with what to do."""
+    from common.localtime import clock, offset_label
+
+    w = translated(STATUS_WORDS, tr)
+    words = translated(PAGE_WORDS, tr)
+    when = f"{clock(report['now_ms'], tz)} {offset_label(tz, report['now_ms'])}"
+    d = report["depth"]
+    lines = [
+        w["title"].format(gateway=report["gateway"], site=report["site"], time=when),
+        w["events"].format(
+            pending=d.get("pending", 0),
+            forwarded=d.get("forwarded", 0),
+            rejected=d.get("rejected", 0),
+            lag=f"{report['forward_lag_s']:.0f}",
+        ),
+    ]
+    active = report["active_alerts"]
+    lines.append(w["alerts"] if active else w["no_alerts"])
+    for a in active:
+        line = alert_line(a["kind"], tr)
+        if a["device"]:
+            lines.append("  " + w["scanner_alert"].format(device=a["device"], alert=line))
+        else:
+            lines.append("  " + w["gateway_alert"].format(alert=line))
+    if report["devices"]:
+        lines.append(w["scanners"])
+    for dev in report["devices"]:
+        state = words["online"] if dev["online"] else words["offline"]
+        text = w["scanner"].format(
+            device=dev["dev"], state=state, ack=dev["ack"], clock=clock_text(dev["clock"], tr)
+        )
+        lines.append("  " + text)
+    return lines

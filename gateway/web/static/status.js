@@ -181,7 +181,7 @@
         el("td", null, d.device), el("td", null, dash(d.lane)), state,
         el("td", null, clock(d.last_seen_ms)), el("td", null, dash(d.fps)),
         el("td", null, dash(d.decoder_ms)), el("td", null, dash(d.outbox_depth)),
-        el("td", null, dash(d.clock)), el("td", null, dash(d.trust_version)),
+        el("td", null, dash(d.clock && (texts.clocks[d.clock] || d.clock))), el("td", null, dash(d.trust_version)),
         alerts,
       );
       return row;
