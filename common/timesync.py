@@ -10,10 +10,14 @@ trust that time only when the answer is yes. In order:
    which chrony and ntpd clear while they discipline the clock.
 
 Anything unreadable is "not synchronised": a gateway that cannot prove its time gives none.
+
+This is the one adjtimex reader: the unit's clock probe (device/clock_source.py) uses
+`read_adjtimex` too. libc is loaded once, by name ("libc.so.6"): ``ctypes.util.find_library``
+runs ``ldconfig`` in a subprocess, which a unit must never do while it decides.
 """
 
 import ctypes
-import ctypes.util
+import errno
 import os
 import time
 from pathlib import Path
@@ -56,14 +60,40 @@ class _Timex(ctypes.Structure):
     ]
 
 
+def _load_libc() -> ctypes.CDLL | None:
+    """glibc by its soname (no search, no subprocess), else the symbols already mapped."""
+    for name in ("libc.so.6", None):
+        try:
+            return ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+    return None
+
+
+LIBC = _load_libc()
+
+
+def read_adjtimex(libc: object = None) -> bool:
+    """Read-only adjtimex (modes=0): is the kernel clock disciplined (no ``STA_UNSYNC``, not
+    ``TIME_ERROR``)? Raises PermissionError when the call is refused (``ProtectClock=``,
+    seccomp) and OSError when it is missing or fails otherwise."""
+    libc = libc if libc is not None else LIBC
+    adjtimex = getattr(libc, "adjtimex", None)
+    if adjtimex is None:
+        raise OSError(errno.ENOSYS, "adjtimex is not available")
+    timex = _Timex()
+    ret = adjtimex(ctypes.byref(timex))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))  # EPERM/EACCES come out as PermissionError
+    return ret != TIME_ERROR and not timex.status & STA_UNSYNC
+
+
 def _adjtimex_synced() -> bool:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        timex = _Timex()
-        ret = libc.adjtimex(ctypes.byref(timex))
-    except (OSError, AttributeError):
+        return read_adjtimex()
+    except OSError:
         return False
-    return ret >= 0 and ret != TIME_ERROR and not timex.status & STA_UNSYNC
 
 
 def clock_synchronized() -> bool:

@@ -11,8 +11,8 @@ with ``ProtectClock=yes``, whose seccomp filter refuses even a read-only ``adjti
    with timesyncd against their gateway (provisioning writes the drop-in); chrony's own
    state would need its command socket, which is root's, so it is read through adjtimex.
 
-Anything else is UNKNOWN. libc is loaded once at import (``ctypes.util.find_library`` would
-run ``ldconfig`` in a subprocess every time). The answer is cached by ``ClockSource`` for
+Anything else is UNKNOWN. The adjtimex reader is common/timesync.py's (libc loaded once by
+name: ``ctypes.util.find_library`` would run ``ldconfig`` in a subprocess). The answer is cached by ``ClockSource`` for
 ``probe_interval_s``, so a decision costs at most one stat and one system call.
 
 It is combined with a lower bound: the newest ``issued_at`` of any signed document (trust
@@ -25,8 +25,6 @@ Without a synchronised system clock, the gateway's signed acks give a bounded cl
 ``MAX_GATEWAY_ERROR_S`` a reading is SYNCED at the latest time the true time can be.
 """
 
-import ctypes
-import errno
 import logging
 import math
 import os
@@ -34,74 +32,20 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from common import timesync
 from protocol.clock import Clock, ClockState, GatewayTime
 
 log = logging.getLogger(__name__)
 
-STA_UNSYNC = 0x0040
-TIME_ERROR = 5
 PROBE_INTERVAL_S = 10.0  # the kernel state changes slowly; do not ask on every frame
-TIMESYNCD_MARKER = Path("/run/systemd/timesync/synchronized")
-
-
-class _Timeval(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
-
-
-class _Timex(ctypes.Structure):
-    """struct timex from <sys/timex.h> (Linux, 64-bit and 32-bit alike through c_long)."""
-
-    _fields_ = [
-        ("modes", ctypes.c_uint),
-        ("offset", ctypes.c_long),
-        ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long),
-        ("esterror", ctypes.c_long),
-        ("status", ctypes.c_int),
-        ("constant", ctypes.c_long),
-        ("precision", ctypes.c_long),
-        ("tolerance", ctypes.c_long),
-        ("time", _Timeval),
-        ("tick", ctypes.c_long),
-        ("ppsfreq", ctypes.c_long),
-        ("jitter", ctypes.c_long),
-        ("shift", ctypes.c_int),
-        ("stabil", ctypes.c_long),
-        ("jitcnt", ctypes.c_long),
-        ("calcnt", ctypes.c_long),
-        ("errcnt", ctypes.c_long),
-        ("stbcnt", ctypes.c_long),
-        ("tai", ctypes.c_int),
-        ("_reserved", ctypes.c_int * 11),
-    ]
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    """The C library already mapped into this process (no search, no subprocess)."""
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _load_libc()
+TIMESYNCD_MARKER = timesync.TIMESYNCD_MARKER
 
 
 def read_adjtimex(libc: object = None) -> ClockState:
-    """Read-only adjtimex (modes=0). Raises PermissionError when the call is refused
-    (``ProtectClock=``, seccomp) and OSError when it is missing or fails otherwise."""
-    libc = libc if libc is not None else _LIBC
-    adjtimex = getattr(libc, "adjtimex", None)
-    if adjtimex is None:
-        raise OSError(errno.ENOSYS, "adjtimex is not available")
-    timex = _Timex()
-    ret = adjtimex(ctypes.byref(timex))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))  # EPERM/EACCES come out as PermissionError
-    if ret == TIME_ERROR or timex.status & STA_UNSYNC:
-        return ClockState.UNKNOWN
-    return ClockState.SYNCED
+    """The kernel's answer (common/timesync.py, the one adjtimex reader) as a ClockState.
+    Raises PermissionError when the call is refused (``ProtectClock=``, seccomp) and OSError
+    when it is missing or fails otherwise."""
+    return ClockState.SYNCED if timesync.read_adjtimex(libc) else ClockState.UNKNOWN
 
 
 class SyncProbe:
