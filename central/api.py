@@ -27,6 +27,7 @@ from central.documents import ALL_SITES, DocumentStore, index_etag, version_etag
 from central.ingest import BatchError, TimeWindow, ingest_batch, parse_batch
 from central.migrate import migrate
 from central.store import Store, StoreUnavailable
+from central.web import report_page
 from common.reload import ReloadingFile
 from protocol.documents import MAX_DOCUMENT_BYTES
 from protocol.reasons import ProtocolError, Reason
@@ -228,6 +229,8 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
         operator(request, "report")
         return queries.stats(store)
 
+    # totals per checkpoint and period: page, CSV and JSON (central/web/report_page.py)
+    report_page.add_routes(app, store, config.timezone, operator)
     return app
 
 
