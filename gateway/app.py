@@ -164,6 +164,7 @@ class GatewayApp:
             self.distributor,
             self.site_registry,
             on_registry=self._registry_adopted,
+            status_dir=self.config.state_dir,
             poll_s=c.documents_poll_s,
             backoff_initial_s=c.backoff_initial_s,
             backoff_max_s=c.backoff_max_s,
@@ -348,8 +349,10 @@ class GatewayApp:
                     next_load = now + self.config.load_interval_s
                 if now >= next_docs:
                     self.distributor.scan_folder()
-                    self.follow_registry()
                     next_docs = now + 5
+                # every tick (cheap when unchanged): units get their broker logins within a
+                # second of a new registry or of a (re)connect
+                self.follow_registry()
             except Exception:
                 log.exception("periodic task failed")
             self.notifier.watchdog()
@@ -413,6 +416,7 @@ class GatewayApp:
         )
         if not self.connected.is_set():
             alerts.append("mqtt_disconnected")
+        documents = self.fetcher.health() if self.fetcher else None
         gaps = store.gap_totals()
         quarantined = store.quarantine_count()
         repeats = self.recent_passes.repeats() if self.recent_passes else []
@@ -430,6 +434,7 @@ class GatewayApp:
             "disk_free_bytes": store.disk_free_bytes(),
             "forward_lag_s": store.forward_lag_s(),
             "forward": forward,
+            "documents": documents,
             "rejects": store.reject_counts(),
             "quarantined": quarantined,
             "pass_repeats": repeats,  # newest first, no personal data (gateway/recent_passes.py)

@@ -113,6 +113,7 @@ def cmd_unlock_login(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The store's figures and every alert (gateway/web/alerts.py, as on the page and
     /metrics); for people in the site's language (CHOT_LANG or the locale first)."""
+    from gateway.fetcher import read_fetch_status
     from gateway.store import now_ms
     from gateway.web.status import report as status_report
     from gateway.web.texts import status_lines
@@ -124,6 +125,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         report = {
             **status_report(store, config, now_ms()),
+            # the running gateway's document fetcher, from its last round (gateway/fetcher.py)
+            "documents": read_fetch_status(config.state_dir),
         }
     finally:
         store.close()

@@ -18,6 +18,7 @@ import logging
 import random
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 INDEX_PATH = "/api/v1/documents"
 ALL_SITES = "_all"  # central/documents.py's scope for every site
 CONFIG_PREFIX = "config."
+STATUS_FILE = "fetcher.json"  # STATE/fetcher.json: the last round, for `chot gateway status`
 
 
 class FetchError(Exception):
@@ -107,7 +109,10 @@ class FetchStats:
     adopted: int = 0
     refused: int = 0
     failures: int = 0  # consecutive failed rounds
+    failed_rounds: int = 0  # in all
     last_error: str | None = None
+    last_round_at: float | None = None  # unix time of the last round, good or not
+    last_ok_at: float | None = None  # ... of the last round that reached the central
     versions: dict[str, int] = field(default_factory=dict)  # "scope/name" -> version held
 
 
@@ -121,6 +126,7 @@ class DocumentFetcher:
         registry_file: SiteRegistryFile,
         *,
         on_registry: Callable[[Registry], None] | None = None,
+        status_dir: Path | None = None,
         poll_s: float = 60.0,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 300.0,
@@ -136,6 +142,7 @@ class DocumentFetcher:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.stats = FetchStats()
+        self.status_path = Path(status_dir) / STATUS_FILE if status_dir else None
         self._index_etag: str | None = None
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
@@ -185,6 +192,7 @@ class DocumentFetcher:
         for scope, name, version in refs:
             held = self.held_version(scope, name)
             if held is not None and held >= version:
+                self.stats.versions[f"{scope}/{name}"] = held
                 continue
             try:
                 adopted += self._fetch_document(scope, name, held)
@@ -248,26 +256,60 @@ class DocumentFetcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                adopted = self.fetch_once()
-                self.stats.adopted += adopted
-                self.stats.failures = 0
-                self.stats.last_error = None
-            except FetchError as exc:
-                self.stats.failures += 1
-                self.stats.last_error = str(exc)
-                log.warning("document fetch failed (%d in a row): %s", self.stats.failures, exc)
-            except Exception:
-                self.stats.failures += 1
-                log.exception("document fetcher error")
+            self.run_round()
             self._stop.wait(self.next_delay_s())
 
+    def run_round(self) -> None:
+        """One round with its bookkeeping: counters, and the status file for the CLI."""
+        try:
+            adopted = self.fetch_once()
+            self.stats.adopted += adopted
+            self.stats.failures = 0
+            self.stats.last_error = None
+            self.stats.last_ok_at = time.time()
+        except FetchError as exc:
+            self._failed(str(exc))
+            log.warning("document fetch failed (%d in a row): %s", self.stats.failures, exc)
+        except Exception as exc:
+            self._failed(f"{type(exc).__name__}: {exc}")
+            log.exception("document fetcher error")
+        self.stats.last_round_at = time.time()
+        self._write_status()
+
+    def _failed(self, error: str) -> None:
+        self.stats.failures += 1
+        self.stats.failed_rounds += 1
+        self.stats.last_error = error
+
     def health(self) -> dict:
+        """What /api/status and `chot gateway status` show of the fetcher."""
         s = self.stats
         return {
             "rounds": s.rounds,
             "adopted": s.adopted,
             "refused": s.refused,
             "failures": s.failures,
+            "failed_rounds": s.failed_rounds,
             "last_error": s.last_error,
+            "last_round_at": s.last_round_at,
+            "last_ok_at": s.last_ok_at,
+            "poll_s": self.poll_s,
+            "versions": dict(sorted(s.versions.items())),
         }
+
+    def _write_status(self) -> None:
+        if self.status_path is None:
+            return
+        try:
+            _replace(self.status_path, (json.dumps(self.health(), indent=2) + "\n").encode())
+        except OSError as exc:  # a full disk must not stop the fetching
+            log.warning("cannot write %s: %s", self.status_path, exc)
+
+
+def read_fetch_status(state_dir: Path) -> dict | None:
+    """The fetcher's last round as the running gateway wrote it (None: it never ran)."""
+    try:
+        data = json.loads((Path(state_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

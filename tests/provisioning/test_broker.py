@@ -73,8 +73,10 @@ class Client:
         self.c.loop_stop()
 
 
-def scan_event(device: str, key_path: Path, seq: int = 1) -> bytes:
+def scan_event(device: str, key_path: Path, seq: int = 1, ep: int | None = None) -> bytes:
+    """A signed scan; `ep` (the unit's outbox epoch) makes the gateway ack it."""
     event = Event(
+        ep=ep,
         eid=new_event_id(),
         typ="scan",
         dev=device,

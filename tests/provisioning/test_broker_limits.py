@@ -1,7 +1,8 @@
 """The provisioned site broker against a stolen unit's login (issue #13, items 6 and 7).
 
 A real gateway process from its provisioned bundle, under Mosquitto started from
-`chot provision broker config`'s output (TLS, passwords, ACL):
+`chot provision broker config`'s output (TLS, dynamic security; the units' logins from the
+gateway):
 - a unit login that connects with the gateway's client id (either form) cannot kick the
   gateway or wipe its session: the broker replaces a client id with the login;
 - a flood of QoS 0 heartbeats from a unit login (256 KB ones and small invalid ones) while
@@ -21,7 +22,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from harness.polling import WaitTimeout
 from protocol import topics
+from protocol.ack import open_signed_ack
 from tests.provisioning.conftest import SITE, wait_for
 from tests.provisioning.test_broker import Client, scan_event
 from tests.support.gateway_core import start_gateway_process
@@ -49,6 +52,9 @@ def gateway(units, site_broker, tmp_path):
     (gw.folder / "gateway.key").chmod(0o600)
     log = tmp_path / "gateway.log"
     process = start_gateway_process(config, log)
+    # the units' logins come from the gateway (dynamic security, from its registry)
+    applied = "broker logins follow the registry"
+    assert wait_for(lambda: log.exists() and applied in log.read_text(), 30), "no unit logins"
     yield broker, gw, process, log
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(15)
@@ -57,18 +63,20 @@ def gateway(units, site_broker, tmp_path):
 class Unit(Client):
     """A unit's login that publishes signed events and records its end-to-end acks."""
 
-    def __init__(self, broker, bundle, device_id: str) -> None:
+    def __init__(self, broker, bundle, device_id: str, home) -> None:
         super().__init__(broker, bundle.folder, device_id)
-        self.device_id, self.bundle = device_id, bundle
+        self.device_id, self.bundle, self.home = device_id, bundle, home
         self.subscribe(topics.ack_topic(SITE, device_id))
 
     @property
     def acked(self) -> int:
-        acks = [json.loads(p)["seq"] for t, p in self.messages if t.endswith("/ack")]
-        return max(acks, default=0)
+        """The highest seq the gateway's signed acks name (protocol/ack.py)."""
+        keys = {s.id: s.public_key for s in self.home.registry() if s.role == "gateway"}
+        acks = [open_signed_ack(p, keys) for t, p in self.messages if t.endswith("/ack")]
+        return max((a.highest() for a in acks if a.dev == self.device_id), default=0)
 
     def send(self, seq: int) -> None:
-        raw = scan_event(self.device_id, self.bundle.folder / "device.key", seq)
+        raw = scan_event(self.device_id, self.bundle.folder / "device.key", seq, ep=1)
         self.c.publish(topics.event_topic(SITE, self.device_id), raw, qos=1)
 
     def deliver(self, seq: int, timeout: float = 30) -> bool:
@@ -76,8 +84,10 @@ class Unit(Client):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.send(seq)
-            if wait_for(lambda: self.acked >= seq, timeout=2):
-                return True
+            try:
+                return bool(wait_for(lambda: self.acked >= seq, timeout=2))
+            except WaitTimeout:
+                continue
         return False
 
 
@@ -101,10 +111,10 @@ def status_json(config: Path) -> dict:
     return json.loads(out.stdout)
 
 
-def test_a_unit_login_cannot_take_the_gateways_client_id(units, gateway) -> None:
+def test_a_unit_login_cannot_take_the_gateways_client_id(home, units, gateway) -> None:
     a, _b, gw = units
     broker, _, process, log = gateway
-    unit = Unit(broker, a, a.device_id)
+    unit = Unit(broker, a, a.device_id, home)
     try:
         assert unit.deliver(1)
         password = (a.folder / "mqtt.password").read_text().strip()
@@ -122,7 +132,7 @@ def test_a_unit_login_cannot_take_the_gateways_client_id(units, gateway) -> None
             time.sleep(0.5)
             intruder.disconnect()
             intruder.loop_stop()
-        unit = Unit(broker, a, a.device_id)  # the intruder, as itself, replaced this one
+        unit = Unit(broker, a, a.device_id, home)  # the intruder, as itself, replaced this one
         assert unit.deliver(2, timeout=10)
         assert process.poll() is None
         assert "disconnected from broker" not in log.read_text()
@@ -132,10 +142,10 @@ def test_a_unit_login_cannot_take_the_gateways_client_id(units, gateway) -> None
         unit.close()
 
 
-def test_a_heartbeat_flood_leaves_events_flowing_and_memory_bounded(units, gateway) -> None:
+def test_a_heartbeat_flood_leaves_events_flowing_and_memory_bounded(home, units, gateway) -> None:
     a, b, gw = units
     broker, _, process, _log = gateway
-    events = Unit(broker, b, b.device_id)
+    events = Unit(broker, b, b.device_id, home)
     flooder = Client(broker, a.folder, a.device_id)
     try:
         assert events.deliver(1)
