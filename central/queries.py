@@ -136,22 +136,29 @@ def report(
     store: Store, day: dt.date, site: str | None = None, days: int = 1, tz: str = DEFAULT_TZ
 ) -> list[dict[str, Any]]:
     """Accepted / rejected report: per site, local day and lane, how many passed, failed (with
-    the reasons) and were warned (staff checked by hand)."""
+    the reasons) and were warned (staff checked by hand); camera scans and manual entries also
+    apart (`scans`: pass/fail/warn; `manual`: admitted/turned_away, and by category)."""
     result = []
     for offset in range(days):
         current = day + dt.timedelta(days=offset)
         start, end = day_range(current, tz)
+        params = {"start": start, "end": end, "site": site}
+        where = f"WHERE t >= :start AND t < :end AND typ IN {PERSON_TYPES} " + (
+            "AND site = :site " if site else ""
+        )
         rows = store.fetch(
-            "SELECT site, lane, verdict, reason, COUNT(*) AS n FROM events "
-            f"WHERE t >= :start AND t < :end AND typ IN {PERSON_TYPES} "
-            + ("AND site = :site " if site else "")
-            + "GROUP BY site, lane, verdict, reason",
-            {"start": start, "end": end, "site": site},
+            "SELECT site, lane, typ, verdict, reason, COUNT(*) AS n FROM events "
+            + where
+            + "GROUP BY site, lane, typ, verdict, reason",
+            params,
         )
         groups: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in rows:
+
+        def group_for(
+            r: dict[str, Any], current: dt.date = current, groups: dict = groups
+        ) -> dict[str, Any]:
             key = (r["site"], r["lane"] or "-")
-            group = groups.setdefault(
+            return groups.setdefault(
                 key,
                 {
                     "site": key[0],
@@ -162,16 +169,47 @@ def report(
                     "fail": 0,
                     "warn": 0,
                     "fail_reasons": {},
+                    "scans": {"pass": 0, "fail": 0, "warn": 0},
+                    "manual": {"admitted": 0, "turned_away": 0, "by_category": {}},
                 },
             )
+
+        for r in rows:
+            group = group_for(r)
             verdict = r["verdict"] if r["verdict"] in ("pass", "fail", "warn") else "fail"
             group["total"] += r["n"]
             group[verdict] += r["n"]
+            if r["typ"] == "scan":
+                group["scans"][verdict] += r["n"]
             if verdict == "fail":
                 reason = r["reason"] or "unknown"
                 group["fail_reasons"][reason] = group["fail_reasons"].get(reason, 0) + r["n"]
+        # manual entries are few (typed by staff): their category is read from `extra`
+        manual = store.fetch(
+            "SELECT site, lane, verdict, extra FROM events "
+            + where.replace(f"typ IN {PERSON_TYPES}", "typ = 'manual'"),
+            params,
+        )
+        for r in manual:
+            outcome = "admitted" if r["verdict"] == "pass" else "turned_away"
+            counts = group_for(r)["manual"]
+            counts[outcome] += 1
+            category = _manual_category(r["extra"])
+            per = counts["by_category"].setdefault(category, {"admitted": 0, "turned_away": 0})
+            per[outcome] += 1
         result.extend(groups[k] for k in sorted(groups))
     return result
+
+
+def _manual_category(extra: Any) -> str:
+    """The category of a manual entry's `extra` (JSON text in SQLite, a dict from jsonb)."""
+    if isinstance(extra, str | bytes):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return "unknown"
+    category = extra.get("category") if isinstance(extra, dict) else None
+    return category if isinstance(category, str) else "unknown"
 
 
 def health(store: Store, t_from: int, t_to: int) -> list[dict[str, Any]]:

@@ -89,6 +89,52 @@ def test_tracing_is_audited_and_needs_an_operator(filled: Store) -> None:
     assert len(queries.access_log(filled)) == 2
 
 
+NO_MANUAL = {"admitted": 0, "turned_away": 0, "by_category": {}}
+
+
+def test_report_counts_manual_entries_apart_from_camera_scans(fleet: Fleet, filled: Store) -> None:
+    """Staff-typed entries (signed by the gateway) are people at the checkpoint too, but the
+    report says how many were admitted or turned away by hand, and in which category."""
+    manual = [
+        ("pass", "ok", "paper_declaration"),
+        ("pass", "ok", "paper_declaration"),
+        ("pass", "ok", "exempt"),
+        ("fail", "no_declaration", "other"),
+        ("fail", "symptoms", "paper_declaration"),
+    ]
+    items = [
+        fleet.sign(
+            fleet.event(
+                "gw-hn",
+                T0 + 3 * HOUR + i * MIN,
+                typ="manual",
+                lane="lane-1",
+                verdict=verdict,
+                reason=reason,
+                extra={"category": category, "operator": "lan", "outcome": verdict},
+            )
+        )
+        for i, (verdict, reason, category) in enumerate(manual)
+    ]
+    result = ingest_batch(items, fleet.registry.signers["gw-hn"], fleet.registry, filled, T0)
+    assert result.rejected == [] and len(result.stored) == len(items)
+    rows = {r["lane"]: r for r in queries.report(filled, dt.date(2021, 8, 1), site="HN-01")}
+    lane = rows["lane-1"]
+    assert lane["scans"] == {"pass": 2, "fail": 0, "warn": 1}  # the camera's, unchanged
+    assert lane["manual"] == {
+        "admitted": 3,
+        "turned_away": 2,
+        "by_category": {
+            "paper_declaration": {"admitted": 2, "turned_away": 1},
+            "exempt": {"admitted": 1, "turned_away": 0},
+            "other": {"admitted": 0, "turned_away": 1},
+        },
+    }
+    assert (lane["total"], lane["pass"], lane["fail"]) == (3 + 5, 2 + 3, 0 + 2)
+    assert lane["fail_reasons"] == {"no_declaration": 1, "symptoms": 1}
+    assert rows["lane-2"]["manual"] == NO_MANUAL
+
+
 def test_report_counts_per_site_local_day_and_lane(filled: Store) -> None:
     rows = queries.report(filled, dt.date(2021, 8, 1))
     assert rows == [
@@ -101,6 +147,8 @@ def test_report_counts_per_site_local_day_and_lane(filled: Store) -> None:
             "fail": 0,
             "warn": 0,
             "fail_reasons": {},
+            "scans": {"pass": 1, "fail": 0, "warn": 0},
+            "manual": NO_MANUAL,
         },
         {
             "site": "HN-01",
@@ -111,6 +159,8 @@ def test_report_counts_per_site_local_day_and_lane(filled: Store) -> None:
             "fail": 0,
             "warn": 1,
             "fail_reasons": {},
+            "scans": {"pass": 2, "fail": 0, "warn": 1},
+            "manual": NO_MANUAL,
         },
         {
             "site": "HN-01",
@@ -121,6 +171,8 @@ def test_report_counts_per_site_local_day_and_lane(filled: Store) -> None:
             "fail": 1,
             "warn": 0,
             "fail_reasons": {"expired": 1},
+            "scans": {"pass": 1, "fail": 1, "warn": 0},
+            "manual": NO_MANUAL,
         },
     ]
     assert len(queries.report(filled, dt.date(2021, 8, 1), site="HN-01")) == 2
