@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._table import markdown, row  # noqa: E402
+from harness.acks import AckTally  # noqa: E402
 from harness.config_files import to_toml  # noqa: E402
 from harness.mosquitto import Broker, free_port  # noqa: E402
 from protocol import topics  # noqa: E402
@@ -41,6 +42,7 @@ from protocol.registry import Registry, Signer  # noqa: E402
 SITE = "HN-01"
 RAW_SITE = "HN-02"  # the raw reference's copy of the burst: same bytes, topic not ours
 RAW_CLIENT = "bench-raw"
+EPOCH = 1  # the simulated units' outbox epoch: the gateway acks per (device, epoch)
 
 
 def broker_conf(port: int, workdir: Path) -> str:
@@ -83,6 +85,12 @@ def make_site(workdir: Path, devices: int) -> tuple[dict[str, SigningKey], Path]
     return keys, workdir / "registry.json"
 
 
+def gateway_keys(workdir: Path) -> dict[str, bytes]:
+    """The keys a unit of this site pins: the gateway's (make_site wrote its seed)."""
+    seed = bytes.fromhex((workdir / "gw.key").read_text().strip())
+    return {"gw-a": bytes(SigningKey(seed).verify_key)}
+
+
 def signed_events(
     keys: dict[str, SigningKey], per_device: int, first_seq: int = 1
 ) -> list[tuple[str, bytes]]:
@@ -95,6 +103,7 @@ def signed_events(
                 dev=dev,
                 site=SITE,
                 seq=seq,
+                ep=EPOCH,
                 t_ms=int(time.time() * 1000),
                 clock="synced",
                 verdict="pass",
@@ -230,10 +239,11 @@ def count(db: Path) -> int:
 
 
 class AckWatcher:
-    """End-to-end acks as the devices see them."""
+    """End-to-end acks as the devices see them: signed by the gateway key (protocol/ack.py),
+    counted per (device, epoch) by harness.acks.AckTally."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.acks: dict[str, int] = {}
+    def __init__(self, broker: Broker, gateway_keys: dict[str, bytes]) -> None:
+        self.tally = AckTally(gateway_keys)
         self.last = 0.0
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-acks")
         self.client.on_message = self._on
@@ -242,17 +252,16 @@ class AckWatcher:
         self.client.loop_start()
 
     def _on(self, client, userdata, msg) -> None:
-        dev = topics.parse_device_topic(msg.topic).device
-        self.acks[dev] = max(self.acks.get(dev, 0), json.loads(msg.payload)["seq"])
-        self.last = time.time()
+        if self.tally.add(msg.payload):
+            self.last = time.time()
 
     def wait(self, devices: list[str], seq: int, timeout: float = 600) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(self.acks.get(d, 0) >= seq for d in devices):
+            if all(self.tally.acked_upto(d, EPOCH) >= seq for d in devices):
                 return self.last
             time.sleep(0.02)
-        raise TimeoutError("acks")
+        raise TimeoutError(f"acks ({self.tally.refused} refused)")
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -307,7 +316,7 @@ def live_burst(workdir: Path, quick: bool, rounds: int = 3) -> list[dict]:
         db = workdir / "state" / "gateway.db"
         gw = start_gateway(config, workdir)
         wait_gateway_ready(db)
-        watcher = AckWatcher(broker)
+        watcher = AckWatcher(broker, gateway_keys(workdir))
         next_seq = 1
 
         def gateway_round(count: int) -> float:
