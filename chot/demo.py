@@ -23,9 +23,20 @@ from typing import Any
 from central import queries
 from central.backends import open_store
 from chot.system import OPERATOR, ProvisionedSite, provision_site, site_services
+from common.i18n import N_, cli_translator
 from device.app import DeviceApp
 from device.config import load_config
 from device.gpio.simulated import SimulatedBackend
+
+LIGHTS_LINE = N_("decisions {decisions}  outbox {outbox}")
+# a unit's state (device/indicator.py STATES) as the person watching the demo reads it
+STATE_WORDS = {
+    "booting": N_("starting"),
+    "no_camera": N_("no camera"),
+    "offline": N_("offline"),
+    "outbox_full": N_("outbox full"),
+    "idle": N_("ready"),
+}
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 60.0
@@ -147,12 +158,19 @@ class Demo:
             app.run_for(frames=50)
 
     def _lights(self) -> str:
+        """Each unit's lights and state, in the reader's language (CHOT_LANG, else Vietnamese)."""
+        tr = cli_translator()
+        label = tr.gettext(LIGHTS_LINE)
         rows = []
         for app, backend in zip(self.devices, self.backends, strict=True):
             health = app.health_snapshot()
+            state = STATE_WORDS.get(app.state)
+            text = label.format(
+                decisions=f"{app.stats.events:>5}", outbox=f"{health.get('outbox_depth', 0):>4}"
+            )
             rows.append(
-                f"  {app.device_id:<11} {backend.render()}  decisions {app.stats.events:>5}  "
-                f"outbox {health.get('outbox_depth', 0):>4}  {app.state:<11}"
+                f"  {app.device_id:<11} {backend.render(tr)}  {text}  "
+                f"{tr.gettext(state) if state else app.state:<14}"
                 + ("\x1b[K" if sys.stdout.isatty() else "")
             )
         return "\n".join(rows)

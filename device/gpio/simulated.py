@@ -7,7 +7,11 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from common.i18n import N_, Translator
 from device.gpio.base import BUZZER, LEDS
+
+LIGHT_NAMES = {"green": N_("green"), "red": N_("red"), "amber": N_("amber")}
+QUIET = N_("quiet")
 
 
 class Transition(NamedTuple):
@@ -83,11 +87,14 @@ class SimulatedBackend:
         with self._lock:
             self._history.clear()
 
-    def render(self) -> str:
-        """One line such as ``[● green][○ red][○ amber][♪ 2000 Hz]`` for the terminal demo."""
+    def render(self, tr: Translator | None = None) -> str:
+        """One line such as ``[● green][○ red][○ amber][♪ 2000 Hz]`` for the terminal demo;
+        with a Translator the lights are named in the reader's language (``[● xanh]``)."""
         with self._lock:
             state = dict(self._state)
-        parts = [f"[{'●' if state.get(n) else '○'} {n}]" for n in LEDS if n in state]
+        name = (lambda n: tr.gettext(LIGHT_NAMES[n])) if tr else (lambda n: n)
+        parts = [f"[{'●' if state.get(n) else '○'} {name(n)}]" for n in LEDS if n in state]
         hz = state.get(BUZZER)
-        parts.append(f"[♪ {hz:.0f} Hz]" if hz else "[  quiet  ]")
+        quiet = tr.gettext(QUIET) if tr else "quiet"
+        parts.append(f"[♪ {hz:.0f} Hz]" if hz else f"[{quiet:^9}]")
         return "".join(parts)
