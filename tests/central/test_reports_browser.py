@@ -1,0 +1,82 @@
+"""The centre's report page in real headless Chromium: both checkpoints' totals and a drawn
+daily chart for each (Chart.js served by the centre, no internet), screenshot checked."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from central.api import create_app
+from central.backends import open_store
+from central.migrate import migrate
+from tests.central.fixtures import operator_headers
+from tests.central.server import serve
+from tests.central.test_reports import DAY1, DAY2, rows
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+
+
+def test_report_page_shows_both_sites_with_a_chart_each(fleet, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    store = open_store(f"sqlite:///{tmp_path}/central.db")
+    migrate(store)
+    store.insert_events(
+        list(rows("HCMC", DAY1, [("pass", "ok")] * 120 + [("fail", "expired")] * 7))
+    )
+    store.insert_events(list(rows("HCMC", DAY2, [("pass", "ok")] * 90 + [("fail", "revoked")] * 3)))
+    store.insert_events(list(rows("HN-01", DAY2, [("pass", "ok")] * 40 + [("warn", "clock")] * 2)))
+    app = create_app(fleet.config(f"sqlite:///{tmp_path}/central.db"), store)
+    shot = tmp_path / "report.png"
+    query = f"report?from={DAY1.isoformat()}&to={DAY2.isoformat()}"
+    with serve(app) as url:
+        assert httpx.get(f"{url}/{query}").status_code == 401  # operators only
+        csv_text = httpx.get(
+            f"{url}/api/v1/report/totals?from={DAY1}&to={DAY2}&format=csv",
+            headers=operator_headers("analyst"),
+        ).text
+        assert "HCMC,2021-09-01..2021-09-02,220,210,10" in csv_text
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            context = browser.new_context(
+                extra_http_headers=operator_headers("analyst"),
+                viewport={"width": 1280, "height": 1000},
+            )
+            page = context.new_page()
+            outside: list[str] = []
+            page.on(
+                "request",
+                lambda r: None if r.url.startswith(url) else outside.append(r.url),
+            )
+            page.goto(f"{url}/{query}")
+            page.wait_for_function("document.body.dataset.charts === '2'")
+            text = page.inner_text("body")
+            assert (
+                "HCMC, 2021-09-01..2021-09-02: 220 declarations, 210 accepted, 10 rejected" in text
+            )
+            assert "HN-01, 2021-09-01..2021-09-02: 42 declarations, 40 accepted, 2 rejected" in text
+            assert page.inner_text("tr[data-site='all sites']").split("\t")[1:4] == [
+                "262",
+                "250",
+                "12",
+            ]
+            for site in ("HCMC", "HN-01"):  # each canvas holds a drawn chart (coloured pixels)
+                drawn = page.evaluate(
+                    """id => {
+                        const c = document.getElementById(id);
+                        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                        let n = 0;
+                        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+                        return n;
+                    }""",
+                    f"chart-{site}",
+                )
+                assert drawn > 2_000, site
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+    assert not outside, outside  # nothing fetched from the internet
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    store.close()
