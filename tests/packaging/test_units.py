@@ -19,6 +19,8 @@ UNITS = [
     REPO / "device" / "chot-device.service",
     REPO / "device" / "chot-firstboot.service",
     REPO / "gateway" / "chot-gateway.service",
+    REPO / "central" / "chot-central-retention.service",
+    REPO / "central" / "chot-central-retention.timer",
 ]
 # Where the packages put the programs the units run (packaging/build-deb).
 PACKAGED_PROGRAMS = {
@@ -26,6 +28,7 @@ PACKAGED_PROGRAMS = {
     # the console script pip puts in a venv, as postinst makes it
     "/opt/chot/venv/bin/chot": REPO / ".venv" / "bin" / "chot",
     "/opt/chot/gateway/venv/bin/chot": REPO / ".venv" / "bin" / "chot",
+    "/opt/chot/central/venv/bin/chot": REPO / ".venv" / "bin" / "chot",
 }
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
