@@ -12,6 +12,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -58,6 +59,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--day", required=True, help="local day YYYY-MM-DD")
     report.add_argument("--days", type=int, default=1, help="number of days from --day")
     report.add_argument("--site", help="one site (default: all)")
+    report.add_argument(
+        "--totals",
+        action="store_true",
+        help="totals per checkpoint per day and for the period: declarations, accepted, "
+        "rejected, refusals by reason, manual entries apart (central/reports.py)",
+    )
     report.set_defaults(func=_handler(_report))
 
     health = _query(cmds, "health", "events per device and hour, clock states")
@@ -264,6 +271,13 @@ def _report(store: Store, args: argparse.Namespace) -> list[dict]:
         day = dt.date.fromisoformat(args.day)
     except ValueError:
         raise UsageError("--day must be YYYY-MM-DD") from None
+    if getattr(args, "totals", False):
+        from central.reports import build_report
+
+        last = day + dt.timedelta(days=max(1, args.days) - 1)
+        totals = build_report(store, day, last, site=args.site, tz=_timezone(args))
+        rows = [*totals.days, *totals.sites, totals.overall]
+        return [{**asdict(t), "reasons": dict(sorted(t.reasons.items()))} for t in rows]
     return queries.report(store, day, site=args.site, days=args.days, tz=_timezone(args))
 
 

@@ -9,12 +9,16 @@ totals per checkpoint, per day and for the period are asserted, in JSON, CSV and
 import csv
 import datetime as dt
 import io
+import json
 import os
 from collections.abc import Iterator
 
+from central.backends import open_store
+from central.migrate import migrate
 from central.queries import day_range
 from central.reports import build_report
 from central.store import EventRow, Store
+from chot.cli import main
 
 TZ = "Asia/Ho_Chi_Minh"
 DAY1, DAY2 = dt.date(2021, 9, 1), dt.date(2021, 9, 2)
@@ -118,3 +122,18 @@ def test_manual_entries_are_counted_apart(store):
     assert (t.declarations, t.accepted, t.rejected) == (6, 5, 1)
     assert (t.scans, t.manual_admitted, t.manual_turned_away) == (3, 2, 1)
     assert t.reasons == {"no_id": 1}
+
+
+def test_cli_report_totals_json_and_csv(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/central.db"
+    with open_store(url) as store:
+        migrate(store)
+        store.insert_events(list(rows("HCMC", DAY1, [("pass", "ok")] * 4 + [("fail", "expired")])))
+        store.insert_events(list(rows("HCMC", DAY2, [("pass", "ok")] * 2)))
+    args = ["central", "report", "--store", url, "--day", "2021-09-01", "--days", "2", "--totals"]
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[-1]["period"] == "2021-09-01..2021-09-02"
+    assert (data[-1]["declarations"], data[-1]["accepted"], data[-1]["rejected"]) == (7, 6, 1)
+    assert main([*args, "--csv"]) == 0
+    assert "HCMC" in capsys.readouterr().out
