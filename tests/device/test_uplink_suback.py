@@ -59,14 +59,17 @@ def _acl(acltype: str, topic: str) -> dict:
 
 
 def dynsec_config(passwords: dict[str, str]) -> dict:
-    """The unit may publish its own topics and read trust and revocations, but neither its ack
-    nor its config topic; the gateway may do anything; admin drives $CONTROL."""
+    """The unit may publish its own topics and read the site's documents (trust, revocations,
+    DCC trust, recent passes), but neither its ack nor its config topic; the gateway may do
+    anything; admin drives $CONTROL."""
     device_acls = [
         _acl("publishClientSend", f"chot/v1/{SITE}/dev/{DEV}/{leaf}")
         for leaf in ("event", "status", "heartbeat")
     ] + [
         _acl("subscribeLiteral", topics.trust_topic(SITE)),
         _acl("subscribeLiteral", topics.revocations_topic(SITE)),
+        _acl("subscribeLiteral", topics.dcc_trust_topic(SITE)),
+        _acl("subscribeLiteral", topics.recent_topic(SITE)),
     ]
     return {
         "defaultACLAccess": {
