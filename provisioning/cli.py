@@ -181,7 +181,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     from provisioning import subject
 
-    subject.add_commands(psub, _leaf, Output)
+    subject.add_commands(psub, _leaf, Output, _home)
 
     from provisioning import dcc
 

@@ -62,13 +62,16 @@ def revoke_person(home: "OpsHome", doc_number: str, *, now: int | None = None) -
 # --- command line ------------------------------------------------------------------------------
 
 
-def add_commands(psub: Any, leaf: Callable[..., argparse.ArgumentParser], output: type) -> None:
+def add_commands(
+    psub: Any,
+    leaf: Callable[..., argparse.ArgumentParser],
+    output: type,
+    home_of: Callable[[argparse.Namespace], "OpsHome"],
+) -> None:
     """``chot provision subject``; ``pass revoke --doc-number`` is in provisioning/cli.py."""
 
     def cmd_subject(args: argparse.Namespace) -> Any:
-        from provisioning.cli import _home
-
-        home = _home(args)
+        home = home_of(args)
         sub = pseudonym(home, args.doc_number)
         book = ledger(home)
         try:
