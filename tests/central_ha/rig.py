@@ -228,6 +228,11 @@ class HaRig:
         log.info("killed %s (etcd too: %s)", leader.name, etcd)
         return leader, killed_at
 
+    def wait_new_leader(self, old: Node, timeout_s: float = 60.0) -> Node:
+        """Until another node leads (Patroni names a dead leader until its key expires)."""
+        wait_until(lambda: self.cluster.leader() not in (None, old.name), timeout_s, "a new leader")
+        return self.leader()
+
     def failover_s(self, old: Node, killed_at: float) -> float | None:
         first = self.commits.first_after(killed_at, not_port=old.pg)
         return None if first is None else round(first - killed_at, 2)
