@@ -9,22 +9,53 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 
 from device.config import load_signing_key
 from harness.e2e.device_proc import outbox_state
-from harness.e2e.rounds import Round
+from harness.e2e.passes import make_scans
+from harness.e2e.rounds import Round, ScanPool
 from harness.e2e.site import SITE, E2ESite
 from harness.mosquitto import TlsFiles
 from harness.polling import wait_until
 from protocol import topics
 from protocol.events import Event, new_event_id, sign_event
 from provisioning import tls
+from provisioning.broker import write_broker_config, write_local_config
 
 NOT_AUTHORIZED = 135
+# The probes log in with logins of their own: the broker ties the client id to the login
+# (use_username_as_clientid), so a probe using a live unit's or the gateway's login would
+# replace that client's session, and paho's reconnects could make them kick each other.
+PROBE_UNIT = "demo-lane5"  # a fifth provisioned unit nobody runs
+PROBE_GATEWAY = "demo-gwprobe"  # a second gateway login: whoever may write the trust topic
+
+
+@pytest.fixture(scope="module")
+def security_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[E2ESite, ScanPool]]:
+    """Four scanning units, plus a unit and a gateway provisioned only for the probes."""
+    site = E2ESite(tmp_path_factory.mktemp("security"), devices=5)
+    site.devices = site.devices[:4]
+    try:
+        home = site.site.home
+        home.add_gateway(
+            SITE,
+            PROBE_GATEWAY,
+            out=site.workdir / "probe-gateway",
+            central_url=f"http://127.0.0.1:{site.site.central_port}",
+        )
+        write_broker_config(home, SITE, site.site.broker_conf.parent)
+        write_local_config(site.site.broker_conf.parent, site.site.broker_port)
+        pool = ScanPool(make_scans(site.site, [200] * 4, now=site.now))
+        site.start()
+        yield site, pool
+    finally:
+        site.close()
 
 
 class Probe:
@@ -93,16 +124,16 @@ def _password(folder: Path) -> str:
 
 def test_logins_refused_without_password_or_site_ca(security_site, tmp_path, mosquitto) -> None:
     site, _ = security_site
-    lane1 = site.site.device_configs[0].parent
-    password = _password(lane1)
-    good = Probe(site, "demo-lane1", password)
+    probe_unit = site.site.device_configs[4].parent
+    password = _password(probe_unit)
+    good = Probe(site, PROBE_UNIT, password)
     assert good.accepted(), "a unit's own credentials must work (else the test proves nothing)"
     good.close()
     refused = [
         Probe(site, None, None),  # anonymous
-        Probe(site, "demo-lane1", "not-the-password"),
-        Probe(site, "demo-lane2", password),  # lane 1's password for lane 2
-        Probe(site, "demo-lane1", password, tls=False),  # no TLS at all
+        Probe(site, PROBE_UNIT, "not-the-password"),
+        Probe(site, "demo-lane2", password),  # the probe unit's password for lane 2
+        Probe(site, PROBE_UNIT, password, tls=False),  # no TLS at all
     ]
     for probe in refused:
         assert not probe.accepted()
@@ -112,21 +143,21 @@ def test_logins_refused_without_password_or_site_ca(security_site, tmp_path, mos
     other.mkdir()
     tls.create_ca(other, "OTHER-01")
     tls.create_server_cert(other, other, ["127.0.0.1"])
-    stranger = Probe(site, "demo-lane1", password, ca=other / "ca.crt")
+    stranger = Probe(site, PROBE_UNIT, password, ca=other / "ca.crt")
     assert not stranger.accepted() and isinstance(stranger.error, ssl.SSLError)
     # and the other way round: an impostor broker with a certificate from that other CA
     # (everyone's password accepted) gets nothing from a client holding the site CA
     impostor = mosquitto(
         "impostor", tls=TlsFiles(other / "ca.crt", other / "server.crt", other / "server.key")
     )
-    fooled = Probe(site, "demo-lane1", password, port=impostor.port)
+    fooled = Probe(site, PROBE_UNIT, password, port=impostor.port)
     assert not fooled.accepted() and isinstance(fooled.error, ssl.SSLError)
 
 
 def test_acl_keeps_units_in_their_own_topics(security_site) -> None:
     site, pool = security_site
-    lane1 = site.site.device_configs[0].parent
-    probe = Probe(site, "demo-lane1", _password(lane1))
+    probe_unit = site.site.device_configs[4].parent
+    probe = Probe(site, PROBE_UNIT, _password(probe_unit))
     assert probe.accepted()
     try:
         # reading another unit's acks and config, and any unit's events
@@ -138,11 +169,11 @@ def test_acl_keeps_units_in_their_own_topics(security_site) -> None:
             ]
         )
         # publishing as another unit
-        key = load_signing_key(lane1 / "device.key")
+        key = load_signing_key(probe_unit / "device.key")
         event = Event(
             eid=new_event_id(),
             typ="scan",
-            dev="demo-lane1",
+            dev=PROBE_UNIT,
             site=SITE,
             seq=1,
             t_ms=int(time.time() * 1000),
@@ -163,7 +194,7 @@ def test_acl_keeps_units_in_their_own_topics(security_site) -> None:
             15,
             message="lane 2 to receive the gateway's ack of its last decision",
         )
-        assert probe.messages == [], f"lane 1 read {probe.messages[:3]}"
+        assert probe.messages == [], f"the probe unit read {probe.messages[:3]}"
         assert probe.puback == [NOT_AUTHORIZED]
         rejects = site.gateway_status()["rejects"]
         assert "topic_mismatch" not in rejects, "the broker let the publish through"
@@ -173,8 +204,8 @@ def test_acl_keeps_units_in_their_own_topics(security_site) -> None:
 
 def test_event_forged_in_another_units_name_is_rejected(security_site) -> None:
     site, _ = security_site
-    lane1 = site.site.device_configs[0].parent
-    key = load_signing_key(lane1 / "device.key")  # a valid unit key, but lane 1's
+    probe_unit = site.site.device_configs[4].parent
+    key = load_signing_key(probe_unit / "device.key")  # a valid unit key, but not lane 2's
     forged = Event(
         eid=new_event_id(),
         typ="scan",
@@ -187,12 +218,12 @@ def test_event_forged_in_another_units_name_is_rejected(security_site) -> None:
         reason="ok",
     )
     before = site.gateway_status()["rejects"].get("bad_signature", 0)
-    probe = Probe(site, "demo-lane1", _password(lane1))
+    probe = Probe(site, PROBE_UNIT, _password(probe_unit))
     assert probe.accepted()
     try:
-        # lane 1's own topic (the only one the ACL lets it use), lane 2's name in the event
+        # the probe unit's own topic (the only one the ACL lets it use), lane 2's name in it
         probe.client.publish(
-            topics.event_topic(SITE, "demo-lane1"), sign_event(forged, key), qos=1
+            topics.event_topic(SITE, PROBE_UNIT), sign_event(forged, key), qos=1
         ).wait_for_publish(5)
     finally:
         probe.close()
@@ -229,8 +260,8 @@ def test_old_trust_list_replayed_is_refused(security_site) -> None:
         30,
         message="every unit to adopt the new trust list",
     )
-    gw = site.site.gateway_config.parent
-    probe = Probe(site, "demo-gw", _password(gw))  # whoever may write the trust topic
+    # whoever may write the trust topic: a gateway login, not the running gateway's own
+    probe = Probe(site, PROBE_GATEWAY, _password(site.workdir / "probe-gateway"))
     assert probe.accepted()
     try:
         probe.client.publish(topics.trust_topic(SITE), old, qos=1, retain=True).wait_for_publish(5)
