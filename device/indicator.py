@@ -93,6 +93,7 @@ FAIL_CODES: dict[str, int] = {
     ),
     "expired": 2,
     "not_yet_valid": 2,
+    "validity_too_long": 2,  # valid longer than its kind allows: a validity refusal
     "revoked": 3,
     "duplicate_recent": 4,
     "kind_not_allowed": 5,
@@ -108,7 +109,7 @@ FAIL_CODES: dict[str, int] = {
 }
 FAIL_MEANING = {
     1: "forged, damaged or unknown issuer (not a valid chot pass)",
-    2: "outside its validity time (expired or not yet valid)",
+    2: "outside its validity time (expired, not yet valid, or longer than its kind allows)",
     3: "revoked",
     4: "already scanned here moments ago",
     5: "pass kind not accepted at this checkpoint",
