@@ -9,11 +9,13 @@ already held (`duplicate`) — both mean "confirmed" to the gateway.
 Event time is checked against the centre's own clock (`TimeWindow`): PostgreSQL keeps one
 partition per UTC day an event names, so a stolen unit's key spreading `t_ms` over 2020-2100
 would otherwise create ~29,000 tables. Refused as `out_of_range`, per event: more than
-`FUTURE_MS` (1 day) ahead of the centre, older than `retention_days` when it is configured
-(retention would delete it anyway), and the days past the `MAX_DAYS_PER_BATCH` nearest the
-centre's clock in one batch. So a stolen unit makes at most 32 new partitions per batch, and
-with retention configured at most retention_days + 2 in all. A refused event stays at the
-gateway with its reason (status page, /metrics).
+`FUTURE_MS` (1 day) ahead of the centre, or older than `retention_days` when it is configured
+(retention would delete it anyway). A refused event stays at the gateway with its reason
+(status page, /metrics). And one batch stores the events of at most `MAX_DAYS_PER_BATCH` days
+(those nearest the centre's clock): the others are answered `deferred`, which the gateway
+keeps pending and sends again, so a quiet site back after weeks offline loses nothing while a
+batch never creates more than 32 partitions (with retention configured, at most
+retention_days + 2 in all).
 """
 
 import json
@@ -69,9 +71,16 @@ class IngestResult:
     stored: list[str] = field(default_factory=list)
     duplicate: list[str] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Valid, but not stored in this batch (more days than one batch may name): send again
+    deferred: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"stored": self.stored, "duplicate": self.duplicate, "rejected": self.rejected}
+        return {
+            "stored": self.stored,
+            "duplicate": self.duplicate,
+            "rejected": self.rejected,
+            "deferred": self.deferred,
+        }
 
 
 def parse_batch(body: bytes, gateway_id: str) -> list[Any]:
@@ -127,7 +136,7 @@ def ingest_batch(
             continue
         seen.add(event.eid)
         rows.append(row)
-    rows = _keep_nearest_days(rows, items, now_ms, result, gateway.id)
+    rows = _keep_nearest_days(rows, now_ms, result, gateway.id)
     inserted, refused = insert_isolating(store, rows)
     for row in rows:
         if row.eid in refused:
@@ -163,10 +172,10 @@ def ingest_batch(
 
 
 def _keep_nearest_days(
-    rows: list[EventRow], items: list[Any], now_ms: int, result: IngestResult, gateway_id: str
+    rows: list[EventRow], now_ms: int, result: IngestResult, gateway_id: str
 ) -> list[EventRow]:
     """The rows of the `MAX_DAYS_PER_BATCH` days nearest the centre's clock; the others are
-    rejected as out_of_range (each day can cost a partition)."""
+    deferred (each day can cost a partition; the gateway sends them again in a later batch)."""
     days = {row.t // DAY_MS for row in rows}
     if len(days) <= MAX_DAYS_PER_BATCH:
         return rows
@@ -176,17 +185,10 @@ def _keep_nearest_days(
     for row in rows:
         if row.t // DAY_MS in kept:
             out.append(row)
-            continue
-        result.rejected.append(
-            {
-                "index": _index_of(items, row.raw),
-                "eid": row.eid.hex(),
-                "reason": Reason.OUT_OF_RANGE.value,
-                "detail": f"the batch names more than {MAX_DAYS_PER_BATCH} days",
-            }
-        )
+        else:
+            result.deferred.append(row.eid.hex())
     log.warning(
-        "gateway %s: batch names %d days; %d events of the farthest refused",
+        "gateway %s: batch names %d days; %d events of the farthest deferred",
         gateway_id,
         len(days),
         len(rows) - len(out),

@@ -67,14 +67,34 @@ def test_a_batch_over_1000_days_makes_a_bounded_number_of_partitions(
     assert made <= MAX_DAYS_PER_BATCH, made
     reasons = {r["reason"] for r in answer["rejected"]}
     assert reasons == {"out_of_range"}
-    # every future event refused on the clock, the past ones past the nearest days on the cap
-    assert len(answer["rejected"]) >= 100 + 1_000 - MAX_DAYS_PER_BATCH
+    # every future event refused on the clock; the past days beyond the cap are deferred (sent
+    # again later, never lost), so one batch cannot make more than the cap of partitions
     ahead = [r for r in answer["rejected"] if "ahead of the centre's clock" in r["detail"]]
-    assert len(ahead) == 100
+    assert len(ahead) == len(answer["rejected"]) == 100
+    assert len(answer["deferred"]) >= 1_000 - MAX_DAYS_PER_BATCH
     honest_rows = pg_store.fetch("SELECT COUNT(*) AS n FROM events WHERE dev = 'dev-b'")
     assert int(honest_rows[0]["n"]) == 4
-    assert len(answer["stored"]) + len(answer["rejected"]) == len(hostile) + len(honest)
+    answered = len(answer["stored"]) + len(answer["rejected"]) + len(answer["deferred"])
+    assert answered == len(hostile) + len(honest)
     assert queries.stats(pg_store)["events_central"] == len(answer["stored"])
+
+
+def test_deferred_days_are_stored_when_sent_again(fleet: Fleet, pg_store: Store) -> None:
+    """A quiet site back after weeks offline: a batch over 40 past days stores 32 of them and
+    defers the rest, which the next batches store. Nothing is refused, nothing lost."""
+    now_ms = int(time.time() * 1000)
+    events = [fleet.event("dev-b", now_ms - d * DAY, sub=sub(30_000 + d)) for d in range(1, 41)]
+    left = {event.eid.hex(): fleet.sign(event) for event in events}
+    rounds = 0
+    with TestClient(create_app(fleet.config(pg_store.url), pg_store)) as client:
+        while left:
+            answer = post(client, list(left.values()))
+            assert answer["rejected"] == []
+            assert len(answer["stored"]) + len(answer["duplicate"]) <= MAX_DAYS_PER_BATCH
+            left = {eid: raw for eid, raw in left.items() if eid in set(answer["deferred"])}
+            rounds += 1
+            assert rounds <= 3
+    assert queries.stats(pg_store)["events_central"] == 40
 
 
 def test_with_retention_no_event_older_than_it_is_believed(fleet: Fleet, pg_store: Store) -> None:
