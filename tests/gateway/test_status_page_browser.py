@@ -94,7 +94,9 @@ def test_status_page_in_chromium(tmp_path: Path) -> None:
             feed = page.locator("#feed li")
             expect(feed).to_have_count(5)
             expect(feed.first).to_contain_text("Scanner clock not trusted")
-            expect(page.locator("#feed")).to_contain_text("Expired — ask the person to declare again")
+            expect(page.locator("#feed")).to_contain_text(
+                "Expired — ask the person to declare again"
+            )
             lane1 = page.locator('#lanes .lane[data-lane="lane-1"]')
             expect(lane1.locator(".num.pass b")).to_have_text("2")
             expect(lane1.locator(".num.fail b")).to_have_text("2")
