@@ -1,7 +1,10 @@
 """`chot scan IMAGE…`: decode and verify QR passes in still images (a bench and field tool).
 
 Prints one record per image: file, decoded, verdict (pass/fail/warn/none), reason, ms; the QR
-text itself only with --show-payload (it holds name, doc4 and dob in the clear). It lives in
+text itself only with --show-payload (it holds name, doc4 and dob in the clear). With --json
+the record is JSON with English identifiers; otherwise one line per image for people, in the
+command line's language (CHOT_LANG or the locale, Vietnamese otherwise): the verdict, the
+reason in plain words and what to do, as `chot pass verify` says it. It lives in
 the command line, not in device/, because it shares the trust-list options of `chot pass`.
 """
 
@@ -12,6 +15,9 @@ from pathlib import Path
 from chot.pass_cmd import add_dcc_arguments, load_dcc_trust
 from chot.trust_args import add_trust_arguments, load_trust_lists
 from common.cli import UsageError, print_record
+from common.cli_words import KIND_WORDS, word
+from common.i18n import N_, Phrase, Translator, cli_translator
+from common.reason_texts import reason_text, verdict_text
 from protocol.clock import Clock
 from protocol.dcc import is_dcc, verify_dcc
 from protocol.pass_v1 import verify_pass
@@ -41,6 +47,7 @@ def run_scan(args: argparse.Namespace) -> int:
         raise UsageError(f"trust or revocation list refused: {exc}") from None
     decoder = make_decoder(args.decoder)
     clock = Clock.synced(args.at if args.at is not None else int(time.time()))
+    tr = cli_translator()
     status = 0
     for path in args.images:
         try:  # dimensions checked from the header first: a hostile file cannot exhaust memory
@@ -48,7 +55,7 @@ def run_scan(args: argparse.Namespace) -> int:
         except UnreadableImage as exc:
             unreadable = {"decoded": False, "verdict": "none", "reason": "unreadable"}
             record = {"file": str(path), **unreadable, "error": "cannot read image"}
-            print_record({**record, "detail": str(exc)}, args.json)
+            _show({**record, "detail": str(exc)}, args.json, tr)
             status = 2
             continue
         t0 = time.perf_counter()
@@ -64,5 +71,29 @@ def run_scan(args: argparse.Namespace) -> int:
         out["ms"] = round((time.perf_counter() - t0) * 1000, 2)
         if args.show_payload and texts:
             out["payload"] = texts[0]
-        print_record(out, args.json)
+        _show(out, args.json, tr)
     return status
+
+
+def _show(record: dict, as_json: bool, tr: Translator) -> None:
+    """JSON as is; for people "card.png: Không hợp lệ: Hết hạn — yêu cầu khai báo lại"."""
+    if as_json:
+        print_record(record, as_json)
+        return
+    values = {"file": record["file"], "ms": record.get("ms")}
+    if "error" in record:
+        line = Phrase(N_("{file}: cannot read the image ({detail})"), {**values, **record})
+    elif not record["decoded"]:
+        line = Phrase(N_("{file}: no QR code found ({ms} ms)"), values)
+    else:
+        values |= {
+            "verdict": verdict_text(record["verdict"], tr),
+            "reason": reason_text(record["reason"], tr).line(),
+        }
+        line = Phrase(N_("{file}: {verdict}: {reason} ({ms} ms)"), values)
+        if record.get("kind"):
+            values["kind"] = word(KIND_WORDS, record["kind"], tr)
+            line = Phrase(N_("{file}: {verdict}: {reason}, {kind} ({ms} ms)"), values)
+    print(line.render(tr), flush=True)
+    if record.get("payload"):
+        print(Phrase(N_("QR text: {payload}"), record).render(tr), flush=True)

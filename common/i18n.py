@@ -11,7 +11,7 @@ JSON output, reason codes and log lines stay English identifiers: they are contr
 import gettext
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -99,6 +99,27 @@ class Translator:
 def translator(lang: str | None = None) -> Translator:
     """The Translator for `lang` (any tag; unsupported or None -> the default language)."""
     return Translator(normalize(lang) or DEFAULT_LANGUAGE)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A fixed sentence with data in it, translated where it is printed: `message` is the
+    msgid (marked with N_ where it is written) with {name} placeholders, `values` the data,
+    shown as they are ("revoked {count} live passes" -> "đã thu hồi 3 thẻ còn hiệu lực")."""
+
+    message: str
+    values: dict[str, object] = field(default_factory=dict)
+
+    def render(self, tr: Translator) -> str:
+        """Values that are Phrases themselves (a status word) are translated too."""
+        values = {k: say(v, tr) if isinstance(v, Phrase) else v for k, v in self.values.items()}
+        return tr.gettext(self.message).format(**values)
+
+
+def say(line: "str | Phrase", tr: Translator) -> str:
+    """A printed line: a Phrase in the reader's language; a plain string (data such as a QR
+    text or a key) exactly as it is."""
+    return line.render(tr) if isinstance(line, Phrase) else line
 
 
 def cli_translator(default: str | None = None) -> Translator:

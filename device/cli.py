@@ -1,9 +1,22 @@
-"""`chot device run` (the scanner service). `chot scan IMAGE…` lives in chot/scan_cmd.py."""
+"""`chot device run` (the scanner service). `chot scan IMAGE…` lives in chot/scan_cmd.py.
+
+What these commands print for people (a refused config, the lights switched off) is in the
+command line's language: CHOT_LANG or the locale, Vietnamese otherwise (common/i18n.py).
+"""
 
 import argparse
 from pathlib import Path
 
 from common.cli import UsageError
+from common.i18n import N_, Phrase, cli_translator
+
+CONFIG_REFUSED = N_("scanner configuration refused: {error}")
+
+
+def _refused(error: Exception) -> UsageError:
+    """The error `chot` prints on exit 2; the config error's detail (its file) as it is."""
+    phrase = Phrase(CONFIG_REFUSED, {"error": error})
+    return UsageError(phrase.render(cli_translator()))
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +40,7 @@ def run_device(args: argparse.Namespace) -> int:
     try:
         run_from_config(args.config, args.duration)
     except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+        raise _refused(exc) from None
     return 0
 
 
@@ -39,9 +52,11 @@ def run_lights_off(args: argparse.Namespace) -> int:
     try:
         gpio = load_config(args.config).gpio
     except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+        raise _refused(exc) from None
     backend = make_backend(gpio.backend, dict(gpio.pins))  # setup drives every pin low
     backend.close()
+    done = Phrase(N_("Indicator lights off ({count} pins)"), {"count": len(gpio.pins)})
+    print(done.render(cli_translator()), flush=True)
     return 0
 
 

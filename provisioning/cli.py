@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.i18n import N_, Phrase, cli_translator
 from protocol.trust import PASS_KINDS
 from provisioning import ntp
+from provisioning.cli_words import ROLE_WORDS, STATUS_WORDS, human_lines, word
 from provisioning.errors import OpsError
 from provisioning.secrets import SecretExists
 
@@ -25,10 +27,11 @@ HOME_ENV = "CHOT_HOME"
 @dataclass(frozen=True)
 class Output:
     """What a command shows: ``data`` as one JSON line with --json; otherwise ``lines``, or
-    ``data``'s key=value pairs when there are none. ``code`` is the exit status."""
+    ``data`` as "Label: value" lines when there are none, in the command line's language
+    (provisioning/cli_words.py). ``code`` is the exit status."""
 
     data: dict | list
-    lines: list[str] | None = None
+    lines: "list[str | Phrase] | None" = None  # Phrases are translated when printed
     code: int = 0
 
 
@@ -44,7 +47,8 @@ def _handler(func: Handler) -> Callable[[argparse.Namespace], int]:
         try:
             out = func(args)
         except (OpsError, SecretExists) as exc:
-            print(f"chot: refused: {exc}", file=sys.stderr)
+            refused = Phrase(N_("chot: refused: {error}"), {"error": exc})
+            print(refused.render(cli_translator()), file=sys.stderr)
             return 1
         except (ValueError, OSError) as exc:
             print(f"chot: {exc}", file=sys.stderr)
@@ -56,13 +60,13 @@ def _handler(func: Handler) -> Callable[[argparse.Namespace], int]:
 
 
 def _print(out: Output, *, as_json: bool) -> None:
+    """JSON with English keys; for people, lines in the command line's language."""
+    lines = None if as_json else human_lines(out.data, out.lines, cli_translator())
     if as_json:
         print(json.dumps(out.data, sort_keys=True))
-    elif out.lines is not None:
-        for line in out.lines:
+    elif lines is not None:
+        for line in lines:
             print(line)
-    elif isinstance(out.data, dict):
-        print("  ".join(f"{k}={v}" for k, v in out.data.items()))
     else:
         print(json.dumps(out.data, sort_keys=True, indent=2))
 
@@ -330,9 +334,16 @@ def cmd_default(args: argparse.Namespace) -> Output:
 
 def cmd_issuer_list(args: argparse.Namespace) -> Output:
     issuers = [asdict(i) for i in _home(args).list_issuers()]
-    lines = [
-        f"{i['kid']}  {i['issuer']:<12} {i['status']:<8} "
-        f"{'local' if i['local'] else 'external'}  {','.join(i['kinds'])}"
+    lines = [  # layout only: the words in it are translated Phrases
+        Phrase(
+            "{kid}  {issuer:<12} {status:<8} {origin}  {kinds}",
+            {
+                **i,
+                "status": word(STATUS_WORDS, i["status"]),
+                "origin": Phrase(N_("local") if i["local"] else N_("external")),
+                "kinds": ",".join(i["kinds"]),
+            },
+        )
         for i in issuers
     ]
     return Output(issuers, lines)
@@ -378,7 +389,7 @@ def cmd_pass_revoke(args: argparse.Namespace) -> Output:
         refs = [p.pass_ref.hex() for p in revoked]
         return Output(
             {"revoked": refs, "revocation_version": home.state.revocation_version},
-            [f"revoked {len(refs)} live passes", *refs],
+            [Phrase(N_("live passes revoked: {count}"), {"count": len(refs)}), *refs],
         )
     args.ref = args.ref or args.ref_option
     if not args.ref:
@@ -443,12 +454,17 @@ def cmd_gateway_add(args: argparse.Namespace) -> Output:
 def cmd_revoke_unit(args: argparse.Namespace) -> Output:
     home = _home(args)
     home.revoke_device(args.id)
+    data = {"revoked": args.id, "revocation_version": home.state.revocation_version}
+    next_step = N_("reload the site broker: broker config again, or SIGHUP")
     return Output(
-        {
-            "revoked": args.id,
-            "revocation_version": home.state.revocation_version,
-            "next": "reload the site broker: broker config again, or SIGHUP",
-        }
+        {**data, "next": next_step},
+        [
+            Phrase(
+                N_("Revoked: {id} (revocation list version {version})"),
+                {"id": args.id, "version": data["revocation_version"]},
+            ),
+            Phrase(N_("Next: {step}"), {"step": Phrase(next_step)}),
+        ],
     )
 
 
@@ -464,8 +480,15 @@ def cmd_device_list(args: argparse.Namespace) -> Output:
         }
         for s in _home(args).registry()
     ]
-    lines = [
-        f"{s['id']:<20} {s['site']:<8} {s['role']:<8} {'REVOKED' if s['revoked'] else 'active'}"
+    lines = [  # layout only: the words in it are translated Phrases
+        Phrase(
+            "{id:<20} {site:<8} {role:<8} {state}",
+            {
+                **s,
+                "role": word(ROLE_WORDS, s["role"]),
+                "state": Phrase(N_("REVOKED") if s["revoked"] else N_("active")),
+            },
+        )
         for s in signers
     ]
     return Output(signers, lines)
@@ -501,7 +524,9 @@ def cmd_broker_check(args: argparse.Namespace) -> Output:
     from provisioning.broker import check_broker
 
     report = check_broker(_home(args), args.site, args.dir)
-    return Output(report, [json.dumps(report, sort_keys=True, indent=2)], 0 if report["ok"] else 1)
+    verdict = Phrase(N_("The broker works") if report["ok"] else N_("The broker check failed"))
+    details = json.dumps(report, sort_keys=True, indent=2)
+    return Output(report, [verdict, details], 0 if report["ok"] else 1)
 
 
 def cmd_pass_issue(args: argparse.Namespace) -> Output:

@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from common.i18n import N_, Phrase
 from protocol.pass_v1 import PassClaims
 from provisioning.errors import OpsError
 from provisioning.ledger import IssuedPass, IssuingLedger
@@ -79,7 +80,8 @@ def add_commands(
         finally:
             book.close()
         data = {"sub": sub.hex(), "passes": passes}
-        return output(data, [sub.hex(), f"({len(passes)} passes issued by this home)"])
+        issued = Phrase(N_("({count} passes issued by this home)"), {"count": len(passes)})
+        return output(data, [sub.hex(), issued])
 
     p = leaf(
         psub,
