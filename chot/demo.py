@@ -122,7 +122,7 @@ class Demo:
         print(
             f"\n  status page : {site.web_url}/  "
             f"(login: {OPERATOR} / {site.operator_password}; site CA: {site.web_ca})\n"
-            f"  broker      : mqtts://127.0.0.1:{site.broker_port} (TLS, passwords, ACL)\n"
+            f"  broker      : mqtts://127.0.0.1:{site.broker_port} (TLS, dynamic security)\n"
             f"  central     : {site.central_url}\n"
             f"  work dir    : {self.workdir} (logs in logs/)\n"
             f"  ready in {took:.1f} s — Ctrl-C to stop\n",

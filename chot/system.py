@@ -1,8 +1,9 @@
 """A whole chot site on one machine: provisioned with the ops tool, run as real processes.
 
 Used by `chot demo` and by the end-to-end tests, so both exercise the deployment shape: a
-private Mosquitto with the generated TLS + password + ACL config, the central store service,
-the gateway service, and scanner units built from their provisioned bundles.
+private Mosquitto with the generated TLS + dynamic-security config (the gateway gives the units
+their logins from the registry), the central store service, the gateway service, and scanner
+units built from their provisioned bundles.
 """
 
 import logging

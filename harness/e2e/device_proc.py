@@ -21,10 +21,17 @@ ROOT = Path(__file__).resolve().parents[2]
 class DeviceProc:
     """`chot device run` with stdin kept open: a keyboard-wedge reader we type into."""
 
-    def __init__(self, index: int, config: Path, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        index: int,
+        config: Path,
+        workdir: Path,
+        env: dict[str, str],
+        device_id: str | None = None,
+    ) -> None:
         self.index = index
         self.config = config
-        self.id = f"demo-lane{index + 1}"
+        self.id = device_id or f"demo-lane{index + 1}"
         self.env = env
         self.log_path = workdir / "logs" / f"{self.id}.log"
         self.clock_file: Path | None = None
@@ -147,14 +154,15 @@ def outbox_state(path: Path, timeout: float = 10.0) -> dict[str, int]:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            depth = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            depth, highest = db.execute("SELECT COUNT(*), MAX(seq) FROM events").fetchone()
         except sqlite3.OperationalError as exc:  # not created yet, or busy: read again
             errors.append(str(exc))
             return None
         finally:
             db.close()
         return {
-            "last_seq": meta.get("last_seq", 0),
+            # meta's last_seq is written when acks settle; rows not yet acked are newer
+            "last_seq": max(meta.get("last_seq", 0), highest or 0),
             "acked_seq": meta.get("acked_seq", 0),
             "depth": depth,
         }
