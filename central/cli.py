@@ -24,6 +24,7 @@ from central.config import CentralConfig, hash_token, load_config
 from central.migrate import migrate
 from central.store import DAY_MS, Store
 from common.cli import UsageError
+from common.i18n import N_, Phrase, cli_translator
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -205,7 +206,8 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_migrate(args: argparse.Namespace) -> int:
     with open_store(_store_url(args)) as store:
         applied = migrate(store)
-    _emit(args, {"applied": applied}, f"applied migrations: {applied or 'none (up to date)'}")
+    done = Phrase(N_("Migrations applied: {names}"), {"names": ", ".join(applied)})
+    _emit(args, {"applied": applied}, done if applied else Phrase(N_("Schema up to date")))
     return 0
 
 
@@ -219,13 +221,18 @@ def run_retention(args: argparse.Namespace) -> int:
         result = store.delete_days_before(cutoff_day)
     dates = [str(dt.date(1970, 1, 1) + dt.timedelta(days=d)) for d in result["days"]]
     result = {"days": dates, "events": result["events"]}
-    _emit(args, result, f"deleted {result['events']} events from {len(dates)} days: {dates}")
+    values = {"events": result["events"], "days": ", ".join(dates) or "-"}
+    _emit(args, result, Phrase(N_("Events deleted: {events}; days: {days}"), values))
     return 0
 
 
 def run_token(args: argparse.Namespace) -> int:
     token = secrets.token_urlsafe(32)
-    print(f"token (give to {args.operator}, shown once): {token}")
+    shown = Phrase(
+        N_("Token for {operator} (shown once): {token}"),
+        {"operator": args.operator, "token": token},
+    )
+    print(shown.render(cli_translator()))
     print(f'config:  [operators.{args.operator}]\n         token_sha256 = "{hash_token(token)}"')
     print('         roles = ["report"]   # add "tracing" only for authorised tracers')
     return 0
@@ -246,7 +253,7 @@ def _handler(query: Callable[[Store, argparse.Namespace], Any]) -> Callable[...,
         elif args.csv:
             _print_csv(rows)
         else:
-            _print_table(rows)
+            _print_human(result, rows, _timezone(args))
         return 0
 
     return handle
@@ -319,20 +326,25 @@ def _print_csv(rows: list[dict]) -> None:
         writer.writerow({k: _cell(v) for k, v in row.items()})
 
 
-def _print_table(rows: list[dict]) -> None:
-    if not rows:
-        print("(no rows)")
-        return
-    names = list(rows[0])
-    cells = [[_cell(row.get(n)) for n in names] for row in rows]
-    widths = [max(len(n), *(len(c[i]) for c in cells)) for i, n in enumerate(names)]
-    print("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)))
-    for line in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+def _print_human(result: Any, rows: list[dict], tz: str) -> None:
+    from central.human import stats_summary
+
+    if isinstance(result, dict):  # stats: the store's totals, then per scanner
+        print(stats_summary(result, cli_translator()))
+    _print_table(rows, tz)
 
 
-def _emit(args: argparse.Namespace, data: dict, text: str) -> None:
-    print(json.dumps(data) if args.json else text)
+def _print_table(rows: list[dict], tz: str | None = None) -> None:
+    """A table in the command line's language, Unix ms times in the site's zone (ISO 8601;
+    central/human.py); times already written as text are shown as they are."""
+    from central.human import table
+
+    for line in table(rows, cli_translator(), tz):
+        print(line)
+
+
+def _emit(args: argparse.Namespace, data: dict, text: Phrase) -> None:
+    print(json.dumps(data) if args.json else text.render(cli_translator()))
 
 
 def _json_default(value: Any) -> Any:

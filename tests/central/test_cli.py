@@ -4,6 +4,7 @@ import argparse
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -92,19 +93,32 @@ def test_contacts_csv_and_report_table(filled: Store, capsys: pytest.CaptureFixt
         (sub(0).hex(), "0"),
         (sub(1).hex(), str(10 * MIN)),
     ]
+
+
+def test_report_table_in_the_command_lines_language(
+    filled: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headings and reasons in words (CHOT_LANG); the data itself as it is."""
+    monkeypatch.setenv("CHOT_LANG", "en")
     assert run(["central", "report", "--store", filled.url, "--day", "2021-08-01"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == [
-        "site",
-        "day",
-        "lane",
-        "total",
-        "pass",
-        "fail",
-        "warn",
-        "fail_reasons",
+    assert re.split(r"\s{2,}", out[0])[:8] == [
+        "Site",
+        "Day",
+        "Lane",
+        "Total",
+        "Passed",
+        "Refused",
+        "Checked by hand",
+        "Refusal reasons",
     ]
-    assert out[2].split() == ["HN-01", "2021-08-01", "lane-2", "1", "0", "1", "0", "revoked=1"]
+    assert out[2].split()[:7] == ["HN-01", "2021-08-01", "lane-2", "1", "0", "1", "0"]
+    assert "Revoked: 1" in out[2] and "revoked=1" not in out[2]
+    monkeypatch.setenv("CHOT_LANG", "vi")
+    assert run(["central", "report", "--store", filled.url, "--day", "2021-08-01"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Điểm chốt") and "Lý do từ chối" in out[0]
+    assert "Đã bị thu hồi: 1" in out[2]
 
 
 def test_retention_command(filled: Store, capsys: pytest.CaptureFixture[str]) -> None:
