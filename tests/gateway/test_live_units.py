@@ -19,6 +19,7 @@ from gateway.app import GatewayApp
 from gateway.broker_admin import unit_password
 from gateway.config import parse_config
 from protocol import topics
+from protocol.ack import open_signed_ack
 from protocol.registry_document import sign_site_registry
 from tests.central.server import serve
 from tests.gateway.test_fetcher import _central, _run
@@ -86,7 +87,12 @@ class Unit:
         self.acked: list[int] = []
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.disconnected.set()
-        self.client.on_message = lambda c, u, m: self.acked.append(json.loads(m.payload)["seq"])
+        self.client.on_message = self._on_ack
+        self.gateway_keys: dict[str, bytes] = {}  # the site's gateway keys: acks are signed
+
+    def _on_ack(self, client, userdata, message) -> None:
+        ack = open_signed_ack(message.payload, self.gateway_keys)
+        self.acked += [seq for seq in range(1, ack.highest() + 1) if ack.names(seq)]
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connack = reason_code
@@ -131,6 +137,7 @@ def test_unit_joins_and_leaves_a_live_site(mosquitto, tmp_path, site):
         thread = _run(app)
         password = unit_password(unit_key, "d09")
         unit = Unit(broker, "d09", password)
+        unit.gateway_keys = {"gw-a": bytes(site.keys["gw-a"].verify_key)}
         scanner = Scanner(broker)
         try:
             assert app.ready.wait(10)
