@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from common.timesync import SyncState
 from gateway.store import DeviceInfo, Store
 from protocol import cbor, cose
 from protocol.trust import REVOCATION_TYPE, TRUST_TYPE
@@ -50,7 +51,11 @@ ALERT_TEXT = {
     "clock_unknown": "clock untrusted",
     "trust_outdated": "old trust list",
     "no_trust_list": "no trust list",
+    "gateway_clock_unsynced": "gateway clock not synced",
 }
+# the gateway's own clock (common/timesync.py): unsynchronised, its signed acks give its units
+# no time (`sync` false), so a unit without NTP shows every valid pass amber
+_GATEWAY_CLOCK = SyncState()
 
 
 def number(health: dict | None, key: str) -> int | float | None:
@@ -169,11 +174,15 @@ def gateway_alerts(
     unreachable_alert_min: float,
     now_ms: int,
     forward: dict[str, Any] | None = None,
+    clock_synced: bool | None = None,
 ) -> list[str]:
     """The gateway's own alerts from what the store knows (and the forwarder, when it runs
     in this process): disk and store, central refusals and reachability, expired lists,
-    sequence gaps, quarantine."""
+    sequence gaps, quarantine, and its own clock (`clock_synced` None: asked of this machine,
+    common/timesync.py, cached 10 s)."""
     alerts = store.alerts()
+    if not (_GATEWAY_CLOCK.synced() if clock_synced is None else clock_synced):
+        alerts.append("gateway_clock_unsynced")
     if central_unreachable(
         central_url, forward, store.forward_lag_s(now=now_ms), now_ms, unreachable_alert_min
     ):

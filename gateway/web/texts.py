@@ -54,6 +54,10 @@ ALERT_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "sequence_gaps": (N_("events missing from scanners"), N_("see the scanners table")),
     "events_quarantined": (N_("events held for checking"), N_("tell the technician")),
+    "gateway_clock_unsynced": (
+        N_("gateway clock not synchronised"),
+        N_("scans will show amber; check the gateway's NTP/GPS"),
+    ),
 }
 # a scanner's clock column: what its heartbeat's clock state means (protocol/clock.py)
 CLOCK_TEXT = {
