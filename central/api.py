@@ -1,8 +1,9 @@
 """HTTP service: the central ingest contract for gateways, and read endpoints for operators.
 
 POST /api/v1/events   gateway bearer token (registry) + X-Chot-Gateway; CBOR batch in, JSON out
-GET  /api/v1/report, /health, /load, /stats    operator token with role "report"
-GET  /api/v1/visits, /contacts                 operator token with role "tracing" (audited)
+GET  /api/v1/report, /health, /load, /stats    operator token with role "report" (logged)
+GET  /api/v1/visits, /contacts                 operator token with role "tracing" (logged)
+GET/POST /login, POST /logout                  browser sign-in for the report page (cookie)
 PUT  /api/v1/documents/{scope}/{name}          operator token with role "ops": a signed document
 GET  /api/v1/documents                         gateway token: index of its site's documents (ETag)
 GET  /api/v1/documents/{scope}/{name}          gateway token: the bytes; If-None-Match "v<n>" -> 304
@@ -26,8 +27,9 @@ from central.config import CentralConfig, load_config
 from central.documents import ALL_SITES, DocumentStore, index_etag, version_etag
 from central.ingest import BatchError, TimeWindow, ingest_batch, parse_batch
 from central.migrate import migrate
+from central.operators import CredentialRefused, Identity, OperatorBook
 from central.store import Store, StoreUnavailable
-from central.web import report_page
+from central.web import login, report_page
 from common.reload import ReloadingFile
 from protocol.documents import MAX_DOCUMENT_BYTES
 from protocol.reasons import ProtocolError, Reason
@@ -112,16 +114,37 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
         # plain lists of strings: skip FastAPI's per-element jsonable_encoder walk
         return JSONResponse(result.to_json())
 
-    def operator(request: Request, role: str) -> str:
+    operators = OperatorBook(config)  # inline [operators] + the operator registry file
+    sessions = login.Sessions()
+
+    def identify(request: Request) -> Identity:
+        """Bearer token; for reads, a browser session cookie (SameSite=Strict) too."""
         token = _bearer(request)
-        found = config.operator_for(token) if token else None
-        if found is None:
-            raise HTTPException(401, "operator bearer token required")
-        name, entry = found
-        if role not in entry.roles:
-            log.warning("operator %s refused: needs role %s", name, role)
-            raise HTTPException(403, f"role {role} required")
-        return name
+        if token is not None:
+            return operators.authenticate(token)
+        session = sessions.get(request.cookies.get(login.SESSION_COOKIE))
+        if session is not None and request.method == "GET":
+            identity = operators.by_hash(session.token_sha256)  # revoked: refused at once
+            if identity.name == session.name:
+                return identity
+        raise CredentialRefused("operator credential required")
+
+    def operator(request: Request, role: str) -> Identity:
+        try:
+            identity = identify(request)
+        except CredentialRefused as exc:
+            raise HTTPException(401, str(exc)) from None
+        try:
+            return identity.require(role)
+        except CredentialRefused as exc:
+            log.warning("operator %s (%s) refused: needs %s", identity.name, identity.role, role)
+            raise HTTPException(403, str(exc)) from None
+
+    def audit(who: Identity, query: str, params: dict, rows: int) -> None:
+        queries.log_access(store, who.name, "api", query, params, rows, who.role)
+
+    def local(rows: list[dict]) -> list[dict]:
+        return queries.local_times(rows, config.timezone_for)
 
     documents = DocumentStore(
         store, root_keyring(bytes.fromhex(k) for k in config.root_public_keys)
@@ -129,7 +152,7 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
 
     @app.put("/api/v1/documents/{scope}/{name}")
     async def put_document(scope: str, name: str, request: Request) -> Any:
-        by = operator(request, "ops")
+        by = operator(request, "ops").name
         body = await read_body(request, MAX_DOCUMENT_BYTES)
         if body is None:
             return _error(413, Reason.TOO_LARGE, f"body larger than {MAX_DOCUMENT_BYTES} B")
@@ -191,8 +214,11 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
         from_ms: int = 0,
         to_ms: int = 2**62,
     ) -> list[dict]:
-        name = operator(request, "tracing")
-        return queries.visits(store, bytes.fromhex(sub), from_ms, to_ms, operator=name, via="api")
+        who = operator(request, "tracing")
+        rows = queries.visits(
+            store, bytes.fromhex(sub), from_ms, to_ms, operator=who.name, via="api", role=who.role
+        )
+        return local(rows)
 
     @app.get("/api/v1/contacts")
     def get_contacts(
@@ -202,35 +228,52 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
         from_ms: int = 0,
         to_ms: int = 2**62,
     ) -> list[dict]:
-        name = operator(request, "tracing")
-        return queries.contacts(
-            store, bytes.fromhex(sub), window_min, from_ms, to_ms, operator=name, via="api"
+        who = operator(request, "tracing")
+        rows = queries.contacts(
+            store,
+            bytes.fromhex(sub),
+            window_min,
+            from_ms,
+            to_ms,
+            operator=who.name,
+            via="api",
+            role=who.role,
         )
+        return local(rows)
 
     @app.get("/api/v1/report")
     def get_report(
         request: Request, day: dt.date, site: str | None = None, days: int = Query(1, ge=1, le=62)
     ) -> list[dict]:
-        operator(request, "report")
-        return queries.report(store, day, site=site, days=days, tz=config.timezone)
+        who = operator(request, "report")
+        rows = queries.report(store, day, site=site, days=days, tz=config.timezone)
+        audit(who, "report", {"day": day, "site": site, "days": days}, len(rows))
+        return rows
 
     @app.get("/api/v1/health")
     def get_health(request: Request, from_ms: int, to_ms: int) -> list[dict]:
-        operator(request, "report")
-        return queries.health(store, from_ms, to_ms)
+        who = operator(request, "report")
+        rows = queries.health(store, from_ms, to_ms)
+        audit(who, "health", {"from": from_ms, "to": to_ms}, len(rows))
+        return local(rows)
 
     @app.get("/api/v1/load")
     def get_load(request: Request, site: str | None = None, since_ms: int = 0) -> list[dict]:
-        operator(request, "report")
-        return queries.load(store, site=site, since_ms=since_ms)
+        who = operator(request, "report")
+        rows = queries.load(store, site=site, since_ms=since_ms)
+        audit(who, "load", {"site": site, "since": since_ms}, len(rows))
+        return local(rows)
 
     @app.get("/api/v1/stats")
     def get_stats(request: Request) -> dict:
-        operator(request, "report")
-        return queries.stats(store)
+        who = operator(request, "report")
+        result = queries.stats(store)
+        audit(who, "stats", {}, len(result["by_device"]))
+        return result
 
     # totals per checkpoint and period: page, CSV and JSON (central/web/report_page.py)
-    report_page.add_routes(app, store, config.timezone, operator)
+    report_page.add_routes(app, store, config.timezone, operator, audit)
+    login.add_routes(app, sessions, operators.authenticate)
     return app
 
 

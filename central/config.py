@@ -3,7 +3,8 @@
 A relative registry path is relative to the config file. $CHOT_CENTRAL_STORE overrides
 `store` (a database password belongs in the environment, not in the file). Operator tokens
 (for the read and tracing API) are stored as SHA-256 hashes, like the gateway tokens in the
-registry; `chot central token` prints a new token and its hash.
+registry: inline under [operators], or in the operator registry file (`operators_file`) that
+`chot provision operator add NAME --role tracer|report` writes (central/operators.py).
 """
 
 import hashlib
@@ -28,6 +29,11 @@ class Operator(StrictModel):
         description="report: reports, health, load, stats; tracing: visits and contacts; "
         "ops: publish signed documents (`chot provision publish`)",
     )
+    role: str | None = Field(
+        None, description="the role the credential was issued for (tracer, report, ops)"
+    )
+    revoked: bool = Field(False, description="a revoked credential is refused")
+    issued_at: int | None = Field(None, description="Unix s (provisioning)")
 
 
 class CentralConfig(StrictModel):
@@ -43,12 +49,26 @@ class CentralConfig(StrictModel):
         description="larger request bodies get 413 before they are read",
     )
     retention_days: int | None = Field(None, ge=1, description="drop days older than this")
-    timezone: str = Field("Asia/Ho_Chi_Minh", description="local day for reports")
+    timezone: str = Field(
+        "Asia/Ho_Chi_Minh", description="local day for reports; sites not in site_timezones"
+    )
+    site_timezones: dict[str, str] = Field(
+        default_factory=dict,
+        description="site -> IANA zone: times people read (tracing, reports) are shown in it",
+    )
     operators: dict[str, Operator] = Field(default_factory=dict)
+    operators_file: Path | None = Field(
+        None,
+        description="operator registry JSON from `chot provision operator add NAME --role "
+        "tracer|report` (HOME/central/operators.json): hashed tokens, re-read on change",
+    )
     root_public_keys: list[PublicKeyHex] = Field(
         default_factory=list,
         description="hex Ed25519 ops root keys: published documents must verify against one",
     )
+
+    def timezone_for(self, site: str | None) -> str:
+        return self.site_timezones.get(site or "", self.timezone)
 
     def operator_for(self, token: str) -> tuple[str, Operator] | None:
         digest = hash_token(token)

@@ -1,37 +1,74 @@
 """The questions a health authority asks of the central store, for both the CLI and the API.
 
 Every query runs on both backends (`:name` parameters, portable SQL). Times are Unix ms.
-Tracing queries (`visits`, `contacts`) take the operator's name and write the access log
-before returning: access to tracing is restricted and logged.
+Tracing queries (`visits`, `contacts`) take the operator's name (and the role of their
+credential) and write the access log before returning: access to tracing is restricted and
+logged. People read times in the site's zone: `local_times` turns each time field `X` into
+`X_ms` and `X_local` (ISO 8601 with the offset, e.g. 2021-08-20T09:15:00+07:00); tables
+(central/human.py) show the local one.
 """
 
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from central.store import Store
+from common.localtime import local
 
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
 HOUR_MS = 3_600_000
 PERSON_TYPES = "('scan', 'manual')"  # events that mean "a person was at a checkpoint"
+TIME_FIELDS = ("t", "first_t", "last_t", "at", "received_at", "last_received")
 
 
-def log_access(store: Store, operator: str, via: str, query: str, params: dict, rows: int) -> None:
-    """Record who ran which tracing query, when, with which parameters, and how many rows."""
+def log_access(
+    store: Store,
+    operator: str,
+    via: str,
+    query: str,
+    params: dict,
+    rows: int,
+    role: str | None = None,
+) -> None:
+    """Record who (name, credential role) ran which query, when, with which parameters, and
+    how many rows."""
     store.execute(
-        "INSERT INTO access_log (at, operator, via, query, params, row_count) "
-        "VALUES (:at, :operator, :via, :query, :params, :rows)",
+        "INSERT INTO access_log (at, operator, role, via, query, params, row_count) "
+        "VALUES (:at, :operator, :role, :via, :query, :params, :rows)",
         {
             "at": int(time.time() * 1000),
             "operator": operator,
+            "role": role,
             "via": via,
             "query": query,
-            "params": json.dumps(params, sort_keys=True),
+            "params": json.dumps(params, sort_keys=True, default=str),
             "rows": rows,
         },
     )
+
+
+def iso_local(t_ms: int, tz: str) -> str:
+    """2021-08-20T09:15:00+07:00: what a person reads, in the site's zone."""
+    return local(t_ms, tz).isoformat(timespec="seconds")
+
+
+def local_times(rows: list[dict], timezone_for: Callable[[str | None], str]) -> list[dict]:
+    """Each time field X (Unix ms) -> X_ms and X_local in the row's site's zone (JSON)."""
+    out = []
+    for row in rows:
+        tz = timezone_for(row.get("site"))
+        item: dict[str, Any] = {}
+        for key, value in row.items():
+            if key in TIME_FIELDS and isinstance(value, int):
+                item[f"{key}_ms"] = value
+                item[f"{key}_local"] = iso_local(value, tz) if value else None
+            else:
+                item[key] = value
+        out.append(item)
+    return out
 
 
 def _require_operator(operator: str) -> None:
@@ -40,7 +77,14 @@ def _require_operator(operator: str) -> None:
 
 
 def visits(
-    store: Store, sub: bytes, t_from: int, t_to: int, *, operator: str, via: str = "cli"
+    store: Store,
+    sub: bytes,
+    t_from: int,
+    t_to: int,
+    *,
+    operator: str,
+    via: str = "cli",
+    role: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every checkpoint event of one subject pseudonym in [t_from, t_to): tracing."""
     _require_operator(operator)
@@ -51,9 +95,8 @@ def visits(
         {"sub": sub, "t_from": t_from, "t_to": t_to},
     )
     result = [{**r, "ref": _hex(r["ref"])} for r in rows]
-    log_access(
-        store, operator, via, "visits", {"sub": sub.hex(), "from": t_from, "to": t_to}, len(result)
-    )
+    params = {"sub": sub.hex(), "from": t_from, "to": t_to}
+    log_access(store, operator, via, "visits", params, len(result), role)
     return result
 
 
@@ -66,6 +109,7 @@ def contacts(
     *,
     operator: str,
     via: str = "cli",
+    role: str | None = None,
 ) -> list[dict[str, Any]]:
     """Other subjects seen at the same site within ±window_min of one of the subject's visits
     in [t_from, t_to): contact tracing. One row per (contact, site), closest gap first."""
@@ -120,6 +164,7 @@ def contacts(
         "contacts",
         {"sub": sub.hex(), "window_min": window_min, "from": t_from, "to": t_to},
         len(result),
+        role,
     )
     return result
 
@@ -314,7 +359,7 @@ def stats(store: Store) -> dict[str, Any]:
 
 def access_log(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     return store.fetch(
-        "SELECT at, operator, via, query, params, row_count FROM access_log "
+        "SELECT at, operator, role, via, query, params, row_count FROM access_log "
         "ORDER BY id DESC LIMIT :limit",
         {"limit": limit},
     )

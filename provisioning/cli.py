@@ -237,11 +237,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = _leaf(gateway, "revoke", "revoke a gateway everywhere", cmd_revoke_unit)
     p.add_argument("id")
 
-    operator = _group(psub, "operator", "gate operators' logins for the gateway page")
-    p = _leaf(operator, "add", "add an operator (argon2id hash)", cmd_operator_add)
-    p.add_argument("site")
-    p.add_argument("user")
+    operator = _group(psub, "operator", "gate operators' logins; health staff's credentials")
+    p = _leaf(operator, "add", "add an operator (argon2id hash) or credential", cmd_operator_add)
+    p.add_argument("site", metavar="SITE|NAME")
+    p.add_argument("user", nargs="?", help="gate operator's user name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    from provisioning import operators
+
+    operators.add_arguments(p)  # --role tracer|report|ops: a central credential
+    p = _leaf(operator, "revoke", "revoke a central operator's credential", cmd_operator_revoke)
+    p.add_argument("name")
 
     broker = _group(psub, "broker", "the site's Mosquitto")
     p = _leaf(broker, "config", "generate the complete broker configuration", cmd_broker_config)
@@ -497,12 +502,24 @@ def cmd_device_list(args: argparse.Namespace) -> Output:
 def cmd_operator_add(args: argparse.Namespace) -> Output:
     import getpass
 
+    from provisioning import operators
+
+    if args.role != "gate":  # a central credential for health staff
+        return Output(operators.cmd_add(args, _home(args).path))
+    if args.user is None:
+        raise ValueError("a gate operator needs SITE USER (or --role tracer|report|ops NAME)")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass(f"password for {args.user}: ")
     path = _home(args).add_operator(args.site, args.user, password)
     return Output({"operator": args.user, "site": args.site, "users_file": str(path)})
+
+
+def cmd_operator_revoke(args: argparse.Namespace) -> Output:
+    from provisioning.operators import revoke_operator
+
+    return Output(revoke_operator(_home(args).path, args.name))
 
 
 def cmd_broker_config(args: argparse.Namespace) -> Output:

@@ -4,7 +4,9 @@ Server-rendered table (readable without JavaScript, printable) plus one Chart.js
 checkpoint (accepted and rejected per local day). Chart.js is vendored in ``static/`` (MIT,
 its header kept) and served by the centre itself: a centre may have no internet, so no CDN.
 A charting library rather than hand-drawn SVG: axes, stacking, tooltips and legends come
-tested. The page needs an operator token with role ``report``, like /api/v1/report.
+tested. The page needs an operator credential with role ``report``, like /api/v1/report: a
+bearer token, or the session a browser gets by signing in at /login (central/web/login.py);
+a browser without one is sent to the sign-in form. Every view is in the access log.
 """
 
 import datetime as dt
@@ -12,9 +14,11 @@ import html
 import json
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from central.reports import Report, build_report
 from central.store import Store
@@ -36,6 +40,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 </style>
 <script src="static/{chart_js}"></script>
 </head><body>
+<form method="post" action="logout" style="float: right"><button>Sign out</button></form>
 <h1>Checkpoint report, {period}</h1>
 <p>Days in {timezone}. Declarations: every person checked (scans and manual entries).</p>
 <ul class="summary">{summary}</ul>
@@ -99,27 +104,38 @@ def render(report: Report) -> str:
 
 
 def add_routes(
-    app: FastAPI, store: Store, timezone: str, operator: Callable[[Request, str], str]
+    app: FastAPI,
+    store: Store,
+    timezone: str,
+    operator: Callable[[Request, str], object],
+    audit: Callable[[object, str, dict, int], None],
 ) -> None:
     """The page, its CSV/JSON twins, and the vendored script (public: it is Chart.js)."""
 
     def report_for(request: Request, day: dt.date, to: dt.date | None, site: str | None):
-        operator(request, "report")
+        who = operator(request, "report")
         try:
-            return build_report(store, day, to, site=site, tz=timezone)
+            report = build_report(store, day, to, site=site, tz=timezone)
         except ValueError as exc:
-            from fastapi import HTTPException
-
             raise HTTPException(422, str(exc)) from None
+        audit(who, "report_totals", {"from": day, "to": to, "site": site}, len(report.days))
+        return report
 
     @app.get("/report", response_class=HTMLResponse)
     def report_page(
         request: Request,
-        day: dt.date = Query(alias="from"),
+        day: dt.date | None = Query(None, alias="from"),
         to: dt.date | None = None,
         site: str | None = None,
-    ) -> HTMLResponse:
-        return HTMLResponse(render(report_for(request, day, to, site)))
+    ) -> Response:
+        first = day or dt.datetime.now(ZoneInfo(timezone)).date()  # default: today, locally
+        try:
+            return HTMLResponse(render(report_for(request, first, to, site)))
+        except HTTPException as exc:
+            if exc.status_code != 401 or "text/html" not in request.headers.get("accept", ""):
+                raise
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
     @app.get("/api/v1/report/totals")
     def report_totals(

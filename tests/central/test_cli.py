@@ -14,6 +14,7 @@ from central.ingest import ingest_batch
 from central.store import Store
 from common.cli import UsageError
 from tests.central.fixtures import DAY, MIN, T0, Fleet, sub
+from tests.central.test_tracer_auth import credential_for
 
 
 def run(argv: list[str]) -> int:
@@ -40,50 +41,53 @@ def test_migrate_and_stats_json(filled: Store, capsys: pytest.CaptureFixture[str
 
 
 def test_visits_needs_an_operator_and_is_logged(
-    filled: Store, capsys: pytest.CaptureFixture[str]
+    filled: Store, capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch
 ) -> None:
-    with pytest.raises(SystemExit) as exited:
+    monkeypatch.delenv("CHOT_CREDENTIAL", raising=False)
+    with pytest.raises(UsageError, match="--credential"):
         run(["central", "visits", "--store", filled.url, "--sub", sub(1).hex()])
-    assert exited.value.code == 2
     assert queries.access_log(filled) == []
+    config, credential = credential_for(tmp_path, filled.url)
     code = run(
         [
             "central",
             "visits",
-            "--store",
-            filled.url,
+            "--config",
+            str(config),
             "--sub",
             sub(1).hex(),
             "--from",
             "2021-08-01",
             "--to",
             "2021-08-02",
-            "--operator",
-            "dr-lan",
+            "--credential",
+            str(credential),
             "--json",
         ]
     )
     assert code == 0
     visits = json.loads(capsys.readouterr().out)
-    assert [v["t"] for v in visits] == [T0 + 10 * MIN, T0 + 40 * MIN]
-    assert queries.access_log(filled)[0]["operator"] == "dr-lan"
+    assert [v["t_ms"] for v in visits] == [T0 + 10 * MIN, T0 + 40 * MIN]
+    assert queries.access_log(filled)[0]["operator"] == "staff-tracer"
     with pytest.raises(UsageError):
-        run(["central", "visits", "--store", filled.url, "--sub", "zz", "--operator", "x"])
+        run(["central", "visits", "--config", str(config), "--sub", "zz"])
 
 
-def test_contacts_csv_and_report_table(filled: Store, capsys: pytest.CaptureFixture[str]) -> None:
+def test_contacts_csv_and_report_table(
+    filled: Store, capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch
+) -> None:
+    config, credential = credential_for(tmp_path, filled.url)
+    monkeypatch.setenv("CHOT_CREDENTIAL", str(credential))
     code = run(
         [
             "central",
             "contacts",
-            "--store",
-            filled.url,
+            "--config",
+            str(config),
             "--sub",
             sub(7).hex(),
             "--window-min",
             "15",
-            "--operator",
-            "dr-lan",
             "--csv",
         ]
     )
@@ -96,11 +100,13 @@ def test_contacts_csv_and_report_table(filled: Store, capsys: pytest.CaptureFixt
 
 
 def test_report_table_in_the_command_lines_language(
-    filled: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    filled: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     """Headings and reasons in words (CHOT_LANG); the data itself as it is."""
+    config, credential = credential_for(tmp_path, filled.url, "report")
+    monkeypatch.setenv("CHOT_CREDENTIAL", str(credential))
     monkeypatch.setenv("CHOT_LANG", "en")
-    assert run(["central", "report", "--store", filled.url, "--day", "2021-08-01"]) == 0
+    assert run(["central", "report", "--config", str(config), "--day", "2021-08-01"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert re.split(r"\s{2,}", out[0])[:8] == [
         "Site",
@@ -115,7 +121,7 @@ def test_report_table_in_the_command_lines_language(
     assert out[2].split()[:7] == ["HN-01", "2021-08-01", "lane-2", "1", "0", "1", "0"]
     assert "Revoked: 1" in out[2] and "revoked=1" not in out[2]
     monkeypatch.setenv("CHOT_LANG", "vi")
-    assert run(["central", "report", "--store", filled.url, "--day", "2021-08-01"]) == 0
+    assert run(["central", "report", "--config", str(config), "--day", "2021-08-01"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Điểm chốt") and "Lý do từ chối" in out[0]
     assert "Đã bị thu hồi: 1" in out[2]

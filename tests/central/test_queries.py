@@ -248,8 +248,10 @@ def test_api_read_endpoints_need_roles_and_tracing_is_logged(filled: Store, flee
     tracer = operator_headers("tracer")
     assert len(client.get("/api/v1/visits", params=params, headers=tracer).json()) == 2
     assert len(client.get("/api/v1/contacts", params=params, headers=tracer).json()) == 2
-    log = queries.access_log(filled)
-    assert [(e["operator"], e["via"], e["query"]) for e in log] == [
-        ("tracer", "api", "contacts"),
-        ("tracer", "api", "visits"),
+    log = queries.access_log(filled)  # every query, with the credential's name and role
+    assert [(e["operator"], e["role"], e["via"], e["query"]) for e in log] == [
+        ("tracer", "report+tracing", "api", "contacts"),
+        ("tracer", "report+tracing", "api", "visits"),
+        ("analyst", "report", "api", "report"),
+        ("analyst", "report", "api", "stats"),
     ]

@@ -19,6 +19,7 @@ from central.queries import day_range
 from central.reports import build_report
 from central.store import EventRow, Store
 from chot.cli import main
+from tests.central.test_tracer_auth import credential_for
 
 TZ = "Asia/Ho_Chi_Minh"
 DAY1, DAY2 = dt.date(2021, 9, 1), dt.date(2021, 9, 2)
@@ -130,7 +131,9 @@ def test_cli_report_totals_json_and_csv(tmp_path, capsys):
         migrate(store)
         store.insert_events(list(rows("HCMC", DAY1, [("pass", "ok")] * 4 + [("fail", "expired")])))
         store.insert_events(list(rows("HCMC", DAY2, [("pass", "ok")] * 2)))
-    args = ["central", "report", "--store", url, "--day", "2021-09-01", "--days", "2", "--totals"]
+    config, credential = credential_for(tmp_path, url, "report")
+    args = ["central", "report", "--config", str(config), "--credential", str(credential)]
+    args += ["--day", "2021-09-01", "--days", "2", "--totals"]
     assert main([*args, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[-1]["period"] == "2021-09-01..2021-09-02"
