@@ -460,7 +460,7 @@ def cmd_revoke_unit(args: argparse.Namespace) -> Output:
     home = _home(args)
     home.revoke_device(args.id)
     data = {"revoked": args.id, "revocation_version": home.state.revocation_version}
-    next_step = N_("reload the site broker: broker config again, or SIGHUP")
+    next_step = N_("publish it: chot provision publish (the gateway removes its broker login)")
     return Output(
         {**data, "next": next_step},
         [

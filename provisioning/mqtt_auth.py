@@ -3,7 +3,9 @@
 Passwords: lines of mosquitto's password_file in its own `$7$` format (PBKDF2-SHA512, 101
 iterations, 12-byte salt — what `mosquitto_passwd` 2.x writes), computed here so no password
 ever appears on a command line (`mosquitto_passwd -b` would show it in `ps`). Revoking a device
-deletes its line; the broker re-reads the file on SIGHUP.
+deletes its line. Provisioned brokers use Mosquitto's dynamic-security plugin instead
+(provisioning/dynsec.py): these hashes seed the gateways' logins in its file, and the gateway
+adds and removes units' logins from the signed registry.
 
 ACL: `pattern` lines with %u (username = device id) give every device exactly its own topics;
 the gateway gets a `user` block for the whole site. The site is literal in every line, so a

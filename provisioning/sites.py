@@ -259,8 +259,9 @@ def revoke_signer(home: HomeFiles, unit_id: str) -> str:
     id in the state's revoked devices. Returns its site.
 
     The caller (``OpsHome``) then re-signs the revocation list, which also refreshes the site's
-    gateway bundles. The site broker must re-read its files (SIGHUP; `chot provision broker
-    config` again copies them).
+    gateway bundles. `chot provision publish` then takes the signed registry to the centre; the
+    site's gateway fetches it and deletes the unit's broker login (dynamic security) within a
+    minute, with no file copied and no broker restart.
     """
     registry = home.registry()
     signer = registry.signers.get(unit_id)
