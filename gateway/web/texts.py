@@ -58,6 +58,12 @@ ALERT_TEXTS: dict[str, tuple[str, str]] = {
         N_("gateway clock not synchronised"),
         N_("scans will show amber; check the gateway's NTP/GPS"),
     ),
+    # a unit cut off from the gateway let through a pass another lane had already let
+    # through (gateway/recent_passes.py): seen afterwards, listed under pass_repeats
+    "pass_repeated": (
+        N_("one pass let through at two lanes"),
+        N_("check this person again"),
+    ),
 }
 # a scanner's clock column: what its heartbeat's clock state means (protocol/clock.py)
 CLOCK_TEXT = {
