@@ -54,3 +54,21 @@ def test_incomplete_bundle_is_left_alone(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "lacks device.key" in result.stdout
     assert (src / "device.toml").exists() and not etc.exists()
+
+
+def test_the_time_source_drop_in_reaches_timesyncd(tmp_path: Path) -> None:
+    """The bundle's timesyncd drop-in (NTP = the site gateway) is installed where timesyncd
+    reads it, and nothing is left on the card."""
+    src, etc = tmp_path / "boot" / "chot", tmp_path / "etc" / "chot"
+    timesyncd = tmp_path / "etc" / "systemd" / "timesyncd.conf.d"
+    _bundle(src, BUNDLE)
+    (src / "timesyncd.conf.d").mkdir()
+    (src / "timesyncd.conf.d" / "chot.conf").write_text("[Time]\nNTP=gw.hn01.lan\nFallbackNTP=\n")
+    env = dict(os.environ, CHOT_ETC=str(etc), CHOT_TIMESYNCD_DIR=str(timesyncd))
+    result = subprocess.run([str(SCRIPT), str(src)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    installed = timesyncd / "chot.conf"
+    assert "NTP=gw.hn01.lan" in installed.read_text()
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o644
+    assert not src.exists(), "the drop-in must not stay on the boot partition"
+    assert "time source: NTP=gw.hn01.lan" in result.stdout
