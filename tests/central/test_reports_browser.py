@@ -7,10 +7,11 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from central import queries
 from central.api import create_app
 from central.backends import open_store
 from central.migrate import migrate
-from tests.central.fixtures import operator_headers
+from tests.central.fixtures import OPERATOR_TOKENS, operator_headers
 from tests.central.server import serve
 from tests.central.test_reports import DAY1, DAY2, rows
 
@@ -79,4 +80,54 @@ def test_report_page_shows_both_sites_with_a_chart_each(fleet, tmp_path):
     assert not outside, outside  # nothing fetched from the internet
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    store.close()
+
+
+def test_health_staff_sign_in_through_the_form(fleet, tmp_path):
+    """No bearer header: the browser is sent to /login, the credential's token goes into the
+    form, a Secure HttpOnly SameSite=Strict session cookie opens the page; a tracer-less
+    report token is enough, a wrong one is refused, a form post without the CSRF cookie is
+    refused, signing out ends the session."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    store = open_store(f"sqlite:///{tmp_path}/central.db")
+    migrate(store)
+    store.insert_events(list(rows("HCMC", DAY1, [("pass", "ok")] * 12 + [("fail", "expired")])))
+    app = create_app(fleet.config(f"sqlite:///{tmp_path}/central.db"), store)
+    query = f"report?from={DAY1.isoformat()}"
+    with serve(app) as url:
+        forged = httpx.post(
+            f"{url}/login",
+            data={"token": OPERATOR_TOKENS["analyst"], "csrf": "x", "next": "/report"},
+        )
+        assert forged.status_code == 403 and "chot_session" not in forged.cookies
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(f"{url}/{query}")
+            assert page.url.startswith(f"{url}/login?next=")
+            page.fill("input[name=token]", "not-a-real-token")
+            page.click("button[type=submit]")
+            assert "unknown credential" in page.inner_text("#error")
+            page.fill("input[name=token]", OPERATOR_TOKENS["analyst"])
+            page.click("button[type=submit]")
+            page.wait_for_function("document.body.dataset.charts === '1'")
+            assert page.url == f"{url}/{query}"
+            assert "HCMC, 2021-09-01: 13 declarations, 12 accepted, 1 rejected" in page.inner_text(
+                "body"
+            )
+            [session] = [c for c in context.cookies() if c["name"] == "chot_session"]
+            assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Strict"
+            assert page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read it
+            page.click("text=Sign out")
+            page.wait_for_url(f"{url}/login")
+            page.goto(f"{url}/{query}")
+            assert page.url.startswith(f"{url}/login?next=")
+            browser.close()
+    with open_store(f"sqlite:///{tmp_path}/central.db") as check:
+        log = queries.access_log(check)
+    assert [(e["operator"], e["via"], e["query"]) for e in log] == [
+        ("analyst", "api", "report_totals")
+    ]
     store.close()
