@@ -142,11 +142,11 @@ def test_provision_revoke_lines_and_json(site: dict, tmp_path: Path) -> None:
     assert chot("en", "provision", "gateway", "add", *spare).returncode == 0
     cut = chot("vi", "provision", "gateway", "revoke", "--home", site["home"], "hn01-gw2")
     assert cut.stdout.splitlines()[0].startswith("Đã thu hồi: hn01-gw2 (danh sách thu hồi")
-    assert "Bước tiếp theo: nạp lại máy chủ tin nhắn" in cut.stdout
+    assert cut.stdout.splitlines()[1].startswith("Bước tiếp theo: công bố thay đổi: ")
     spare = ("--home", site["home"], "HN-01", "hn01-gw3")
     assert chot("en", "provision", "gateway", "add", *spare).returncode == 0
     cut = chot("vi", "provision", "gateway", "revoke", *spare[:2], "hn01-gw3", "--json")
-    next_step = "reload the site broker: broker config again, or SIGHUP"
+    next_step = "publish it: chot provision publish (the gateway removes its broker login)"
     assert json.loads(cut.stdout) | {"revocation_version": 0} == {
         "revoked": "hn01-gw3",
         "revocation_version": 0,
