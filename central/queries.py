@@ -10,11 +10,11 @@ logged. People read times in the site's zone: `local_times` turns each time fiel
 
 import datetime as dt
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from central import audit
 from central.store import Store
 from common.localtime import local
 
@@ -34,20 +34,9 @@ def log_access(
     role: str | None = None,
 ) -> None:
     """Record who (name, credential role) ran which query, when, with which parameters, and
-    how many rows."""
-    store.execute(
-        "INSERT INTO access_log (at, operator, role, via, query, params, row_count) "
-        "VALUES (:at, :operator, :role, :via, :query, :params, :rows)",
-        {
-            "at": int(time.time() * 1000),
-            "operator": operator,
-            "role": role,
-            "via": via,
-            "query": query,
-            "params": json.dumps(params, sort_keys=True, default=str),
-            "rows": rows,
-        },
-    )
+    how many rows. Durable on return: on the leader, or while there is none in the local
+    audit spool (central/audit.py); AuditUnavailable refuses the query otherwise."""
+    audit.record(store, operator, via, query, params, rows, role)
 
 
 def iso_local(t_ms: int, tz: str) -> str:

@@ -90,6 +90,7 @@ class Store(ABC):
 
     dialect: str
     url: str
+    audit_trail: Any = None  # central/audit.py's AuditTrail, made at the first audited query
 
     @abstractmethod
     def insert_events(self, rows: Sequence[EventRow]) -> set[bytes]:
@@ -102,6 +103,12 @@ class Store(ABC):
     @abstractmethod
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         """Run one statement in its own transaction; return the row count."""
+
+    def execute_within(self, sql: str, params: Mapping[str, Any] | None, wait_s: float) -> int:
+        """`execute`, giving up with StoreUnavailable after about `wait_s` without a server
+        that takes the write: for a write that has somewhere else to go (central/audit.py's
+        spool). A local database has no leader to wait for."""
+        return self.execute(sql, params)
 
     @abstractmethod
     def delete_days_before(self, cutoff_day: int) -> dict[str, Any]:

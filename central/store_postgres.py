@@ -208,10 +208,17 @@ class PostgresStore(Store):
     def _conn(self) -> AbstractContextManager[psycopg.Connection]:
         return self._write.conn()
 
-    def _retrying(self, work: Callable[[], _T], what: str, pool: "_Pool | None" = None) -> _T:
-        """Run `work`, again on a fresh connection while the cluster fails over."""
+    def _retrying(
+        self,
+        work: Callable[[], _T],
+        what: str,
+        pool: "_Pool | None" = None,
+        wait_s: float | None = None,
+    ) -> _T:
+        """Run `work`, again on a fresh connection while the cluster fails over (for
+        `failover_wait_s`, or `wait_s`)."""
         pool = pool or self._write
-        deadline = time.monotonic() + self.failover_wait_s
+        deadline = time.monotonic() + (self.failover_wait_s if wait_s is None else wait_s)
         attempt = 0
         while True:
             attempt += 1
@@ -357,6 +364,21 @@ class PostgresStore(Store):
                 return conn.execute(_pg_sql(sql), dict(params or {})).rowcount
 
         return self._retrying(run, "statement")
+
+    def execute_within(self, sql: str, params: Mapping[str, Any] | None, wait_s: float) -> int:
+        """A statement the leader must take within `wait_s`, synchronous standby included
+        (a commit it has not confirmed by then counts as not taken: the caller keeps the
+        write elsewhere, so it must be idempotent)."""
+
+        def run() -> int:
+            with self._write.conn(min(self.commit_timeout_s, wait_s)) as conn:
+                count = conn.execute(_pg_sql(sql), dict(params or {})).rowcount
+            if conn in self._write.unconfirmed:
+                self._write.unconfirmed.discard(conn)
+                raise StoreUnavailable("no synchronous standby confirmed the commit in time")
+            return count
+
+        return self._retrying(run, "statement", wait_s=wait_s)
 
     def delete_days_before(self, cutoff_day: int) -> dict[str, Any]:
         """DROP whole day partitions older than the cutoff: instant, no vacuum debt. One

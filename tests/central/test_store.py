@@ -11,8 +11,9 @@ from tests.central.fixtures import DAY, HOUR, T0, Fleet
 
 def test_migrations_are_numbered_once_and_idempotent(store: Store) -> None:
     expected = [m.version for m in migrations_for(store.dialect)]
-    assert expected == [1, 2, 3, 4, 5]  # 0005: events.ep, the unit's outbox epoch
-    assert store.applied_versions() == {1, 2, 3, 4, 5}
+    # 0005: events.ep; 0006: access_log.role; 0007: access_log.entry_id (the audit spool)
+    assert expected == [1, 2, 3, 4, 5, 6, 7]
+    assert store.applied_versions() == set(expected)
     assert migrate(store) == []
     with open_store(store.url) as second:
         assert migrate(second) == []
