@@ -290,14 +290,17 @@ class E2ESite:
         )
 
     def check_exactly_once(self) -> dict[str, list[dict[str, Any]]]:
-        """The central store's invariants: no eid twice, no (dev, seq) twice, seq 1..N
-        contiguous per unit with N = the unit's committed sequence. Returns rows by unit."""
+        """The central store's invariants: no eid twice, no (dev, ep, seq) twice, seq 1..N
+        contiguous per unit with N = the unit's committed sequence (units keep one outbox epoch
+        here; tests/e2e/test_epochs.py checks a re-imaged unit per epoch). Returns rows by
+        unit."""
         dup_eid = self.central_fetch("SELECT COUNT(*) - COUNT(DISTINCT eid) AS n FROM events")
         assert int(dup_eid[0]["n"]) == 0, "an event id is stored twice"
         dup_seq = self.central_fetch(
-            "SELECT dev, seq, COUNT(*) AS n FROM events GROUP BY dev, seq HAVING COUNT(*) > 1"
+            "SELECT dev, ep, seq, COUNT(*) AS n FROM events GROUP BY dev, ep, seq "
+            "HAVING COUNT(*) > 1"
         )
-        assert dup_seq == [], f"(dev, seq) stored twice: {dup_seq[:5]}"
+        assert dup_seq == [], f"(dev, ep, seq) stored twice: {dup_seq[:5]}"
         rows = self.central_fetch(
             "SELECT dev, seq, ref, verdict, reason, clock, t, received_at FROM events "
             "WHERE typ = 'scan' ORDER BY dev, seq"
