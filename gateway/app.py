@@ -121,7 +121,10 @@ class GatewayApp:
             load_signing_key(c.signing_key_file),
             self._publish_retained,
             topics.recent_topic(c.site),
+            window_s=c.policy.duplicate_window_s,
         )
+        # what was accepted before a restart is still recent: a brand-new unit gets it too
+        self.recent_passes.rebuild(self.store.accepted_passes_since(self.recent_passes.since_ms()))
         self.ingest.recent = self.recent_passes
 
     def init_forwarder(self) -> None:
@@ -252,6 +255,8 @@ class GatewayApp:
                 self.ingest.subscriptions(self.config.mqtt.shared_group)
             )
             n = self.distributor.republish_all()
+            if self.recent_passes is not None and len(self.recent_passes):
+                self.recent_passes.publish_now()  # the set rebuilt from the store at start
             self._broker_resync, self._followed_registry = True, None
             self.connected.set()
             log.info(

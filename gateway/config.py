@@ -146,6 +146,19 @@ class WebConfig(StrictModel):
         return self
 
 
+class PolicyConfig(StrictModel):
+    """Site policy the gateway applies itself; keep it equal to the units' [policy]."""
+
+    duplicate_window_s: float = Field(
+        1800.0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="how long an accepted pass stays in the site's recent set shared with "
+        "every unit (one pass, one entry per site) and how far apart two passes of it count "
+        "as a repeat; the units' [policy] duplicate_window_s (their signed config) should match",
+    )
+
+
 class GatewayConfig(StrictModel):
     id: str = Field(description="gateway id, also its signer id in the registry")
     site: str
@@ -179,6 +192,7 @@ class GatewayConfig(StrictModel):
     broker: BrokerAdminConfig = BrokerAdminConfig()
     store: StoreConfig = StoreConfig()
     web: WebConfig = WebConfig()
+    policy: PolicyConfig = PolicyConfig()
 
     @field_validator("id", "site")
     @classmethod

@@ -9,6 +9,11 @@ it into their own on-disk set and refuse the same pass as ``duplicate_recent`` o
 Units cut off from the gateway still decide alone, so the same pass can be let through at two
 lanes. The gateway sees it afterwards: a second ``pass`` of a reference it already holds is
 kept as a ``RepeatEntry`` (lanes, times; no personal data) for the status page, newest first.
+
+The window is the site's policy (gateway config ``[policy] duplicate_window_s``, equal to the
+units' own). On start the gateway rebuilds the set from its store (the accepted scans within
+the window, signed bytes kept) and republishes it once connected, so a unit that joins after a
+gateway restart, or after the broker lost its retained copy, still gets those passes.
 """
 
 import logging
@@ -99,6 +104,23 @@ class RecentPassesPublisher:
                 added = True
         if added:
             self._schedule()
+
+    def since_ms(self) -> int:
+        """The oldest device time still within the window."""
+        return self._wall_ms() - int(self.window_s * 1000)
+
+    def rebuild(self, events: Iterable[Accepted]) -> int:
+        """At start: the accepted passes the store holds within the window (oldest first);
+        published with the next snapshot (``publish_now`` once the broker is connected)."""
+        with self._lock:
+            for ev in events:
+                ref = _pass_ref(ev)
+                if ref is not None:
+                    self._note(ref, ev)
+            self._expire()
+            held = len(self._seen)
+        log.info("recent passes rebuilt from the store: %d within %.0f s", held, self.window_s)
+        return held
 
     def _note(self, ref: bytes, ev: Accepted) -> None:
         held = self._seen.get(ref)

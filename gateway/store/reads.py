@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.store import sequence
 from gateway.store.connection import StoreBase, now_ms
-from gateway.store.records import DeviceInfo, StoredEvent
+from gateway.store.records import Accepted, DeviceInfo, StoredEvent
 
 
 def _heartbeat(text: str | None) -> dict[str, Any] | None:
@@ -84,6 +84,20 @@ class StoreReads(StoreBase):
                 f"SELECT {cols} FROM events ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()[::-1]
         return [StoredEvent(r[0], r[1].hex(), *r[2:]) for r in rows]
+
+    def accepted_passes_since(self, since_ms: int) -> list[Accepted]:
+        """Scans let through (verdict pass) at or after `since_ms` (device time), oldest first,
+        with their signed bytes: the recent-pass set is rebuilt from them at start."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT eid, dev, seq, typ, t_ms, raw, verdict, reason, lane, kind, clock FROM events "
+                "WHERE typ = 'scan' AND verdict = 'pass' AND t_ms >= ? ORDER BY t_ms, id",
+                (since_ms,),
+            )
+            .fetchall()
+        )
+        return [Accepted(*r) for r in rows]
 
     def lane_counters(self, since_ms: int) -> dict[str, dict[str, int]]:
         """{lane: {reason: count}} for scans received since `since_ms`."""

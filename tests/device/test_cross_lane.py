@@ -7,6 +7,7 @@ network); the gateway flags the repeat afterwards on its status (``pass_repeats`
 ``pass_repeated``). A snapshot signed by another key is refused and changes nothing.
 """
 
+import paho.mqtt.client as mqtt
 import pytest
 from nacl.signing import SigningKey
 
@@ -65,10 +66,19 @@ def lanes(tmp_path, mosquitto, monkeypatch):
         site.registry.add(Signer(dev, SITE, "device", device_public_key(folder), lane))
     site.save_registry()
     config = site.config(broker, id=GATEWAY_ID, signing_key_file=str(key_file))
-    gateway = GatewayApp(parse_config(config)).start()
-    assert gateway.ready.wait(10)
-    yield broker, pki, configs, gateway
-    gateway.stop()
+    config["policy"] = {"duplicate_window_s": 600}  # the site's window, not a fixed 1,800 s
+    gateways = [GatewayApp(parse_config(config)).start()]
+    assert gateways[0].ready.wait(10)
+
+    def restart() -> GatewayApp:
+        gateways[-1].stop()
+        gateways.append(GatewayApp(parse_config(config)).start())
+        assert gateways[-1].ready.wait(10)
+        return gateways[-1]
+
+    yield broker, pki, configs, gateways[0], restart
+    for gateway in gateways:
+        gateway.stop()
 
 
 def unit(config, *, connect: bool = True) -> DeviceApp:
@@ -76,7 +86,7 @@ def unit(config, *, connect: bool = True) -> DeviceApp:
 
 
 def test_one_pass_one_entry_across_lanes_and_restarts(lanes):
-    _broker, pki, configs, gateway = lanes
+    _broker, pki, configs, gateway, _restart = lanes
     lane2, lane3 = unit(configs["hn01-lane2"]), unit(configs["hn01-lane3"])
     try:
         assert wait_until(lambda: lane2.uplink.connected and lane3.uplink.connected, 10)
@@ -106,7 +116,7 @@ def test_one_pass_one_entry_across_lanes_and_restarts(lanes):
 
 
 def test_units_cut_off_decide_alone_and_the_gateway_flags_the_repeat(lanes):
-    _broker, pki, configs, gateway = lanes
+    _broker, pki, configs, gateway, _restart = lanes
     text = pki.make_pass(21)
     lane2 = unit(configs["hn01-lane2"], connect=False)
     lane3 = unit(configs["hn01-lane3"], connect=False)
@@ -132,8 +142,43 @@ def test_units_cut_off_decide_alone_and_the_gateway_flags_the_repeat(lanes):
         lane3.close()
 
 
+def test_a_new_unit_gets_passes_accepted_before_a_gateway_restart(lanes):
+    """The window is the site's [policy] duplicate_window_s; a restarted gateway rebuilds its
+    recent set from its store and republishes it, so a brand-new unit (empty disk) refuses a
+    pass another lane let through before the restart, even with the broker's retained copy
+    gone (a broker restart loses it too)."""
+    broker, pki, configs, gateway, restart = lanes
+    assert gateway.recent_passes.window_s == 600
+    lane2 = unit(configs["hn01-lane2"])
+    try:
+        assert wait_until(lambda: lane2.uplink.connected, 10)
+        text = pki.make_pass(31)
+        first = lane2.handle_text(text)
+        assert first.verdict is Verdict.PASS
+        assert wait_until(lambda: len(gateway.recent_passes) == 1, 10)
+    finally:
+        lane2.close()
+    wipe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="wipe")
+    wipe.username_pw_set("gw", USERS["gw"])
+    wipe.connect(broker.host, broker.port)
+    wipe.loop_start()
+    wipe.publish(topics.recent_topic(SITE), b"", qos=1, retain=True).wait_for_publish(5)
+    wipe.loop_stop()
+    wipe.disconnect()
+    again = restart()
+    assert len(again.recent_passes) == 1 and again.recent_passes.window_s == 600
+    fresh = unit(configs["hn01-lane3"])  # never ran: nothing on its disk
+    try:
+        assert wait_until(lambda: fresh.uplink.connected, 10)
+        ref = first.pass_ref
+        assert wait_until(lambda: fresh.decider.recent.accepted_at(ref) is not None, 10)
+        assert fresh.handle_text(text).reason is Reason.DUPLICATE_RECENT
+    finally:
+        fresh.close()
+
+
 def test_a_snapshot_not_signed_by_the_pinned_gateway_is_refused(lanes):
-    _broker, _pki, configs, _gateway = lanes
+    _broker, _pki, configs, _gateway, _restart = lanes
     lane2 = unit(configs["hn01-lane2"], connect=False)
     try:
         ref = bytes(range(16))
