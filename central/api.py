@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from central import queries
+from central.audit import AuditUnavailable
 from central.backends import open_store
 from central.config import CentralConfig, load_config
 from central.documents import ALL_SITES, DocumentStore, index_etag, version_etag
@@ -62,6 +63,12 @@ def create_app(config: CentralConfig, store: Store | None = None) -> FastAPI:
     # restart; a broken file keeps the last good registry (an empty one refuses everyone)
     registries = ReloadingFile(config.registry, _load_registry, initial=Registry(), name="registry")
     app = FastAPI(title="chot central", version="1")
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_unavailable(request: Request, exc: AuditUnavailable) -> JSONResponse:
+        # no leader and the local audit spool failed: refused, never answered unaudited
+        return _error(503, "audit_unavailable", str(exc))
+
     app.state.store = store
 
     def authenticate_gateway(request: Request, registry: Registry) -> Signer | None:

@@ -25,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from central import queries
+from central.audit import AuditUnavailable
 from central.backends import open_store
 from central.cluster.cli import add_cluster_commands
 from central.config import CentralConfig, hash_token, load_config
@@ -309,7 +310,7 @@ def _traced(query: TracedQuery, grant: str) -> Callable[..., int]:
                 rows = _run_on_store(query, args, credential, grant)
             else:
                 rows = _run_on_api(query, args, credential)
-        except CredentialRefused as exc:
+        except (CredentialRefused, AuditUnavailable) as exc:
             raise UsageError(f"refused: {exc}") from None
         if args.json:
             print(json.dumps(rows, indent=2, default=_json_default))

@@ -13,16 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from central import audit, queries
+from central.api import create_app
 from central.audit import AccessEntry, AuditUnavailable
 from central.backends import open_store
 from central.ingest import ingest_batch
 from central.migrate import migrate
 from central.store import Store
 from central.store_postgres import PostgresStore
-from tests.central.fixtures import DAY, MIN, T0, Fleet, sub
+from tests.central.fixtures import DAY, MIN, T0, Fleet, operator_headers, sub
 from tests.central.server import free_port
 from tests.central_ha.tcp_proxy import TcpProxy
 from tests.support.postgres import reset_schema
@@ -190,3 +192,18 @@ def test_a_torn_last_line_is_skipped_and_the_rest_replayed(store: Store, tmp_pat
         entry.entry_id
     ]
     assert not trail.spool.pending()
+
+
+def test_the_api_refuses_with_503_when_neither_leader_nor_spool_takes_the_entry(
+    pg: Store, cut_off: PostgresStore, fleet: Fleet
+) -> None:
+    audit.attach(cut_off, Path("/dev/full"))
+    app = create_app(fleet.config(cut_off.url), cut_off)
+    with TestClient(app) as client:
+        resp = client.get(
+            "/api/v1/visits", params={"sub": sub(1).hex()}, headers=operator_headers("tracer")
+        )
+    assert resp.status_code == 503
+    assert resp.json()["reason"] == "audit_unavailable"
+    assert "dev-a" not in resp.text  # no rows leak with the refusal
+    assert _access_log(pg) == []
