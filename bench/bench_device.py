@@ -210,7 +210,11 @@ def _device_rss(pki: Pki, unit: Path, camera: dict, duration: int) -> tuple[floa
         time.sleep(0.2)
     proc.wait(30)
     with sqlite3.connect(unit / "state" / "outbox.db") as db:
-        events = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0]
+        # the highest row, or the recorded last seq once rows were acknowledged and deleted
+        events = db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),"
+            " COALESCE((SELECT value FROM meta WHERE key = 'last_seq'), 0))"
+        ).fetchone()[0]
     steady = float(np.median(samples[len(samples) // 2 :])) / 1024 if samples else float("nan")
     return steady, peak / 1024, events
 

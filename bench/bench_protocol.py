@@ -31,7 +31,7 @@ def run(quick: bool = False) -> list[dict]:
             PassClaims(
                 "VN-HN",
                 NOW - 60,
-                NOW + 72 * 3600,
+                NOW - 60 + 72 * 3600,  # a declaration's 72 h, the trust list's limit
                 os.urandom(16),
                 os.urandom(16),
                 "declaration",

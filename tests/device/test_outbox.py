@@ -197,3 +197,23 @@ def test_an_outbox_from_before_epochs_gets_one_and_its_rows_are_resigned(tmp_pat
     epoch = box.epoch
     box.close()
     assert open_box(tmp_path).epoch == epoch  # chosen once
+
+
+def test_group_commit_waits_for_time_or_a_block_of_rows(tmp_path):
+    """Rows are handed out only once synced: after group_commit_s, or as soon as SYNC_ROWS
+    rows wait (a busy lane does not wait for the clock), never before."""
+    from device.outbox import SYNC_ROWS
+
+    now = [100.0]
+    box = open_box(tmp_path, group_commit_s=3.0, monotonic=lambda: now[0])
+    for i in range(SYNC_ROWS - 1):
+        box.append(fields(i))
+    assert box.pending() == [] and not box.maybe_sync()  # neither the time nor the rows yet
+    box.append(fields(SYNC_ROWS))
+    assert [row.seq for row in box.pending()] == list(range(1, SYNC_ROWS + 1))
+    syncs = box.syncs
+    box.append(fields(99))
+    assert box.pending(after_seq=SYNC_ROWS) == []  # a lone row waits for the clock
+    now[0] += 3.0
+    assert [row.seq for row in box.pending(after_seq=SYNC_ROWS)] == [SYNC_ROWS + 1]
+    assert box.syncs == syncs + 1
