@@ -168,27 +168,23 @@ class StoreReads(StoreBase):
             if name.startswith("central_rejected.") and value
         }
 
-    def recent_rejects(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = (
-            self._db()
-            .execute(
-                "SELECT id, received_ms, topic_dev, eid, reason, detail FROM rejects "
-                "ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            .fetchall()
+    def _newest(self, table: str, columns: str, limit: int) -> list[dict[str, Any]]:
+        """The `limit` newest rows of an append-only log table (by id), newest first, each
+        keyed by its column name (or SQL alias)."""
+        cursor = self._db().execute(
+            f"SELECT {columns} FROM {table} ORDER BY id DESC LIMIT ?",
+            (limit,),
         )
-        return [
-            {
-                "id": r[0],
-                "received_ms": r[1],
-                "device": r[2],
-                "eid": r[3].hex() if r[3] else None,
-                "reason": r[4],
-                "detail": r[5],
-            }
-            for r in rows
-        ]
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def recent_rejects(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._newest(
+            "rejects", "id, received_ms, topic_dev AS device, eid, reason, detail", limit
+        )
+        for row in rows:
+            row["eid"] = row["eid"].hex() if row["eid"] else None
+        return rows
 
     def counters(self) -> dict[str, int]:
         """All counters: stored, duplicate, forwarded, reject.<reason>,
@@ -258,26 +254,10 @@ class StoreReads(StoreBase):
 
     def recent_quarantine(self, limit: int = 50) -> list[dict[str, Any]]:
         """Events set aside because the store refused them (without their signed bytes)."""
-        rows = (
-            self._db()
-            .execute(
-                "SELECT id, received_ms, eid, dev, seq, reason FROM quarantine "
-                "ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            .fetchall()
-        )
-        return [
-            {
-                "id": r[0],
-                "received_ms": r[1],
-                "eid": r[2].hex(),
-                "device": r[3],
-                "seq": r[4],
-                "reason": r[5],
-            }
-            for r in rows
-        ]
+        rows = self._newest("quarantine", "id, received_ms, eid, dev AS device, seq, reason", limit)
+        for row in rows:
+            row["eid"] = row["eid"].hex()
+        return rows
 
     def manual_entries(self, limit: int = 50, *, include_doc4: bool = False) -> list[dict]:
         """Paper declarations entered here, newest first. doc4 only when the caller (an
@@ -308,17 +288,7 @@ class StoreReads(StoreBase):
         ]
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = (
-            self._db()
-            .execute(
-                "SELECT id, t_ms, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            .fetchall()
-        )
-        return [
-            {"id": r[0], "t_ms": r[1], "actor": r[2], "action": r[3], "detail": r[4]} for r in rows
-        ]
+        return self._newest("audit", "id, t_ms, actor, action, detail", limit)
 
     def documents(self) -> list[dict[str, Any]]:
         """Documents the gateway publishes (retained): topic, typ, version, raw bytes."""
