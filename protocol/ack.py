@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from nacl.signing import SigningKey
 
 from protocol import cbor, cose
+from protocol.gateway_signed import open_gateway_signed
 from protocol.ids import is_valid_id
-from protocol.reasons import ProtocolError
 
 ACK_VERSION = 2
 ACK_TYPE = "chot-ack"
@@ -123,19 +123,9 @@ def open_signed_ack(data: bytes, gateway_keys: dict[str, bytes]) -> Ack:
     """Verify an ack's signature and contract only (a paired gateway reads the other's acks
     this way: which device and epoch it names is then the reader's business). Raises
     AckError: too_large, unsigned, bad_ack, wrong_key."""
-    if not isinstance(data, bytes | bytearray) or len(data) > MAX_ACK_BYTES:
-        raise AckError("too_large")
-    try:
-        msg = cose.parse_sign1(bytes(data))
-        kid = cose.require_protected_kid(msg)
-        payload = cbor.loads_strict(msg.payload)
-    except ProtocolError as exc:
-        raise AckError("unsigned", exc.reason.value) from None
-    ack = _check(payload)
-    key = gateway_keys.get(ack.gw)
-    if key is None or kid != cose.kid_for(key) or not msg.verify(key):
-        raise AckError("wrong_key", f"not signed by a pinned gateway key (gw {ack.gw})")
-    return ack
+    return open_gateway_signed(
+        data, gateway_keys, max_bytes=MAX_ACK_BYTES, check=_check, error=AckError
+    )
 
 
 def _int(data: dict, key: str, low: int = 0, high: int = MAX_SAFE_INT) -> int:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from nacl.signing import SigningKey
 
 from protocol import cbor, cose
+from protocol.gateway_signed import open_gateway_signed
 from protocol.ids import is_valid_id
-from protocol.reasons import ProtocolError
 
 RECENT_VERSION = 1
 RECENT_TYPE = "chot-recent"
@@ -75,18 +75,9 @@ def sign_recent(snapshot: RecentSnapshot, key: SigningKey) -> bytes:
 
 def open_recent(data: bytes, gateway_keys: dict[str, bytes], site: str) -> RecentSnapshot:
     """Verify a snapshot against the pinned gateway keys (gateway id -> Ed25519 public key)."""
-    if not isinstance(data, bytes | bytearray) or len(data) > MAX_RECENT_BYTES:
-        raise RecentError("too_large")
-    try:
-        msg = cose.parse_sign1(bytes(data))
-        kid = cose.require_protected_kid(msg)
-        payload = cbor.loads_strict(msg.payload)
-    except ProtocolError as exc:
-        raise RecentError("unsigned", exc.reason.value) from None
-    snapshot = _check(payload)
-    key = gateway_keys.get(snapshot.gw)
-    if key is None or kid != cose.kid_for(key) or not msg.verify(key):
-        raise RecentError("wrong_key", f"not signed by a pinned gateway key (gw {snapshot.gw})")
+    snapshot = open_gateway_signed(
+        data, gateway_keys, max_bytes=MAX_RECENT_BYTES, check=_check, error=RecentError
+    )
     if snapshot.site != site:
         raise RecentError("wrong_site", snapshot.site)
     return snapshot
