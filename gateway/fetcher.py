@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.central_http import central_client, full_jitter_s
 from gateway.distribution import Distributor
 from protocol import topics
 from protocol.dcc_trust import dcc_trust_topic
@@ -144,11 +145,13 @@ class DocumentFetcher:
         self.stats = FetchStats()
         self.status_path = Path(status_dir) / STATUS_FILE if status_dir else None
         self._index_etag: str | None = None
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"),
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            headers={"Authorization": f"Bearer {token}", "X-Chot-Gateway": gateway_id},
+        self._http = central_client(
+            gateway_id,
+            token,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
             verify=verify,
+            base_url=url.rstrip("/"),
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -240,8 +243,7 @@ class DocumentFetcher:
     def next_delay_s(self) -> float:
         """Jittered poll after a good round; full-jitter backoff after failed ones."""
         if self.stats.failures:
-            exponent = min(self.stats.failures - 1, 30)
-            return random.uniform(0, min(self.backoff_max_s, self.backoff_initial_s * 2**exponent))
+            return full_jitter_s(self.stats.failures, self.backoff_initial_s, self.backoff_max_s)
         return random.uniform(0.5, 1.5) * self.poll_s
 
     def start(self) -> None:

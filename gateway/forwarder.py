@@ -12,7 +12,6 @@ days is fine: events wait in the store, which is disk-bounded (see Store.maintai
 """
 
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 import cbor2
 import httpx
 
+from gateway.central_http import central_client, full_jitter_s
 from gateway.store import Store, now_ms
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,13 @@ class Forwarder:
         self.backoff_max_s = backoff_max_s
         self.idle_poll_s = idle_poll_s
         self.stats = ForwardStats()
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            headers={
-                "Authorization": f"Bearer {token}",
-                "X-Chot-Gateway": gateway_id,
-                "Content-Type": "application/cbor",
-            },
+        self._http = central_client(
+            gateway_id,
+            token,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
             verify=verify,
+            headers={"Content-Type": "application/cbor"},
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -121,8 +120,7 @@ class Forwarder:
 
     def backoff_s(self, failures: int) -> float:
         """Full jitter: uniform(0, min(cap, base * 2^(failures-1)))."""
-        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(failures - 1, 30))
-        return random.uniform(0, ceiling)
+        return full_jitter_s(failures, self.backoff_initial_s, self.backoff_max_s)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gateway-forwarder", daemon=True)
