@@ -74,6 +74,20 @@ class PassMix:
         return out
 
 
+def forged_pass(stranger: SigningKey, *, now: int) -> str:
+    """A well-formed, unexpired declaration pass signed by `stranger`, an issuer nobody
+    trusts (the demo and the e2e harness show it refused as unknown_kid)."""
+    claims = PassClaims(
+        iss="VN-HN",
+        iat=now - 600,
+        exp=now + 72 * HOUR,
+        cti=os.urandom(16),
+        sub=os.urandom(16),
+        kind="declaration",
+    )
+    return encode_pass(claims, stranger)
+
+
 def make_passes(home: OpsHome, *, now: int, valid: int = 60) -> PassMix:
     """Issue the demo's passes with the home's issuer key; revoke some (re-signing the list)."""
     mix = PassMix()
@@ -87,15 +101,7 @@ def make_passes(home: OpsHome, *, now: int, valid: int = 60) -> PassMix:
         mix.expired.append(text)
     stranger = SigningKey.generate()  # an issuer nobody trusts
     for _ in range(3):
-        claims = PassClaims(
-            iss="VN-HN",
-            iat=now - 600,
-            exp=now + 72 * HOUR,
-            cti=os.urandom(16),
-            sub=os.urandom(16),
-            kind="declaration",
-        )
-        mix.forged.append(encode_pass(claims, stranger))
+        mix.forged.append(forged_pass(stranger, now=now))
     for i in range(3):
         text, claims = home.issue_pass(kind="declaration", doc_number=f"0017770{i:05d}", now=now)
         home.revoke_pass(claims.pass_ref, now=now)

@@ -4,13 +4,12 @@ Made before the units start, so the revocation list that names the revoked ones 
 in every bundle and at the gateway.
 """
 
-import os
 from dataclasses import dataclass
 
 from nacl.signing import SigningKey
 
-from chot.system import HOUR, ProvisionedSite
-from protocol.pass_v1 import PassClaims, decode_pass, encode_pass
+from chot.system import HOUR, ProvisionedSite, forged_pass
+from protocol.pass_v1 import decode_pass
 from protocol.reasons import ProtocolError
 
 
@@ -63,15 +62,7 @@ def make_scans(site: ProvisionedSite, per_device: list[int], *, now: int) -> lis
                 )
                 revoked_refs.append(claims.pass_ref.hex())
             elif category == "forged":
-                claims = PassClaims(
-                    iss="VN-HN",
-                    iat=now - 600,
-                    exp=now + 72 * HOUR,
-                    cti=os.urandom(16),
-                    sub=os.urandom(16),
-                    kind="declaration",
-                )
-                text = encode_pass(claims, stranger)
+                text = forged_pass(stranger, now=now)
             else:
                 text = f"https://example.vn/menu?table={serial}"
             scans.append(Scan(text, category, *EXPECTED[category]))
