@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.cli_words import KIND_WORDS
+from common.i18n import N_, Phrase
 from protocol.dcc_trust import (
     PSEUDONYM_KEY_LENGTH,
     dsc_from_der,
@@ -178,7 +180,7 @@ class Shown:
     """What a command shows: `data` (the --json line) and, for humans, `lines`."""
 
     data: dict | list
-    lines: list[str] | None = None
+    lines: "list[str | Phrase] | None" = None  # Phrases are translated when printed
 
 
 def add_commands(
@@ -215,23 +217,56 @@ def _store(args: argparse.Namespace) -> DccStore:
     return DccStore(OpsHome(path))
 
 
+SIGNED = N_("DCC trust list version {version} signed: {dscs} certificates, {count} new")
+WRITTEN = N_("Written to: {path}")
+NEXT_STEP = N_("Next: publish it: chot provision publish")
+VALIDITY = N_("valid {start} to {end}")
+
+
+def signed_lines(signed: Signed) -> list[str | Phrase]:
+    """What `dcc add|import|sign` tell people: the version, the count, the new kids (data)."""
+    head = Phrase(
+        SIGNED, {"version": signed.version, "dscs": signed.dscs, "count": len(signed.added)}
+    )
+    return [head, *signed.added, Phrase(WRITTEN, {"path": signed.path}), Phrase(NEXT_STEP)]
+
+
+def _day(unix_s: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(unix_s))
+
+
+def dsc_line(info: DscInfo) -> Phrase:
+    """kid, country, pass types in words and the validity as dates (UTC)."""
+    kinds = {f"k{i}": Phrase(KIND_WORDS.get(k, k)) for i, k in enumerate(info.kinds)}
+    return Phrase(
+        "{kid}  {country}  {kinds}  {validity}",  # layout only: the words are Phrases
+        {
+            "kid": info.kid,
+            "country": info.country or "--",
+            "kinds": Phrase(", ".join(f"{{{k}}}" for k in kinds), kinds) if kinds else "-",
+            "validity": Phrase(
+                VALIDITY, {"start": _day(info.not_before), "end": _day(info.not_after)}
+            ),
+        },
+    )
+
+
 def cmd_add(args: argparse.Namespace) -> Shown:
-    return Shown(asdict(_store(args).add_files(args.certs)))
+    signed = _store(args).add_files(args.certs)
+    return Shown(asdict(signed), signed_lines(signed))
 
 
 def cmd_import(args: argparse.Namespace) -> Shown:
-    return Shown(asdict(_store(args).import_list(args.file)))
+    signed = _store(args).import_list(args.file)
+    return Shown(asdict(signed), signed_lines(signed))
 
 
 def cmd_sign(args: argparse.Namespace) -> Shown:
     expires = int(args.expires_days * 86400) if args.expires_days else None
-    return Shown(asdict(_store(args).sign(version=args.version, expires_in=expires)))
+    signed = _store(args).sign(version=args.version, expires_in=expires)
+    return Shown(asdict(signed), signed_lines(signed))
 
 
 def cmd_list(args: argparse.Namespace) -> Shown:
     infos = _store(args).dscs()
-    lines = [
-        f"{i.kid}  {i.country or '--'}  {','.join(i.kinds)}  {i.not_before}..{i.not_after}"
-        for i in infos
-    ]
-    return Shown([asdict(i) for i in infos], lines)
+    return Shown([asdict(i) for i in infos], [dsc_line(i) for i in infos])

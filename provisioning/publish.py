@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from common.i18n import N_, Phrase
 from protocol.documents import open_document
 from protocol.registry_document import REGISTRY_TYPE, registry_from_document, sign_site_registry
 from provisioning.errors import OpsError
@@ -129,14 +130,18 @@ def _put(http: httpx.Client, scope: str, name: str, data: bytes, token: str) -> 
     return PublishedDocument(scope, name, int(answer["version"]), bool(answer["changed"]))
 
 
-def report(results: list[PublishedDocument]) -> tuple[dict, list[str], int]:
-    """JSON data, human lines and the exit code (1 when any document was refused)."""
+PUBLISHED = N_("{document}: version {version} published")
+UNCHANGED = N_("{document}: version {version} unchanged (the centre already has it)")
+REFUSED = N_("{document}: refused by the centre: {error}")
+
+
+def report(results: list[PublishedDocument]) -> tuple[dict, list[Phrase], int]:
+    """JSON data, lines for people (translated where printed) and the exit code (1 when any
+    document was refused)."""
     lines = [
-        f"{r.scope}/{r.name}: "
-        + (
-            f"refused: {r.error}"
-            if r.error
-            else f"v{r.version} {'published' if r.changed else 'unchanged'}"
+        Phrase(
+            REFUSED if r.error else PUBLISHED if r.changed else UNCHANGED,
+            {"document": f"{r.scope}/{r.name}", "version": r.version, "error": r.error},
         )
         for r in results
     ]

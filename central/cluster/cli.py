@@ -15,6 +15,24 @@ from pathlib import Path
 from central.cluster.layout import STATE_FILE, Layout
 from central.cluster.supervise import Cluster
 from common.cli import UsageError
+from common.i18n import N_, Phrase, Translator, cli_translator
+
+# Patroni's member roles and states (as its REST API names them), in words for people
+ROLE_WORDS = {
+    "leader": N_("leader"),
+    "sync_standby": N_("synchronous standby"),
+    "replica": N_("standby"),
+    "standby_leader": N_("standby leader"),
+    "down": N_("down"),
+}
+STATE_WORDS = {
+    "running": N_("running"),
+    "streaming": N_("streaming"),
+    "stopped": N_("stopped"),
+    "starting": N_("starting"),
+    "start failed": N_("start failed"),
+    "crashed": N_("crashed"),
+}
 
 
 def add_cluster_commands(cmds: argparse._SubParsersAction) -> None:
@@ -45,7 +63,8 @@ def add_cluster_commands(cmds: argparse._SubParsersAction) -> None:
 def run_up(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll
     if (args.workdir / STATE_FILE).exists():
-        raise UsageError(f"{args.workdir} already holds a cluster: `cluster down` it first")
+        held = N_("{workdir} already holds a cluster: `chot central cluster down` it first")
+        raise UsageError(_say(held, workdir=args.workdir))
     layout = Layout.plan(
         args.workdir, args.nodes, args.base_port, synchronous=not args.asynchronous
     )
@@ -65,22 +84,62 @@ def run_up(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
-        print(f"cluster of {info['nodes']} up in {info['up_s']} s")
-        print(f"write DSN: {info['dsn']}")
-        print(f"read DSN:  {info['read_dsn']}")
+        for line in up_lines(info, cli_translator()):
+            print(line)
     return 0
+
+
+def up_lines(info: dict, tr: Translator) -> list[str]:
+    """What `cluster up` tells people: how long it took and the two DSNs (data)."""
+    return [
+        Phrase(
+            N_("HA cluster of {nodes} nodes up in {seconds} s"),
+            {"nodes": info["nodes"], "seconds": info["up_s"]},
+        ).render(tr),
+        Phrase(N_("Write DSN (the leader): {dsn}"), {"dsn": info["dsn"]}).render(tr),
+        Phrase(N_("Read DSN (a standby first): {dsn}"), {"dsn": info["read_dsn"]}).render(tr),
+    ]
+
+
+def status_line(row: dict, tr: Translator) -> str:
+    """One node: its role and state in words, then which of its processes run."""
+
+    def word(table: dict[str, str], value: object) -> str:
+        message = table.get(str(value))
+        return tr.gettext(message) if message else str(value)
+
+    def running(name: str) -> str:
+        return tr.gettext(N_("running") if row.get(name) else N_("not running"))
+
+    details = [word(STATE_WORDS, row["state"])] if row["state"] else []
+    if row["timeline"] is not None:
+        details.append(Phrase(N_("timeline {n}"), {"n": row["timeline"]}).render(tr))
+    if row["lag"] is not None:
+        details.append(Phrase(N_("lag {bytes} bytes"), {"bytes": row["lag"]}).render(tr))
+    processes = Phrase(
+        N_("etcd {etcd}, Patroni {patroni}, PostgreSQL {postgres}"),
+        {name: running(name) for name in ("etcd", "patroni", "postgres")},
+    ).render(tr)
+    role = word(ROLE_WORDS, row["role"])
+    return f"{row['node']}: {role}" + "".join(f", {d}" for d in details) + f"; {processes}"
+
+
+def _say(message: str, **values: object) -> str:
+    return Phrase(message, values).render(cli_translator())
 
 
 def _existing(workdir: Path) -> Cluster:
     if not (workdir / STATE_FILE).exists():
-        raise UsageError(f"no cluster in {workdir} (no {STATE_FILE})")
+        raise UsageError(
+            _say(N_("no cluster in {workdir} (no {file})"), workdir=workdir, file=STATE_FILE)
+        )
     return Cluster(Layout.load(workdir))
 
 
 def run_down(args: argparse.Namespace) -> int:
     _existing(args.workdir).down()
     (args.workdir / STATE_FILE).unlink()
-    print(json.dumps({"down": True}) if args.json else "cluster stopped")
+    print(json.dumps({"down": True}) if args.json else _say(N_("HA cluster stopped")))
     return 0
 
 
@@ -103,6 +162,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
+        tr = cli_translator()
         for row in rows:
-            print("  ".join(f"{k}={v}" for k, v in row.items()))
+            print(status_line(row, tr))
     return 0

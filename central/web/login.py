@@ -10,6 +10,10 @@ CSRF: SameSite=Strict keeps the cookies off cross-site requests; on top of that 
 logout forms carry a token that must equal a pre-login cookie (double submit), and a POST whose
 Origin is another site is refused. Sessions live in memory: a restart asks people to sign in
 again, which is the safe side.
+
+Language: as the gateway's status page, Vietnamese unless the browser's Accept-Language asks
+for English or the person uses the switch (`?lang=en`, kept in a session cookie; the form
+carries it to the answer of its POST).
 """
 
 import html
@@ -19,13 +23,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from central.config import hash_token
 from central.operators import CredentialRefused, Identity
+from common.i18n import (
+    DEFAULT_LANGUAGE,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    N_,
+    from_accept_language,
+    normalize,
+    translator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +48,64 @@ SESSION_S = 8 * 3600
 MAX_SESSIONS = 10_000
 MAX_FORM_BYTES = 4096
 
+LANG_COOKIE = "chot_lang"  # as the gateway's status page: the switch holds for the session
+
 FORM = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>chot: sign in</title>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body {{ font-family: sans-serif; margin: 2em; }} input {{ font-size: 1em; }}</style>
+<style>body {{ font-family: sans-serif; margin: 2em; }} input {{ font-size: 1em; }}
+#languages {{ float: right; }}</style>
 </head><body>
-<h1>Sign in</h1>
-<p>Paste the token from your chot credential file.</p>
+<nav id="languages">{languages}</nav>
+<h1>{heading}</h1>
+<p>{intro}</p>
 {error}
 <form method="post" action="login">
 <input type="hidden" name="csrf" value="{csrf}">
 <input type="hidden" name="next" value="{next}">
-<label>Token <input type="password" name="token" autocomplete="off" required size="48"></label>
-<button type="submit">Sign in</button>
+<input type="hidden" name="lang" value="{lang}">
+<label>{token_label} <input type="password" name="token" autocomplete="off" required size="48">
+</label>
+<button type="submit">{submit}</button>
 </form>
 </body></html>
 """
+TITLE = N_("chot: sign in to the reports")
+HEADING = N_("Sign in to the checkpoint reports")
+INTRO = N_("Paste the token from your chot credential file (the token line).")
+TOKEN_LABEL = N_("Token")
+SUBMIT = N_("Log in")
+TOO_LARGE = N_("Form too large.")
+TRY_AGAIN = N_("The form expired. Please try again.")
+UNKNOWN = N_("Not signed in: unknown or revoked credential.")
+NO_REPORTS = N_("Not signed in: this credential may not see the reports.")
+
+
+def choose_language(request: Request, posted: str | None = None) -> tuple[str, bool]:
+    """(language, whether the switch was used now and the cookie must be set): `?lang=`, else
+    the form's own field, the cookie, the browser's Accept-Language, else Vietnamese."""
+    switched = normalize(request.query_params.get("lang"))
+    if switched:
+        return switched, True
+    chosen = (
+        normalize(posted)
+        or normalize(request.cookies.get(LANG_COOKIE))
+        or from_accept_language(request.headers.get("accept-language"))
+    )
+    return chosen or DEFAULT_LANGUAGE, False
+
+
+def _language_links(lang: str, next_: str) -> str:
+    """The switch: the other languages as links that keep where the person was going."""
+    links = []
+    for code in LANGUAGES:
+        name = html.escape(LANGUAGE_NAMES[code])
+        if code == lang:
+            links.append(f'<b lang="{code}">{name}</b>')
+        else:
+            href = html.escape(f"login?lang={code}&next={quote(next_, safe='/')}")
+            links.append(f'<a href="{href}" lang="{code}" hreflang="{code}">{name}</a>')
+    return " | ".join(links)
 
 
 @dataclass(frozen=True)
@@ -120,40 +175,65 @@ def add_routes(
 ) -> None:
     """GET/POST /login and POST /logout; `authenticate` is the API's bearer check."""
 
-    def form(next_: str, error: str = "", status: int = 200) -> HTMLResponse:
+    def form(
+        lang: str, next_: str, error: str = "", status: int = 200, switched: bool = False
+    ) -> HTMLResponse:
+        tr = translator(lang)
         csrf = secrets.token_urlsafe(24)
+        target = _safe_next(next_)
         page = FORM.format(
+            lang=lang,
+            title=html.escape(tr.gettext(TITLE)),
+            heading=html.escape(tr.gettext(HEADING)),
+            intro=html.escape(tr.gettext(INTRO)),
+            token_label=html.escape(tr.gettext(TOKEN_LABEL)),
+            submit=html.escape(tr.gettext(SUBMIT)),
+            languages=_language_links(lang, target),
             csrf=csrf,
-            next=html.escape(_safe_next(next_)),
-            error=f'<p role="alert" id="error">{html.escape(error)}</p>' if error else "",
+            next=html.escape(target),
+            error=f'<p role="alert" id="error">{html.escape(tr.gettext(error))}</p>'
+            if error
+            else "",
         )
         response = HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
         _cookie(response, CSRF_COOKIE, csrf, 900)
+        if switched:  # no Max-Age: gone when the browser closes
+            response.set_cookie(LANG_COOKIE, lang, secure=True, httponly=True, samesite="strict")
         return response
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_form(next: str = "/report") -> HTMLResponse:
-        return form(next)
+    def login_form(request: Request, next: str = "/report") -> HTMLResponse:
+        lang, switched = choose_language(request)
+        return form(lang, next, switched=switched)
 
     @app.post("/login")
     async def login(request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
-            return form("/report", "Form too large.", 413)
+            return form(choose_language(request)[0], "/report", TOO_LARGE, 413)
         fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        lang, _switched = choose_language(request, fields.get("lang"))
+        next_ = fields.get("next", "/report")
         cookie = request.cookies.get(CSRF_COOKIE, "")
         sent = fields.get("csrf", "")
         if not _same_origin(request) or not cookie or not secrets.compare_digest(cookie, sent):
             log.warning("sign-in refused: CSRF check failed")
-            return form(fields.get("next", "/report"), "Please try again.", 403)
+            return form(lang, next_, TRY_AGAIN, 403)
         token = fields.get("token", "").strip()
         try:
             identity = authenticate(token)
-            identity.require("report")
         except CredentialRefused as exc:
-            return form(fields.get("next", "/report"), f"Not signed in: {exc}", 401)
+            log.info("sign-in refused: %s", exc)
+            return form(lang, next_, UNKNOWN, 401)
+        try:
+            identity.require("report")
+        except CredentialRefused:
+            log.warning(
+                "sign-in refused: %s (%s) may not see reports", identity.name, identity.role
+            )
+            return form(lang, next_, NO_REPORTS, 401)
         log.info("operator %s (%s) signed in to the report page", identity.name, identity.role)
-        response = RedirectResponse(_safe_next(fields.get("next", "/report")), status_code=303)
+        response = RedirectResponse(_safe_next(next_), status_code=303)
         sid = sessions.open(identity.name, hash_token(token))
         _cookie(response, SESSION_COOKIE, sid, SESSION_S)
         response.delete_cookie(CSRF_COOKIE, path="/")

@@ -101,15 +101,25 @@ def test_health_staff_sign_in_through_the_form(fleet, tmp_path):
             data={"token": OPERATOR_TOKENS["analyst"], "csrf": "x", "next": "/report"},
         )
         assert forged.status_code == 403 and "chot_session" not in forged.cookies
+        assert "Vui lòng thử lại" in forged.text  # no Accept-Language: Vietnamese
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            context = browser.new_context()
+            context = browser.new_context(locale="vi-VN")
             page = context.new_page()
             page.goto(f"{url}/{query}")
             assert page.url.startswith(f"{url}/login?next=")
+            assert page.inner_text("h1") == "Đăng nhập xem báo cáo điểm chốt"
+            assert page.get_attribute("html", "lang") == "vi"
             page.fill("input[name=token]", "not-a-real-token")
             page.click("button[type=submit]")
-            assert "unknown credential" in page.inner_text("#error")
+            assert page.inner_text("#error") == (
+                "Chưa đăng nhập: mã truy cập không đúng hoặc đã bị thu hồi."
+            )
+            page.click("a[hreflang=en]")  # the switch keeps where the person was going
+            assert page.inner_text("h1") == "Sign in to the checkpoint reports"
+            page.fill("input[name=token]", "not-a-real-token")
+            page.click("button[type=submit]")
+            assert page.inner_text("#error") == "Not signed in: unknown or revoked credential."
             page.fill("input[name=token]", OPERATOR_TOKENS["analyst"])
             page.click("button[type=submit]")
             page.wait_for_function("document.body.dataset.charts === '1'")
@@ -130,4 +140,40 @@ def test_health_staff_sign_in_through_the_form(fleet, tmp_path):
     assert [(e["operator"], e["via"], e["query"]) for e in log] == [
         ("analyst", "api", "report_totals")
     ]
+    store.close()
+
+
+def test_sign_in_page_in_vietnamese_unless_english_is_asked_for(fleet, tmp_path):
+    """Vietnamese by default; English by Accept-Language or the switch (kept in a cookie);
+    a report credential without the report role is refused in the page's language."""
+    store = open_store(f"sqlite:///{tmp_path}/central.db")
+    migrate(store)
+    app = create_app(fleet.config(f"sqlite:///{tmp_path}/central.db"), store)
+    with serve(app) as url:
+        plain = httpx.get(f"{url}/login")
+        assert plain.status_code == 200 and '<html lang="vi">' in plain.text
+        for words in ("Đăng nhập xem báo cáo điểm chốt", "Mã truy cập", ">Đăng nhập</button>"):
+            assert words in plain.text
+        assert "Sign in" not in plain.text
+        asked = httpx.get(f"{url}/login", headers={"Accept-Language": "en-GB,vi;q=0.5"})
+        assert (
+            '<html lang="en">' in asked.text and "Sign in to the checkpoint reports" in asked.text
+        )
+        ranked = httpx.get(f"{url}/login", headers={"Accept-Language": "fr, vi;q=0.9, en;q=0.8"})
+        assert '<html lang="vi">' in ranked.text
+        with httpx.Client(base_url=url) as browser:
+            switched = browser.get("/login?lang=en&next=/report")
+            assert '<html lang="en">' in switched.text
+            assert switched.cookies.get("chot_lang") == "en"
+            browser.cookies.set("chot_lang", "en")  # Secure: httpx keeps it off plain HTTP
+            again = browser.get("/login")
+            assert "Sign in to the checkpoint reports" in again.text
+            csrf = again.cookies.get("chot_login_csrf")
+            browser.cookies.set("chot_login_csrf", csrf)
+            refused = browser.post(
+                "/login",
+                data={"token": OPERATOR_TOKENS["analyst"][::-1], "csrf": csrf, "lang": "vi"},
+            )
+            assert refused.status_code == 401
+            assert "Chưa đăng nhập: mã truy cập không đúng hoặc đã bị thu hồi." in refused.text
     store.close()

@@ -1,5 +1,6 @@
 """Every command's output for people is in the command line's language (CHOT_LANG): `chot
-scan`, `chot provision`, `chot pass issue`, `chot central`, `chot device`. Real Vietnamese
+scan`, `chot provision` (publish and dcc too), `chot pass issue`, `chot central` (cluster
+too), `chot device`. Real Vietnamese
 words (with their diacritics) in vi, English in en, never a raw reason code; `--json` keeps
 its English keys and codes. Each command runs in a fresh interpreter, as a person starts it."""
 
@@ -13,11 +14,18 @@ from pathlib import Path
 import pytest
 import segno
 
+from central.api import create_app
 from central.backends import open_store
+from central.cluster.cli import up_lines
+from central.cluster.layout import Layout
+from central.config import CentralConfig, hash_token
 from central.ingest import ingest_batch
 from central.migrate import migrate
+from common.i18n import translator
+from harness import dcc_pki
 from protocol.reasons import Reason
 from tests.central.fixtures import MIN, T0, Fleet
+from tests.central.server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CODES = sorted(r.value for r in Reason)
@@ -195,3 +203,92 @@ def test_device_lines(site: dict) -> None:
     )
     bad = chot("vi", "device", "run", "--config", site["unit"] / "missing.toml")
     assert bad.returncode == 2 and "cấu hình máy quét bị từ chối: " in bad.stderr
+
+
+def test_publish_lines(site: dict, tmp_path: Path) -> None:
+    """published / unchanged / refused, in words; --json as it was."""
+    home = site["home"]
+    root_key = json.loads((home / "ops.json").read_text())["root_public_key"]
+    token = tmp_path / "ops.token"
+    token.write_text("ops-token-for-this-test\n")
+    store = open_store(f"sqlite:///{tmp_path}/central.db")
+    migrate(store)
+    config = CentralConfig(
+        store=store.url,
+        registry=home / "registry.json",
+        operators={
+            "ops": {"token_sha256": hash_token("ops-token-for-this-test"), "roles": ["ops"]}
+        },
+        root_public_keys=[root_key],
+    )
+    with serve(create_app(config, store)) as url:
+        publish = ("provision", "publish", "--home", home, "--central", url, "--token-file", token)
+        first = chot("vi", *publish)
+        assert first.returncode == 0, first.stderr
+        assert "_all/trust: đã công bố phiên bản 1\n" in first.stdout
+        assert "HN-01/registry: đã công bố phiên bản 1\n" in first.stdout
+        again = chot("en", *publish)
+        assert "_all/trust: version 1 unchanged (the centre already has it)\n" in again.stdout
+        assert chot("vi", *publish).stdout.startswith("_all/trust: phiên bản 1 không đổi (trung")
+        bad = home / "configs" / "hn01-lane1.cose"
+        bad.parent.mkdir(exist_ok=True)
+        bad.write_bytes(b"not a signed config")
+        try:
+            refused = chot("vi", *publish)
+            data = json.loads(chot("vi", *publish, "--json").stdout)
+        finally:
+            bad.unlink()
+    store.close()
+    assert refused.returncode == 1
+    assert "HN-01/config.hn01-lane1: trung tâm từ chối: HTTP 4" in refused.stdout
+    assert data["ok"] is False
+    assert set(data["documents"][0]) == {"scope", "name", "version", "changed", "error"}
+
+
+def test_dcc_lines(tmp_path: Path) -> None:
+    home = tmp_path / "ops"
+    assert chot("en", "provision", "init", home).returncode == 0
+    cert = tmp_path / "dsc.der"
+    cert.write_bytes(dcc_pki.make_signer(dcc_pki.DccCa()).der)
+    added = chot("vi", "provision", "dcc", "add", "--home", home, cert)
+    assert added.returncode == 0, added.stderr
+    lines = added.stdout.splitlines()
+    assert lines[0] == "Đã ký danh sách tin cậy DCC phiên bản 1: 1 chứng chỉ, 1 chứng chỉ mới"
+    assert lines[-1] == "Bước tiếp theo: công bố thay đổi: chot provision publish"
+    listed = chot("vi", "provision", "dcc", "list", "--home", home).stdout
+    assert "Tiêm chủng" in listed and "Kết quả xét nghiệm" in listed and "hiệu lực từ 20" in listed
+    english = chot("en", "provision", "dcc", "list", "--home", home).stdout
+    assert "Vaccination" in english and " valid 20" in english
+    signed = chot("en", "provision", "dcc", "sign", "--home", home).stdout
+    assert signed.startswith("DCC trust list version 2 signed: 1 certificates, 0 new\n")
+    data = json.loads(chot("vi", "provision", "dcc", "list", "--home", home, "--json").stdout)
+    assert set(data[0]) == {"kid", "country", "kinds", "not_before", "not_after"}
+
+
+def test_cluster_lines(tmp_path: Path) -> None:
+    """status and down on a planned cluster whose processes are not running; up's lines."""
+    workdir = tmp_path / "cluster"
+    workdir.mkdir()
+    Layout.plan(workdir, 2).save()
+    status = chot("vi", "central", "cluster", "status", "--workdir", workdir)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines() == [
+        f"node{n}: không chạy; etcd đã dừng, Patroni đã dừng, PostgreSQL đã dừng" for n in (1, 2)
+    ]
+    english = chot("en", "central", "cluster", "status", "--workdir", workdir).stdout
+    assert english.startswith("node1: down; etcd not running, Patroni not running, PostgreSQL")
+    rows = json.loads(
+        chot("vi", "central", "cluster", "status", "--workdir", workdir, "--json").stdout
+    )
+    assert rows[0]["role"] == "down" and rows[0]["etcd"] is False
+    down = chot("vi", "central", "cluster", "down", "--workdir", workdir)
+    assert down.returncode == 0 and down.stdout.strip() == "Đã dừng cụm HA"
+    gone = chot("vi", "central", "cluster", "status", "--workdir", workdir)
+    assert gone.returncode == 2 and "không có cụm nào trong" in gone.stderr
+    info = {"nodes": 3, "up_s": 12.5, "dsn": "postgresql://w", "read_dsn": "postgresql://r"}
+    assert up_lines(info, translator("vi")) == [
+        "Cụm HA 3 máy đã chạy sau 12.5 giây",
+        "DSN ghi (máy chính): postgresql://w",
+        "DSN đọc (ưu tiên máy dự phòng): postgresql://r",
+    ]
+    assert up_lines(info, translator("en"))[0] == "HA cluster of 3 nodes up in 12.5 s"
