@@ -36,23 +36,7 @@ class GatewaySigner:
 
     def _commit(self, event: Event) -> Event:
         raw = sign_event(event, self.key)
-        self.store.commit_batch(
-            [
-                Accepted(
-                    eid=event.eid,
-                    dev=event.dev,
-                    seq=event.seq,
-                    typ=event.typ,
-                    t_ms=event.t_ms,
-                    raw=raw,
-                    verdict=event.verdict,
-                    reason=event.reason,
-                    lane=event.lane,
-                    kind=event.kind,
-                    clock=event.clock,
-                )
-            ]
-        )
+        self.store.commit_batch([Accepted.of(event, raw)])
         return event
 
     def _event(self, typ: str, **fields) -> Event:

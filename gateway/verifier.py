@@ -64,20 +64,7 @@ class VerifiedEvent:
 
     def accepted(self, raw: bytes) -> Accepted:
         """The record the store keeps: these fields around the signed bytes."""
-        return Accepted(
-            eid=self.eid,
-            dev=self.dev,
-            seq=self.seq,
-            typ=self.typ,
-            t_ms=self.t_ms,
-            raw=raw,
-            verdict=self.verdict,
-            reason=self.reason,
-            lane=self.lane,
-            kind=self.kind,
-            clock=self.clock,
-            ep=self.ep,
-        )
+        return Accepted.of(self, raw)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ and `PendingEvent` (what the forwarder sends to the central store).
 """
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.verifier import VerifiedEvent
+    from protocol.events import Event
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,25 @@ class Accepted:
     kind: str | None = None
     clock: str | None = None
     ep: int = 0  # the unit's outbox epoch: seq counts within it (0: from before epochs)
+
+    @classmethod
+    def of(cls, event: "Event | VerifiedEvent", raw: bytes) -> "Accepted":
+        """The record of a verified event (a unit's, or one this gateway signed) around its
+        signed bytes; an event without an epoch is stored under epoch 0."""
+        return cls(
+            eid=event.eid,
+            dev=event.dev,
+            seq=event.seq,
+            typ=event.typ,
+            t_ms=event.t_ms,
+            raw=raw,
+            verdict=event.verdict,
+            reason=event.reason,
+            lane=event.lane,
+            kind=event.kind,
+            clock=event.clock,
+            ep=event.ep or 0,
+        )
 
 
 @dataclass(frozen=True)
