@@ -38,6 +38,16 @@ MULTIARCH = {
 DEFAULT_ARCH = "arm64"  # a site gateway is a Pi unless told otherwise
 CONFIG_NAME = "dynamic-security.json"
 GATEWAY_ROLE = "chot-gateway"
+
+# What a client may do when no role says otherwise: receive what it subscribed to, nothing else
+# (tests that hand-build a broker config use this too, so they run under the shipped default).
+DEFAULT_ACL_ACCESS = {
+    "publishClientSend": False,
+    "publishClientReceive": True,
+    "subscribe": False,
+    "unsubscribe": True,
+}
+
 ADMIN_ROLE = "chot-dynsec-admin"
 PBKDF2_ITERATIONS = 101  # as mosquitto_passwd and provisioning/mqtt_auth.py
 
@@ -143,12 +153,7 @@ def starting_document(
         clients += unit_clients
         roles += unit_roles
     return {
-        "defaultACLAccess": {
-            "publishClientSend": False,
-            "publishClientReceive": True,
-            "subscribe": False,
-            "unsubscribe": True,
-        },
+        "defaultACLAccess": dict(DEFAULT_ACL_ACCESS),
         "clients": clients,
         "groups": [],
         "roles": roles,

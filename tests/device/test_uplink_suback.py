@@ -25,6 +25,7 @@ from device.app import DeviceApp
 from device.gpio import SimulatedBackend
 from device.uplink import MqttOptions
 from protocol import topics
+from provisioning.dynsec import DEFAULT_ACL_ACCESS
 from tests.support.device_pipeline import (
     Pki,
     QueueSource,
@@ -72,12 +73,7 @@ def dynsec_config(passwords: dict[str, str]) -> dict:
         _acl("subscribeLiteral", topics.recent_topic(SITE)),
     ]
     return {
-        "defaultACLAccess": {
-            "publishClientSend": False,
-            "publishClientReceive": True,
-            "subscribe": False,
-            "unsubscribe": True,
-        },
+        "defaultACLAccess": dict(DEFAULT_ACL_ACCESS),
         "clients": [
             _client(DEV, passwords[DEV], "device"),
             _client("gateway", passwords["gateway"], "gateway"),

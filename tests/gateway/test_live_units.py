@@ -21,6 +21,7 @@ from gateway.config import parse_config
 from protocol import topics
 from protocol.ack import open_signed_ack
 from protocol.registry_document import sign_site_registry
+from provisioning.dynsec import DEFAULT_ACL_ACCESS
 from tests.central.server import serve
 from tests.gateway.test_fetcher import _central, _run
 from tests.support.gateway_core import SITE, USERS, Scanner, Site, make_event, wait_for
@@ -54,12 +55,7 @@ def dynsec_start() -> dict:
         _acl("subscribePattern", "chot/v1/#"),
     ]
     return {
-        "defaultACLAccess": {
-            "publishClientSend": False,
-            "publishClientReceive": True,
-            "subscribe": False,
-            "unsubscribe": True,
-        },
+        "defaultACLAccess": dict(DEFAULT_ACL_ACCESS),
         "clients": [_client("gw", USERS["gw"], "gateway"), _client("dev", USERS["dev"], "sim")],
         "groups": [],
         "roles": [
