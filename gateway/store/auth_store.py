@@ -15,6 +15,7 @@ owns its schema and the ingest schema stays as it is.
 
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 from gateway.store.connection import StoreBase, now_ms
 
@@ -165,19 +166,17 @@ class AuthStore:
         return SessionRow(*found) if found else None
 
     def revoke_session(self, sid: str, now: int | None = None) -> bool:
-        now = now_ms() if now is None else now
-        with self.store._tx() as db:
-            cursor = db.execute(
-                "UPDATE web_sessions SET revoked_ms = ? WHERE sid = ? AND revoked_ms IS NULL",
-                (now, sid),
-            )
-            return cursor.rowcount > 0
+        return self._revoke("sid", sid, now) > 0
 
     def revoke_user_sessions(self, user: str, now: int | None = None) -> int:
+        return self._revoke("user", user, now)
+
+    def _revoke(self, column: Literal["sid", "user"], value: str, now: int | None) -> int:
+        """Revoke the live sessions whose `column` is `value`; how many were live."""
         now = now_ms() if now is None else now
         with self.store._tx() as db:
             cursor = db.execute(
-                "UPDATE web_sessions SET revoked_ms = ? WHERE user = ? AND revoked_ms IS NULL",
-                (now, user),
+                f"UPDATE web_sessions SET revoked_ms = ? WHERE {column} = ? AND revoked_ms IS NULL",
+                (now, value),
             )
             return cursor.rowcount
