@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from nacl.signing import SigningKey
 
 from protocol import cbor, cose
-from protocol.gateway_signed import open_gateway_signed
+from protocol.gateway_signed import GatewaySignedError, open_gateway_signed
 from protocol.ids import is_valid_id
 
 ACK_VERSION = 2
@@ -36,12 +36,8 @@ MAX_SAFE_INT = 2**53 - 1  # as protocol/events.py: seq and epoch are exact in a 
 T_MS_MAX = 4_102_444_800_000  # 2100-01-01
 
 
-class AckError(ValueError):
+class AckError(GatewaySignedError):
     """An ack the unit must ignore; `reason` is a short stable code (logged and counted)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,15 @@ from protocol import cbor, cose
 from protocol.reasons import ProtocolError
 
 
+class GatewaySignedError(ValueError):
+    """A gateway-signed document the reader must ignore; `reason` is a short stable code
+    (logged and counted). Each document type has its own subclass."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
 class FromGateway(Protocol):
     @property
     def gw(self) -> str: ...
@@ -27,7 +36,7 @@ def open_gateway_signed(
     *,
     max_bytes: int,
     check: Callable[[object], Doc],
-    error: Callable[..., Exception],
+    error: type[GatewaySignedError],
 ) -> Doc:
     """Verify size, COSE structure, contract (`check`) and the pinned key of the gateway the
     payload names, in that order; raises `error(reason, detail)` on the first that fails."""

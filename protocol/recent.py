@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from nacl.signing import SigningKey
 
 from protocol import cbor, cose
-from protocol.gateway_signed import open_gateway_signed
+from protocol.gateway_signed import GatewaySignedError, open_gateway_signed
 from protocol.ids import is_valid_id
 
 RECENT_VERSION = 1
@@ -31,12 +31,8 @@ MAX_AGE_S = 7 * 24 * 3600
 MAX_RECENT_BYTES = 64 + MAX_REFS * (REF_BYTES + 5) + 1024
 
 
-class RecentError(ValueError):
+class RecentError(GatewaySignedError):
     """Why a snapshot was refused (too_large, unsigned, bad_recent, wrong_key, wrong_site)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
