@@ -10,6 +10,7 @@ from typing import Any
 from gateway.broker_admin import UNIT_KEY_NAME
 from protocol.trust import PASS_KINDS
 from provisioning import toml_out
+from provisioning.state import DEFAULT_DUPLICATE_WINDOW_S
 
 DEVICE_CONFIG_NAME = "device.toml"
 GATEWAY_CONFIG_NAME = "gateway.toml"
@@ -31,10 +32,12 @@ def device_config(
     gateway_public_keys: dict[str, str],
     camera_source: str = "picamera2",
     gpio_backend: str = "rpigpio",
+    duplicate_window_s: int = DEFAULT_DUPLICATE_WINDOW_S,
 ) -> str:
     """`gateway_public_keys` (gateway id -> hex) are the site's gateways: the only keys whose
     signed acks free the unit's outbox (protocol/ack.py); a unit that pins none refuses to
-    start (device/config.py), so a site's devices are rewritten when a gateway is added."""
+    start (device/config.py), so a site's devices are rewritten when a gateway is added.
+    `duplicate_window_s` is the site's policy, the same in its gateway's config."""
     tables: dict[str, dict[str, Any]] = {
         "device": {
             "id": device_id,
@@ -53,7 +56,7 @@ def device_config(
         "policy": {
             "allowed_kinds": list(PASS_KINDS),
             "debounce_s": 5,
-            "duplicate_window_s": 1800,
+            "duplicate_window_s": duplicate_window_s,
         },
         "mqtt": {
             "host": broker_host,
@@ -86,9 +89,11 @@ def gateway_config(
     broker_port: int,
     central_url: str,
     lanes: dict[str, int],
+    duplicate_window_s: int = DEFAULT_DUPLICATE_WINDOW_S,
 ) -> str:
     """The format gateway/config.py reads; signed lists go in `documents/`, which the gateway
-    watches and republishes (retained) to the site's devices."""
+    watches and republishes (retained) to the site's devices. `duplicate_window_s` is the
+    site's policy, the same as in its device bundles (the site's shared recent-pass set)."""
     tables: dict[str, dict[str, Any]] = {
         "": {
             "id": gateway_id,
@@ -113,6 +118,7 @@ def gateway_config(
         # units join and leave the live broker as the signed registry says (dynamic security):
         # the gateway's own login holds the dynsec admin role (`chot provision broker config`)
         "broker": {"dynsec": True, "unit_key_file": UNIT_KEY_NAME},
+        "policy": {"duplicate_window_s": duplicate_window_s},
         "web": {
             "enabled": False,
             # HTTPS with the site CA's certificate; `tls = false` only behind a reverse proxy

@@ -195,6 +195,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     publish.add_command(psub, _leaf, Output)
 
+    from provisioning import site_policy
+
+    site_policy.add_command(psub, _leaf, _group, Output, _home)
+
     device = _group(psub, "device", "scanner units")
     p = _leaf(device, "add", "create a device identity and SD-card bundle", cmd_device_add)
     p.add_argument("site")

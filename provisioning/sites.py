@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from gateway.broker_admin import UNIT_KEY_NAME, unit_password
 from protocol.ids import require_id
 from protocol.registry import Registry, Signer
-from provisioning import bundles, mqtt_auth, tls, toml_out
+from provisioning import bundles, mqtt_auth, site_policy, tls, toml_out
 from provisioning.errors import OpsError
 from provisioning.keys import new_key_file
 from provisioning.secrets import write_secret
@@ -145,6 +145,7 @@ def add_device(
         gateway_public_keys=site_gateway_keys(registry, site),
         camera_source=camera_source,
         gpio_backend=gpio_backend,
+        duplicate_window_s=record.duplicate_window_s,
     )
     (folder / bundles.DEVICE_CONFIG_NAME).write_text(text)
     record.device_bundles[name] = str(folder.resolve())
@@ -224,6 +225,7 @@ def add_gateway(
             broker_port=record.broker_port,
             central_url=central_url,
             lanes=_site_lanes(registry, site),
+            duplicate_window_s=record.duplicate_window_s,
         )
     )
     log.info("gateway %s added at site %s, bundle %s", name, site, folder)
@@ -286,7 +288,8 @@ def revoke_signer(home: HomeFiles, unit_id: str) -> str:
 
 
 def refresh_gateway_bundles(home: HomeFiles, site: str | None = None) -> list[Path]:
-    """Bring the site's gateway bundles up to date: registry and the newest signed lists.
+    """Bring the site's gateway bundles up to date: registry, the newest signed lists and the
+    site's policy in gateway.toml (rewritten only when it differs).
 
     A running gateway watches both (registry file mtime, documents/ folder), so a revocation
     reaches it, and through it the site's scanners, without a restart. Returns the folders."""
@@ -305,6 +308,12 @@ def refresh_gateway_bundles(home: HomeFiles, site: str | None = None) -> list[Pa
                 tmp = target.with_suffix(".tmp")
                 shutil.copyfile(home.path / document, tmp)
                 tmp.replace(target)
+            config = bundle / bundles.GATEWAY_CONFIG_NAME
+            if config.is_file():
+                header = (
+                    f"chot gateway {gateway} at {site_id} - site policy written by `chot provision`"
+                )
+                site_policy.write_policy(config, record.duplicate_window_s, header)
             refreshed.append(bundle)
     return refreshed
 
@@ -320,8 +329,8 @@ def site_gateway_keys(registry: Registry, site: str) -> dict[str, str]:
 
 
 def refresh_device_bundles(home: HomeFiles, site: str) -> list[Path]:
-    """Rewrite `[trust] gateway_public_keys` in the site's device bundles kept by the home
-    (every other setting, edited or not, is kept). A unit already deployed needs its new
+    """Rewrite `[trust] gateway_public_keys` and the site's `[policy] duplicate_window_s` in
+    the site's device bundles kept by the home (every other setting, edited or not, is kept). A unit already deployed needs its new
     device.toml copied over, as for any bundle change. Returns the configs rewritten."""
     keys = site_gateway_keys(home.registry(), site)
     record = home.state.sites.get(site)
@@ -333,6 +342,7 @@ def refresh_device_bundles(home: HomeFiles, site: str) -> list[Path]:
             continue
         data = tomllib.loads(path.read_text())
         data.setdefault("trust", {})["gateway_public_keys"] = dict(sorted(keys.items()))
+        data.setdefault("policy", {})["duplicate_window_s"] = record.duplicate_window_s
         top = {k: v for k, v in data.items() if not isinstance(v, dict)}
         tables = {k: v for k, v in data.items() if isinstance(v, dict)}
         header = f"chot device {device} at {site} - gateway keys refreshed by `chot provision`"

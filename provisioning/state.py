@@ -14,6 +14,7 @@ from protocol.registry import Registry
 from provisioning.errors import OpsError
 
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600  # how long a device may stay offline on one signed list
+DEFAULT_DUPLICATE_WINDOW_S = 1800  # a site's recent-pass window (provisioning/site_policy.py)
 STATE_VERSION = 1
 
 
@@ -46,6 +47,8 @@ class SiteRecord:
     gateway_bundles: dict[str, str] = field(default_factory=dict)
     # device id -> bundle folder: its [trust] gateway_public_keys follow the site's gateways
     device_bundles: dict[str, str] = field(default_factory=dict)
+    # the site's policy, written into its device and gateway bundles alike (site_policy.py)
+    duplicate_window_s: int = DEFAULT_DUPLICATE_WINDOW_S
 
 
 @dataclass
