@@ -15,6 +15,7 @@ def _config(folder: Path, device_extra: str = "") -> Path:
     path.write_text(
         f'[device]\nid = "u1"\nsite = "S1"\nsigning_key_file = "device.key"\n{device_extra}\n'
         f'[trust]\nroot_public_keys = ["{ROOT_KEY}"]\n'
+        f'gateway_public_keys = {{ "gw1" = "{ROOT_KEY}" }}\n'
         '[mqtt]\npassword_file = "mqtt.password"\n[camera]\nsource = "files"\n'
     )
     return path
