@@ -159,6 +159,7 @@ class DeviceApp:
             load_signing_key(self.config.device.signing_key_file),
             max_events=self.config.outbox.max_events,
             max_db_bytes=self.config.outbox.max_db_mb * 1024 * 1024,
+            settle_s=self.config.outbox.settle_s,
         )
 
     def start_uplink(self, options: MqttOptions | None = None) -> None:

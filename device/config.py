@@ -222,6 +222,13 @@ class GpioSection(StrictModel):
 class OutboxSection(StrictModel):
     max_events: int = Field(100_000, ge=10, description="soft bound: alarm, keep recording")
     max_db_mb: int = Field(1024, ge=1, description="hard cap on outbox.db (spare the OS)")
+    settle_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="acks and sent marks are written to the SD card at most this often (or every"
+        " 64 acked rows): shorter means acked rows leave the file sooner, at more writes",
+    )
 
 
 class ClockSection(StrictModel):

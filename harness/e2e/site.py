@@ -87,6 +87,8 @@ class E2ESite:
                 config,
                 device={"offline_after_s": 2.0},
                 camera={"source": "keyboard"},
+                # acks reach the outbox file within a second, where the tests read them
+                outbox={"settle_s": 1.0},
                 mqtt={
                     "port": port,
                     "heartbeat_s": 1.0,
