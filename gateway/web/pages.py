@@ -6,6 +6,7 @@ doc4 (last four ID characters of a manual entry) is shown on /manual only, to op
 """
 
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -56,7 +57,13 @@ def _page(
 
 
 def _audit(state: WebState, actor: str, action: str, detail: str = "") -> None:
-    state.ctx.store.add_audit(actor if is_valid_id(actor) else "?", action, detail)
+    """The page's audit trail in the store; when the store cannot be written (disk full, the
+    very moment operators must log in to see it), the entry goes to the journal instead."""
+    actor = actor if is_valid_id(actor) else "?"
+    try:
+        state.ctx.store.add_audit(actor, action, detail)
+    except sqlite3.OperationalError as exc:
+        log.warning("audit not stored (%s): actor=%s action=%s %s", exc, actor, action, detail)
 
 
 def _csrf_ok(state: WebState, session: Session, token: str | None, request: Request) -> bool:
