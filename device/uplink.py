@@ -374,7 +374,11 @@ class Uplink:
                 self.stats["acks_refused"] += 1
             log.warning("device %s: ack refused: %s", self.device_id, exc)
             return
+        before = self.outbox.acked_seq
         self.outbox.note_ack(ack.upto, [(r.lo, r.hi) for r in ack.ranges])
+        # Progress is the contiguous ack point moving: acks that only name later seqs, or a
+        # heartbeat's ack, must not hold off the republish of a hole the broker lost
+        progressed = self.outbox.acked_seq > before
         with self._cond:
             self.stats["acks"] += 1
             sent = self._heartbeats.get(ack.hb) if ack.hb is not None else None
@@ -382,7 +386,8 @@ class Uplink:
             if top and top in self._mono_of_seq:
                 seq_sent = self._mono_of_seq[top]
                 sent = seq_sent if sent is None else max(sent, seq_sent)
-            self._last_progress = time.monotonic()
+            if progressed:
+                self._last_progress = time.monotonic()
             self._cond.notify_all()
         if sent is not None and self._on_gateway_time is not None:
             self._on_gateway_time(GatewayTime(ack.t_ms, ack.sync, sent, received))
