@@ -1,13 +1,17 @@
-"""`make pi-smoke`: the chot-scanner package installed and deciding in an arm64 Debian 12 root.
+"""`make pi-smoke`: chot-scanner and chot-gateway installed and running in arm64 Debian 12 roots.
 
-Steps: build the arm64 .deb; extract the cached arm64 bookworm root (packaging/arm64-root,
+Scanner: build the arm64 .deb; extract the cached arm64 bookworm root (packaging/arm64-root,
 debootstrap under qemu-user-static); `apt install ./chot-scanner_*.deb` there from the Debian
 mirror; provision a device and put its bundle on a fake boot partition; run the packaged
 chot-firstboot; then run chot-device.service's own ExecStart as its User= with the environment
-systemd would give it (StateDirectory, RuntimeDirectory, LoadCredential copies in
-$CREDENTIALS_DIRECTORY, Environment=, WorkingDirectory=) over recorded frames of valid passes,
-with no broker reachable; then its ExecStopPost. The last line printed is one JSON object:
-{"arch": "aarch64", "installed": true, "decided": N, "outbox_events": N, "seconds": S}.
+systemd would give it (scripts/pi_smoke_root.py: StateDirectory, RuntimeDirectory,
+LoadCredential copies in $CREDENTIALS_DIRECTORY, Environment=, WorkingDirectory=) over recorded
+frames of valid passes, with no broker reachable; then its ExecStopPost.
+Gateway (scripts/pi_smoke_gateway.py): chot-gateway in a fresh copy of the root, a bundle from
+`chot provision gateway add` in /etc/chot, its ExecStart until READY=1 and /healthz over HTTPS,
+kept running with no broker, then SIGTERM.
+The last line printed is one JSON object: {"arch": "aarch64", "installed": true, "decided": N,
+"outbox_events": N, "gateway_installed": true, "gateway_started": true, "seconds": S}.
 Runs as root (chroot, mounts); takes minutes under emulation. The emulated root has no time
 sync (the host kernel reports none), so the unit's clock is only bounded by its documents and
 valid passes are decided warn/clock_untrusted: amber, as on a Pi before NTP answers.
@@ -24,130 +28,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 import numpy as np  # noqa: E402
+from pi_smoke_gateway import gateway_smoke  # noqa: E402
+from pi_smoke_root import CACHE, Chroot, Service, build_package, fresh_root, log  # noqa: E402
 
 from device.camera import write_pgm  # noqa: E402
 from device.synthetic import make_card_frame  # noqa: E402
 from protocol.events import open_event  # noqa: E402
 from provisioning.home import OpsHome  # noqa: E402
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chot"
 UNIT = "/lib/systemd/system/chot-device.service"
 FIRSTBOOT_UNIT = "/lib/systemd/system/chot-firstboot.service"
 PASSES = 3  # distinct people in front of the camera
 FRAMES_PER_PASS = 6
 EMPTY_FRAMES = 4
 RUN_TIMEOUT_S = 900
-
-
-class _Reused(Exception):
-    """The installed root of the last run is reused (--reuse-root)."""
-
-
-def log(message: str) -> None:
-    print(f"pi-smoke: {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Unit:
-    """The [Service] settings of a unit file the smoke needs, as systemd would read them."""
-
-    exec_start: list[str] = field(default_factory=list)
-    exec_stop_post: list[str] = field(default_factory=list)
-    user: str = "root"
-    environment: dict[str, str] = field(default_factory=dict)
-    state_directory: str = ""
-    runtime_directory: str = ""
-    working_directory: str = "/"
-    credentials: dict[str, str] = field(default_factory=dict)  # name -> source path
-
-    @classmethod
-    def parse(cls, text: str) -> Unit:
-        unit = cls()
-        section = ""
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
-            if line.startswith("["):
-                section = line
-                continue
-            if section != "[Service]":
-                continue
-            key, _, value = line.partition("=")
-            if key == "ExecStart":
-                unit.exec_start = shlex.split(value)
-            elif key == "ExecStopPost":
-                unit.exec_stop_post = shlex.split(value.lstrip("-"))
-            elif key == "User":
-                unit.user = value
-            elif key == "Environment":
-                for item in shlex.split(value):
-                    name, _, val = item.partition("=")
-                    unit.environment[name] = val
-            elif key == "StateDirectory":
-                unit.state_directory = value
-            elif key == "RuntimeDirectory":
-                unit.runtime_directory = value
-            elif key == "WorkingDirectory":
-                unit.working_directory = value
-            elif key == "LoadCredential":
-                name, _, source = value.partition(":")
-                unit.credentials[name] = source
-        return unit
-
-
-def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, text=True, **kwargs)
-
-
-class Chroot:
-    """Commands inside the arm64 root, in a private mount namespace (proc, dev, sys)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def sh(self, script: str, *, timeout: float | None = None) -> subprocess.CompletedProcess:
-        mounts = (
-            f"mount -t proc proc {self.root}/proc && "
-            f"mount --rbind /dev {self.root}/dev && "
-            f"mount -t sysfs sys {self.root}/sys && "
-            f"mount -t tmpfs tmpfs {self.root}/run && "
-        )
-        inner = shlex.join(["/bin/sh", "-ec", script])
-        outer = (
-            mounts
-            + f"exec chroot {self.root} /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 {inner}"
-        )
-        return subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", outer],
-            check=True,
-            text=True,
-            capture_output=True,
-            timeout=timeout,
-        )
-
-
-def build_package() -> Path:
-    out = run([str(REPO / "packaging/build-deb"), "scanner", "arm64"], capture_output=True)
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
-def fresh_root() -> Path:
-    tarball = Path(run([str(REPO / "packaging/arm64-root")], capture_output=True).stdout.strip())
-    root = CACHE / "smoke-root"
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    run(["tar", "-C", str(root), "--numeric-owner", "-xf", str(tarball)])
-    shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
-    return root
 
 
 def provision(work: Path) -> tuple[Path, list[str], bytes]:
@@ -193,127 +95,6 @@ def record_frames(passes: list[str], folder: Path) -> int:
     return index
 
 
-def main() -> int:
-    if os.geteuid() != 0:
-        log("needs root (debootstrap, chroot, mounts)")
-        return 2
-    started = time.monotonic()
-    run([str(REPO / "scripts/bootstrap-pi"), "smoke"])
-    deb = build_package()
-    log(f"built {deb.name}")
-    # --reuse-root (development only): keep the last run's installed root, reset its state.
-    reuse = "--reuse-root" in sys.argv and (CACHE / "smoke-root/opt/chot/venv/bin/chot").exists()
-    root = CACHE / "smoke-root" if reuse else fresh_root()
-    chroot = Chroot(root)
-    arch = chroot.sh("uname -m").stdout.strip()
-    log(f"arm64 root ready ({arch})")
-    if reuse:
-        chroot.sh(
-            "rm -rf /etc/chot/device.toml /etc/chot/credentials /var/lib/chot /opt/chot-smoke"
-            " /boot/firmware/chot"
-        )
-
-    shutil.copy(deb, root / "tmp" / deb.name)
-    t0 = time.monotonic()
-    try:
-        if reuse:
-            raise _Reused
-        chroot.sh(
-            "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
-            f"apt-get install -y -q --no-install-recommends /tmp/{deb.name}",
-            timeout=1800,
-        )
-    except _Reused:
-        pass
-    except subprocess.CalledProcessError as exc:
-        log(f"apt install failed:\n{exc.stdout[-4000:]}\n{exc.stderr[-4000:]}")
-        raise
-    installed = (root / "opt/chot/venv/bin/chot").exists()
-    numpy = chroot.sh(
-        "/opt/chot/venv/bin/python -c 'import numpy; print(numpy.__version__, numpy.__file__)'"
-    ).stdout.strip()
-    log(f"venv numpy: {numpy}")
-    installed = installed and "/usr/lib/python3/dist-packages/" in numpy
-    log(f"installed with apt in {time.monotonic() - t0:.0f} s")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle, passes, public_key = provision(Path(tmp))
-        boot = root / "boot/firmware/chot"
-        boot.mkdir(parents=True)
-        for item in bundle.iterdir():
-            shutil.copy(item, boot / item.name)
-        frames = record_frames(passes, root / "opt/chot-smoke/frames")
-    log(f"bundle on the boot partition, {frames} recorded frames of {PASSES} passes")
-
-    # First boot: the packaged script, as chot-firstboot.service runs it.
-    firstboot = Unit.parse((root / FIRSTBOOT_UNIT.lstrip("/")).read_text())
-    chroot.sh(shlex.join(firstboot.exec_start))
-    assert not (root / "boot/firmware/chot").exists(), "bundle left on the boot partition"
-    key = root / "etc/chot/credentials/device.key"
-    assert key.stat().st_uid == 0 and (key.stat().st_mode & 0o777) == 0o600, "device.key mode"
-
-    unit = Unit.parse((root / UNIT.lstrip("/")).read_text())
-    env = dict(unit.environment)
-    creds = f"/run/credentials/{Path(UNIT).name}"
-    env.update(
-        STATE_DIRECTORY=f"/var/lib/{unit.state_directory}",
-        RUNTIME_DIRECTORY=f"/run/{unit.runtime_directory}",
-        CREDENTIALS_DIRECTORY=creds,
-    )
-    # What systemd does before ExecStart: the directories owned by User=, the credentials
-    # copied to a directory only the service can read, then setuid/setgid/supplementary groups.
-    prepare = [
-        f"install -d -m 0750 -o {unit.user} -g {unit.user} {env['STATE_DIRECTORY']}",
-        f"install -d -m 0750 -o {unit.user} -g {unit.user} {env['RUNTIME_DIRECTORY']}",
-        f"install -d -m 0500 -o {unit.user} -g {unit.user} {creds}",
-    ]
-    for name, source in unit.credentials.items():
-        prepare.append(f"install -m 0400 -o {unit.user} -g {unit.user} {source} {creds}/{name}")
-    env_args = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
-
-    cd_exec = f'cd {unit.working_directory} && exec "$@"'
-
-    def as_service(argv: list[str]) -> str:
-        return (
-            f"env {env_args} setpriv --reuid={unit.user} --regid={unit.user} --init-groups "
-            f"--inh-caps=-all -- /bin/sh -c {shlex.quote(cd_exec)} "
-            f"sh {shlex.join(argv)}"
-        )
-
-    log(f"running ExecStart as {unit.user}: {shlex.join(unit.exec_start)}")
-    t0 = time.monotonic()
-    try:
-        result = chroot.sh(
-            # ExecStopPost (lights-off) runs after the stop, in the same runtime directory
-            "; ".join(prepare)
-            + "; "
-            + as_service(unit.exec_start)
-            + " 2>&1; "
-            + as_service(unit.exec_stop_post)
-            + " 2>&1",
-            timeout=RUN_TIMEOUT_S,
-        )
-    except subprocess.CalledProcessError as exc:
-        log(f"ExecStart failed:\n{exc.stdout[-4000:]}\n{exc.stderr[-4000:]}")
-        raise
-    seconds = time.monotonic() - t0
-    service_log = result.stdout
-    print(service_log[-3000:], file=sys.stderr)
-
-    outbox = read_outbox(root / env["STATE_DIRECTORY"].lstrip("/"), public_key)
-    summary = {
-        "arch": arch,
-        "installed": installed,
-        "decided": outbox.decided,
-        "outbox_events": outbox.events,
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    log(f"ExecStart ran {seconds:.1f} s; {outbox.pending} events pending (no broker)")
-    print(json.dumps(summary), flush=True)
-    ok = installed and arch == "aarch64" and outbox.events == PASSES == outbox.decided
-    return 0 if ok else 1
-
-
 @dataclass(frozen=True)
 class OutboxCount:
     events: int
@@ -337,6 +118,107 @@ def read_outbox(state_dir: Path, public_key: bytes) -> OutboxCount:
         decided += event.verdict in ("pass", "warn", "fail")
     pending = sum(1 for _, state in rows if state == "pending")
     return OutboxCount(events=len(rows), pending=pending, decided=decided)
+
+
+@dataclass(frozen=True)
+class ScannerResult:
+    arch: str
+    installed: bool
+    outbox: OutboxCount
+
+    @property
+    def ok(self) -> bool:
+        outbox = self.outbox
+        return (
+            self.installed and self.arch == "aarch64" and outbox.events == PASSES == outbox.decided
+        )
+
+
+def scanner_smoke(reuse: bool) -> ScannerResult:
+    """chot-scanner installed with apt, first boot from a bundle, decisions with no broker."""
+    deb = build_package("scanner")
+    log(f"built {deb.name}")
+    # --reuse-root (development only): keep the last run's installed root, reset its state.
+    reuse = reuse and (CACHE / "smoke-root/opt/chot/venv/bin/chot").exists()
+    root = CACHE / "smoke-root" if reuse else fresh_root("smoke-root")
+    chroot = Chroot(root)
+    arch = chroot.sh("uname -m").stdout.strip()
+    log(f"arm64 root ready ({arch})")
+    t0 = time.monotonic()
+    if reuse:
+        chroot.sh(
+            "rm -rf /etc/chot/device.toml /etc/chot/credentials /var/lib/chot /opt/chot-smoke"
+            " /boot/firmware/chot"
+        )
+    else:
+        chroot.apt_install(deb)
+    installed = (root / "opt/chot/venv/bin/chot").exists()
+    numpy = chroot.sh(
+        "/opt/chot/venv/bin/python -c 'import numpy; print(numpy.__version__, numpy.__file__)'"
+    ).stdout.strip()
+    log(f"venv numpy: {numpy}")
+    installed = installed and "/usr/lib/python3/dist-packages/" in numpy
+    log(f"installed with apt in {time.monotonic() - t0:.0f} s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, passes, public_key = provision(Path(tmp))
+        boot = root / "boot/firmware/chot"
+        boot.mkdir(parents=True)
+        for item in bundle.iterdir():
+            shutil.copy(item, boot / item.name)
+        frames = record_frames(passes, root / "opt/chot-smoke/frames")
+    log(f"bundle on the boot partition, {frames} recorded frames of {PASSES} passes")
+
+    # First boot: the packaged script, as chot-firstboot.service runs it.
+    chroot.sh(shlex.join(Service.read(root, FIRSTBOOT_UNIT).unit.exec_start))
+    assert not (root / "boot/firmware/chot").exists(), "bundle left on the boot partition"
+    key = root / "etc/chot/credentials/device.key"
+    assert key.stat().st_uid == 0 and (key.stat().st_mode & 0o777) == 0o600, "device.key mode"
+
+    service = Service.read(root, UNIT)
+    unit = service.unit
+    log(f"running ExecStart as {unit.user}: {shlex.join(unit.exec_start)}")
+    t0 = time.monotonic()
+    try:
+        result = chroot.sh(
+            # ExecStopPost (lights-off) runs after the stop, in the same runtime directory
+            "; ".join(service.prepare())
+            + "; "
+            + service.command(unit.exec_start)
+            + " 2>&1; "
+            + service.command(unit.exec_stop_post)
+            + " 2>&1",
+            timeout=RUN_TIMEOUT_S,
+        )
+    except subprocess.CalledProcessError as exc:
+        log(f"ExecStart failed:\n{exc.stdout[-4000:]}\n{exc.stderr[-4000:]}")
+        raise
+    print(result.stdout[-3000:], file=sys.stderr)
+    outbox = read_outbox(root / service.env["STATE_DIRECTORY"].lstrip("/"), public_key)
+    log(f"ExecStart ran {time.monotonic() - t0:.1f} s; {outbox.pending} events pending (no broker)")
+    return ScannerResult(arch, installed, outbox)
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        log("needs root (debootstrap, chroot, mounts)")
+        return 2
+    started = time.monotonic()
+    subprocess.run([str(REPO / "scripts/bootstrap-pi"), "smoke"], check=True)
+    reuse = "--reuse-root" in sys.argv
+    scanner = scanner_smoke(reuse)
+    gateway = gateway_smoke(reuse)
+    summary = {
+        "arch": scanner.arch,
+        "installed": scanner.installed,
+        "decided": scanner.outbox.decided,
+        "outbox_events": scanner.outbox.events,
+        "gateway_installed": gateway.installed,
+        "gateway_started": gateway.started,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if scanner.ok and gateway.installed and gateway.started else 1
 
 
 if __name__ == "__main__":
