@@ -56,6 +56,8 @@ def provision(work: Path) -> tuple[Path, list[str], bytes]:
     """An ops home, one device bundle (files camera, simulated lights, unreachable broker)
     and valid passes. The bundle is the one `chot provision device add` writes."""
     home = OpsHome.init(work / "ops")
+    # the site's gateway first: a unit that pins no gateway key refuses to start
+    home.add_gateway("SMOKE-01", "smoke-gw", out=work / "gateway-bundle")
     bundle = work / "bundle"
     device = home.add_device(
         "SMOKE-01",
