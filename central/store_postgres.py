@@ -9,25 +9,38 @@
 - Batches are COPYed into a per-connection temp staging table, then one statement inserts the
   new eids into `event_ids` (ON CONFLICT DO NOTHING) and only those rows into `events`. Rows
   are sorted by eid so concurrent batches lock keys in the same order (no deadlocks).
+- Pooled connections, leader-finding, retry through a failover and the synchronous-standby
+  checks are in postgres_failover.py; making and dropping day partitions in
+  postgres_partitions.py.
 """
 
-import datetime as dt
 import json
 import logging
-import queue
 import re
-import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from central.store import COLUMNS, DAY_MS, EventRow, Store, StoreUnavailable, day_of
+from central.postgres_failover import (
+    ConnectionPool,
+    await_replicated,
+    check_durable,
+    reading_url,
+    retry_through_failover,
+)
+from central.postgres_partitions import (
+    LOCK_PARTITIONS,
+    create_partitions,
+    drop_days_before,
+    partition_name,
+)
+from central.store import COLUMNS, EventRow, Store, day_of
+
+__all__ = ["PostgresStore", "partition_name"]  # partition_name: kept importable from here
 
 log = logging.getLogger(__name__)
 
@@ -66,107 +79,7 @@ _COPY_TYPES = [
 ]
 _EXTRA = COLUMNS.index("extra")
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
-_PARTITION_NAME = re.compile(r"^events_(\d{8})$")
-_DURABLE = (
-    "SELECT current_setting('synchronous_standby_names') <> '' AS wanted, EXISTS (SELECT 1 "
-    "FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') AND state = 'streaming') "
-    "AS confirmed"
-)
-_REPLICATED = (
-    "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') "
-    "AND flush_lsn >= %s::pg_lsn) AS done"
-)
-# connection lost (failover, kill -9), server shutting down or starting, statement cancelled,
-# or a leader demoted under us (read-only): try again on whatever is the leader now
-_FAILOVER_ERRORS = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
 _T = TypeVar("_T")
-_LOCK_PARTITIONS = 0x63686F74  # "chot": advisory lock id for partition DDL and migrations
-
-
-def partition_name(day: int) -> str:
-    return "events_" + day_date(day).strftime("%Y%m%d")
-
-
-def day_date(day: int) -> dt.date:
-    return dt.date(1970, 1, 1) + dt.timedelta(days=day)
-
-
-class _Pool:
-    """Connections to one DSN (a multi-host one finds the leader or a standby by itself)."""
-
-    def __init__(self, url: str, size: int) -> None:
-        self.url = url
-        self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(size)
-        self._all: list[psycopg.Connection] = []
-        self._guard = threading.Lock()
-        # connections whose commit stopped waiting for the synchronous standby (see below)
-        self.unconfirmed: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
-
-    def _connect(self) -> psycopg.Connection:
-        conn = psycopg.connect(self.url, row_factory=dict_row)
-
-        def on_notice(diag: psycopg.errors.Diagnostic) -> None:
-            # "canceling wait for synchronous replication ...": committed locally only
-            if "synchronous replication" in (diag.message_primary or ""):
-                self.unconfirmed.add(conn)
-
-        conn.add_notice_handler(on_notice)
-        with self._guard:
-            self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def conn(self, commit_timeout_s: float | None = None) -> Iterator[psycopg.Connection]:
-        """A pooled connection; the transaction commits on success, rolls back on error.
-        With commit_timeout_s, a commit still waiting for the synchronous standby after that
-        long is cancelled (it stays committed locally; the caller must not confirm it)."""
-        with self._slots:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
-            watchdog: threading.Timer | None = None
-            try:
-                with conn.transaction():
-                    yield conn
-                    if commit_timeout_s is not None:
-                        watchdog = threading.Timer(commit_timeout_s, conn.cancel_safe)
-                        watchdog.daemon = True
-                        watchdog.start()
-            except BaseException:
-                self._release(conn, watchdog)
-                raise
-            self._release(conn, watchdog)
-
-    def _release(self, conn: psycopg.Connection, watchdog: threading.Timer | None) -> None:
-        if watchdog is not None:
-            watchdog.cancel()
-            watchdog.join()
-        if conn.closed or conn.broken:
-            self._forget(conn)
-        else:
-            self._idle.put(conn)
-
-    def _forget(self, conn: psycopg.Connection) -> None:
-        with self._guard:
-            if conn in self._all:
-                self._all.remove(conn)
-        conn.close()
-
-    def flush(self) -> None:
-        """Drop idle connections: after a failover they lead to the old leader."""
-        while True:
-            try:
-                self._forget(self._idle.get_nowait())
-            except queue.Empty:
-                return
-
-    def close(self) -> None:
-        with self._guard:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
 
 
 class PostgresStore(Store):
@@ -195,9 +108,9 @@ class PostgresStore(Store):
         self.url = url
         self.failover_wait_s = failover_wait_s
         self.commit_timeout_s = commit_timeout_s
-        self._write = _Pool(url, pool_size)
-        read_url = read_url or _read_url(url)
-        self._read = self._write if read_url == url else _Pool(read_url, pool_size)
+        self._write = ConnectionPool(url, pool_size)
+        read_url = read_url or reading_url(url)
+        self._read = self._write if read_url == url else ConnectionPool(read_url, pool_size)
         self._partitions: set[int] = set()
         self._staged: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         # called with (server port, events) after each confirmed batch: failover timing
@@ -212,29 +125,17 @@ class PostgresStore(Store):
         self,
         work: Callable[[], _T],
         what: str,
-        pool: "_Pool | None" = None,
+        pool: ConnectionPool | None = None,
         wait_s: float | None = None,
     ) -> _T:
         """Run `work`, again on a fresh connection while the cluster fails over (for
         `failover_wait_s`, or `wait_s`)."""
-        pool = pool or self._write
-        deadline = time.monotonic() + (self.failover_wait_s if wait_s is None else wait_s)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return work()
-            except (*_FAILOVER_ERRORS, StoreUnavailable) as exc:
-                if not isinstance(exc, StoreUnavailable):
-                    pool.flush()
-                    self._partitions.clear()  # the new leader may lack an unconfirmed one
-                if time.monotonic() + 0.5 > deadline:
-                    log.warning("%s: giving up after %d attempts: %s", what, attempt, exc)
-                    if isinstance(exc, StoreUnavailable):
-                        raise
-                    raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
-                log.warning("%s: attempt %d failed (%s); retrying", what, attempt, exc)
-                time.sleep(0.5)
+
+        def forget_partitions() -> None:
+            self._partitions.clear()  # the new leader may lack an unconfirmed one
+
+        wait_s = self.failover_wait_s if wait_s is None else wait_s
+        return retry_through_failover(work, what, pool or self._write, wait_s, forget_partitions)
 
     def close(self) -> None:
         self._write.close()
@@ -262,14 +163,14 @@ class PostgresStore(Store):
             if len(inserted) < len(ordered):
                 # duplicates were committed by an earlier transaction, perhaps one whose
                 # wait for the standby was cancelled: confirm them only once replicated
-                self._await_replicated()
+                await_replicated(self._write, self.commit_timeout_s)
             return inserted
 
         return self._retrying(attempt, f"insert of {len(rows)} events")
 
     def _insert(self, rows: Sequence[EventRow]) -> set[bytes]:
         with self._write.conn(self.commit_timeout_s) as conn:
-            self._check_durable(conn)
+            check_durable(conn)
             if conn not in self._staged:
                 conn.execute(_STAGING)  # lives as long as the connection
             with conn.cursor() as cur:
@@ -290,61 +191,19 @@ class PostgresStore(Store):
         # only once committed: a rolled-back transaction (a row the database refused) takes
         # the new staging table with it, and the next batch on this connection needs it again
         self._staged.add(conn)
-        if conn in self._write.unconfirmed:
-            self._write.unconfirmed.discard(conn)
-            raise StoreUnavailable(
-                f"no synchronous standby confirmed the commit within {self.commit_timeout_s} s"
-            )
+        self._write.raise_if_unconfirmed(
+            conn, f"no synchronous standby confirmed the commit within {self.commit_timeout_s} s"
+        )
         if self.on_commit is not None:
             self.on_commit(conn.info.port, len(rows))
         return inserted
 
-    @staticmethod
-    def _check_durable(conn: psycopg.Connection) -> None:
-        """Refuse before writing when synchronous replication is asked for but no standby
-        streams as synchronous (Patroni's strict mode with the last standby gone): the
-        commit would hang, and a degraded single-copy commit is not an acknowledgement."""
-        row = conn.execute(_DURABLE).fetchone()
-        if row["wanted"] and not row["confirmed"]:
-            raise StoreUnavailable("no synchronous standby is streaming")
-
-    def _await_replicated(self) -> None:
-        with self._write.conn() as conn:
-            row = conn.execute(
-                "SELECT pg_current_wal_lsn()::text AS lsn, "
-                "current_setting('synchronous_standby_names') <> '' AS wanted"
-            ).fetchone()
-        if not row["wanted"]:
-            return
-        deadline = time.monotonic() + self.commit_timeout_s
-        while time.monotonic() < deadline:
-            with self._write.conn() as conn:
-                done = conn.execute(_REPLICATED, (row["lsn"],)).fetchone()["done"]
-            if done:
-                return
-            time.sleep(0.01)
-        raise StoreUnavailable("no synchronous standby confirmed the stored duplicates")
-
     def _ensure_partitions(self, days: set[int]) -> None:
-        """Create missing day partitions in one transaction (all of them or none: a failover
-        in the middle leaves no half-made state, and the next attempt starts over)."""
+        """Create the missing day partitions (postgres_partitions.py), remembered once made."""
         missing = days - self._partitions
         if not missing:
             return
-        with self._write.conn(self.commit_timeout_s) as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITIONS,))
-            for day in sorted(missing):
-                name = partition_name(day)
-                exists = conn.execute("SELECT to_regclass(%s) AS r", (name,)).fetchone()
-                if exists["r"] is None:
-                    conn.execute(
-                        f"CREATE TABLE {name} PARTITION OF events "
-                        f"FOR VALUES FROM ({day * DAY_MS}) TO ({(day + 1) * DAY_MS})"
-                    )
-                    log.info("created partition %s", name)
-        if conn in self._write.unconfirmed:
-            self._write.unconfirmed.discard(conn)
-            raise StoreUnavailable("partition creation not confirmed by a standby")
+        create_partitions(self._write, missing, self.commit_timeout_s)
         self._partitions |= missing
 
     # --- queries --------------------------------------------------------------------------
@@ -373,9 +232,9 @@ class PostgresStore(Store):
         def run() -> int:
             with self._write.conn(min(self.commit_timeout_s, wait_s)) as conn:
                 count = conn.execute(_pg_sql(sql), dict(params or {})).rowcount
-            if conn in self._write.unconfirmed:
-                self._write.unconfirmed.discard(conn)
-                raise StoreUnavailable("no synchronous standby confirmed the commit in time")
+            self._write.raise_if_unconfirmed(
+                conn, "no synchronous standby confirmed the commit in time"
+            )
             return count
 
         return self._retrying(run, "statement", wait_s=wait_s)
@@ -386,36 +245,18 @@ class PostgresStore(Store):
         return self._retrying(lambda: self._delete_days_before(cutoff_day), "retention")
 
     def _delete_days_before(self, cutoff_day: int) -> dict[str, Any]:
-        with self._write.conn(self.commit_timeout_s) as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITIONS,))
-            names = conn.execute(
-                "SELECT c.relname AS name FROM pg_inherits i "
-                "JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'"
-            ).fetchall()
-            days, events = [], 0
-            for row in names:
-                match = _PARTITION_NAME.match(row["name"])
-                if not match:
-                    continue
-                day = (dt.datetime.strptime(match[1], "%Y%m%d").date() - dt.date(1970, 1, 1)).days
-                if day < cutoff_day:
-                    count = conn.execute(f"SELECT count(*) AS n FROM {row['name']}").fetchone()
-                    events += count["n"]
-                    conn.execute(f"DROP TABLE {row['name']}")
-                    days.append(day)
-            conn.execute("DELETE FROM event_ids WHERE t < %s", (cutoff_day * DAY_MS,))
+        days, events = drop_days_before(self._write, cutoff_day, self.commit_timeout_s)
         self._partitions -= set(days)
-        return {"days": sorted(days), "events": events}
+        return {"days": days, "events": events}
 
     # --- migrations -----------------------------------------------------------------------
 
     @contextmanager
     def migration_lock(self) -> Iterator[None]:
-        with self._write._slots:
+        with self._write.slots:
             conn = psycopg.connect(self.url, autocommit=True)
             try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_PARTITIONS + 1,))
+                conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_PARTITIONS + 1,))
                 yield
             finally:
                 conn.close()  # releases the session lock
@@ -436,11 +277,6 @@ class PostgresStore(Store):
                 "INSERT INTO schema_version VALUES (%s, %s, extract(epoch FROM now())::bigint)",
                 (version, name),
             )
-
-
-def _read_url(url: str) -> str:
-    """The reading twin of a leader-finding URL: same hosts, prefer a standby."""
-    return url.replace("target_session_attrs=read-write", "target_session_attrs=prefer-standby")
 
 
 def _as_is(text: str) -> str:
