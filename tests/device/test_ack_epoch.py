@@ -41,7 +41,8 @@ def unit(tmp_path, name: str = "outbox.db", **kw) -> Uplink:
 def publish_all(link: Uplink) -> None:
     """What the pump does for the rows it hands to the broker (no broker needed here)."""
     rows = link.outbox.pending(limit=10_000)
-    link._sent_max = rows[-1].seq if rows else link._sent_max
+    if rows:
+        link.acks.note_sent(rows[-1].seq)
 
 
 def ack(ep: int, upto: int = 0, ranges=(), key=GATEWAY_KEY, dev=DEV, t_ms=0, hb=None) -> bytes:
@@ -104,7 +105,7 @@ def test_signed_heartbeat_answer_bounds_an_unknown_clock(tmp_path):
     )
     link = unit(tmp_path, on_gateway_time=clock.note_gateway_time)
     assert clock.read().state is ClockState.UNKNOWN
-    link._heartbeats[77] = __import__("time").monotonic()  # the heartbeat with nonce 77 left
+    link.acks.heartbeats[77] = __import__("time").monotonic()  # heartbeat nonce 77 left
     link._handle_ack(ack(link.outbox.epoch, t_ms=1_700_000_000_000, hb=77))
     reading = clock.read()
     assert reading.state is ClockState.SYNCED
