@@ -1,41 +1,51 @@
-"""`chot provision ...` (the ops team's tool) and `chot pass issue`.
+"""`chot provision ...` (the ops team's tool) and `chot pass issue`: the parser and the printer.
 
 Every command takes `--json`; none prints a secret (keys, passwords, tokens, document numbers)
 and none overwrites a key. Exit codes: 0 done, 1 refused, 2 usage error. Handlers return an
-`Output` (data, optional human lines, exit code); `_handler` prints it, one way for all.
+`Output` (cli_base.py; data, optional human lines, exit code); `_handler` prints it, one way
+for all. The handlers, by command group:
+
+    cli_keys.py    init, issuer ..., trust sign, revocations sign
+    cli_passes.py  pass issue, pass revoke
+    cli_sites.py   device ..., gateway ..., operator ..., broker ...
 """
 
 import argparse
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.i18n import N_, Phrase, cli_translator
 from protocol.trust import PASS_KINDS
-from provisioning import ntp
-from provisioning.cli_words import ROLE_WORDS, STATUS_WORDS, human_lines, word
+from provisioning.cli_base import HOME_ENV, Handler, Output, open_home
+from provisioning.cli_keys import (
+    cmd_default,
+    cmd_init,
+    cmd_issuer_add,
+    cmd_issuer_create,
+    cmd_issuer_list,
+    cmd_issuer_revoke,
+    cmd_retire,
+    cmd_sign,
+)
+from provisioning.cli_passes import cmd_pass_issue, cmd_pass_revoke
+from provisioning.cli_sites import (
+    cmd_broker_check,
+    cmd_broker_config,
+    cmd_device_add,
+    cmd_device_list,
+    cmd_gateway_add,
+    cmd_operator_add,
+    cmd_operator_revoke,
+    cmd_revoke_unit,
+)
+from provisioning.cli_words import human_lines
 from provisioning.errors import OpsError
 from provisioning.secrets import SecretExists
 
-HOME_ENV = "CHOT_HOME"
-
-
-@dataclass(frozen=True)
-class Output:
-    """What a command shows: ``data`` as one JSON line with --json; otherwise ``lines``, or
-    ``data`` as "Label: value" lines when there are none, in the command line's language
-    (provisioning/cli_words.py). ``code`` is the exit status."""
-
-    data: dict | list
-    lines: "list[str | Phrase] | None" = None  # Phrases are translated when printed
-    code: int = 0
-
-
-Handler = Callable[[argparse.Namespace], Output]
+__all__ = ["HOME_ENV", "Output", "add_commands", "add_pass_issue"]
 
 
 def _handler(func: Handler) -> Callable[[argparse.Namespace], int]:
@@ -69,15 +79,6 @@ def _print(out: Output, *, as_json: bool) -> None:
             print(line)
     else:
         print(json.dumps(out.data, sort_keys=True, indent=2))
-
-
-def _home(args: argparse.Namespace):
-    from provisioning.home import OpsHome
-
-    path = args.home or os.environ.get(HOME_ENV)
-    if not path:
-        raise ValueError(f"--home DIR (or ${HOME_ENV}) is required")
-    return OpsHome(path)
 
 
 def _leaf(sub, name: str, help_: str, func: Handler, home: bool = True) -> argparse.ArgumentParser:
@@ -185,7 +186,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     from provisioning import subject
 
-    subject.add_commands(psub, _leaf, Output, _home)
+    subject.add_commands(psub, _leaf, Output, open_home)
 
     from provisioning import dcc
 
@@ -197,7 +198,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     from provisioning import site_policy
 
-    site_policy.add_command(psub, _leaf, _group, Output, _home)
+    site_policy.add_command(psub, _leaf, _group, Output, open_home)
 
     device = _group(psub, "device", "scanner units")
     p = _leaf(device, "add", "create a device identity and SD-card bundle", cmd_device_add)
@@ -289,297 +290,3 @@ def add_pass_issue(pass_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png-dir", type=Path, help="batch: one PNG per pass, named by reference")
     p.add_argument("--pdf", type=Path, help="printable A4 sheet of cards")
     p.add_argument("--print-name", action="store_true", help="print the name on the card")
-
-
-# --- handlers ---------------------------------------------------------------------------------
-
-
-def cmd_init(args: argparse.Namespace) -> Output:
-    from provisioning.home import OpsHome
-
-    home = OpsHome.init(
-        args.dir,
-        issuer=args.issuer,
-        kinds=args.kinds,
-        encrypt=args.encrypt,
-        max_age_s=int(args.max_age_days * 86400),
-    )
-    issuer = home.list_issuers()[0]
-    return Output(
-        {
-            "home": str(home.path),
-            "root_public_key": home.state.root_public_key,
-            "issuer": issuer.issuer,
-            "kid": issuer.kid,
-            "trust_version": 1,
-            "encrypted": bool(args.encrypt),
-        }
-    )
-
-
-def cmd_issuer_create(args: argparse.Namespace) -> Output:
-    info = _home(args).create_issuer(
-        args.issuer, kinds=args.kinds, max_validity=dict(args.max_hours)
-    )
-    return Output(asdict(info))
-
-
-def cmd_issuer_add(args: argparse.Namespace) -> Output:
-    info = _home(args).add_external_issuer(
-        args.issuer,
-        bytes.fromhex(args.public_key),
-        kinds=args.kinds,
-        not_before=args.not_before,
-        max_validity=dict(args.max_hours),
-    )
-    return Output(asdict(info))
-
-
-def cmd_default(args: argparse.Namespace) -> Output:
-    if bool(args.issuer) == bool(args.clear):
-        raise ValueError("name an issuer, or --clear")
-    return Output({"default_issuer": _home(args).set_default_issuer(args.issuer)})
-
-
-def cmd_issuer_list(args: argparse.Namespace) -> Output:
-    issuers = [asdict(i) for i in _home(args).list_issuers()]
-    lines = [  # layout only: the words in it are translated Phrases
-        Phrase(
-            "{kid}  {issuer:<12} {status:<8} {origin}  {kinds}",
-            {
-                **i,
-                "status": word(STATUS_WORDS, i["status"]),
-                "origin": Phrase(N_("local") if i["local"] else N_("external")),
-                "kinds": ",".join(i["kinds"]),
-            },
-        )
-        for i in issuers
-    ]
-    return Output(issuers, lines)
-
-
-def cmd_retire(args: argparse.Namespace) -> Output:
-    return Output(asdict(_home(args).retire_issuer(args.kid)))
-
-
-def cmd_issuer_revoke(args: argparse.Namespace) -> Output:
-    return Output(asdict(_home(args).revoke_issuer(args.kid)))
-
-
-def cmd_sign(args: argparse.Namespace) -> Output:
-    home = _home(args)
-    expires = int(args.expires_days * 86400) if args.expires_days else None
-    if args.document == "trust":
-        data = home.sign_trust_list(version=args.version, expires_in=expires)
-        version = home.state.trust_version
-    else:
-        data = home.sign_revocation_list(version=args.version, expires_in=expires)
-        version = home.state.revocation_version
-    if args.out:
-        args.out.write_bytes(data)
-    return Output(
-        {
-            "document": args.document,
-            "version": version,
-            "bytes": len(data),
-            "out": str(args.out or home.path / f"{args.document}.cose"),
-        }
-    )
-
-
-def cmd_pass_revoke(args: argparse.Namespace) -> Output:
-    home = _home(args)
-    if args.doc_number:  # the issuing ledger finds the person's passes (provisioning/subject.py)
-        from provisioning.subject import revoke_person
-
-        if args.ref or args.ref_option:
-            raise ValueError("give a pass reference or --doc-number, not both")
-        revoked = revoke_person(home, args.doc_number)
-        refs = [p.pass_ref.hex() for p in revoked]
-        return Output(
-            {"revoked": refs, "revocation_version": home.state.revocation_version},
-            [Phrase(N_("live passes revoked: {count}"), {"count": len(refs)}), *refs],
-        )
-    args.ref = args.ref or args.ref_option
-    if not args.ref:
-        raise ValueError("a pass reference (or --ref, or --doc-number) is required")
-    home.revoke_pass(args.ref)
-    return Output(
-        {"revoked": args.ref.replace(" ", ""), "revocation_version": home.state.revocation_version}
-    )
-
-
-def cmd_device_add(args: argparse.Namespace) -> Output:
-    home = _home(args)
-    bundle = home.add_device(
-        args.site,
-        args.name,
-        lane=args.lane,
-        out=args.out,
-        broker_host=args.broker_host,
-        broker_port=args.broker_port,
-        camera_source=args.camera,
-        gpio_backend=args.gpio,
-    )
-    # the unit's time comes from its gateway, which runs beside the site broker
-    ntp_file = ntp.write_device_files(bundle.folder, home.state.sites[bundle.site].broker_host)
-    return Output(
-        {
-            "device": bundle.device_id,
-            "site": bundle.site,
-            "lane": bundle.lane,
-            "bundle": str(bundle.folder),
-            "public_key": bundle.public_key.hex(),
-            "timesyncd": str(ntp_file),
-        }
-    )
-
-
-def cmd_gateway_add(args: argparse.Namespace) -> Output:
-    # checked before anything is registered: a bad subnet leaves no half-made gateway
-    chrony = ntp.gateway_chrony_conf(args.ntp_allow, gps=args.gps, pps_device=args.pps)
-    bundle = _home(args).add_gateway(
-        args.site,
-        args.name,
-        out=args.out,
-        central_url=args.central_url,
-        broker_port=args.broker_port,
-        web_hosts=args.web_host,
-        web_cert=args.web_cert,
-        web_key=args.web_key,
-    )
-    ntp_file = ntp.write_gateway_files(bundle.folder, chrony)
-    return Output(
-        {
-            "gateway": bundle.gateway_id,
-            "site": bundle.site,
-            "bundle": str(bundle.folder),
-            "public_key": bundle.public_key.hex(),
-            "chrony": str(ntp_file),
-        }
-    )
-
-
-def cmd_revoke_unit(args: argparse.Namespace) -> Output:
-    home = _home(args)
-    home.revoke_device(args.id)
-    data = {"revoked": args.id, "revocation_version": home.state.revocation_version}
-    next_step = N_("publish it: chot provision publish (the gateway removes its broker login)")
-    return Output(
-        {**data, "next": next_step},
-        [
-            Phrase(
-                N_("Revoked: {id} (revocation list version {version})"),
-                {"id": args.id, "version": data["revocation_version"]},
-            ),
-            Phrase(N_("Next: {step}"), {"step": Phrase(next_step)}),
-        ],
-    )
-
-
-def cmd_device_list(args: argparse.Namespace) -> Output:
-    signers = [
-        {
-            "id": s.id,
-            "site": s.site,
-            "role": s.role,
-            "lane": s.lane,
-            "revoked": s.revoked,
-            "public_key": s.public_key.hex(),
-        }
-        for s in _home(args).registry()
-    ]
-    lines = [  # layout only: the words in it are translated Phrases
-        Phrase(
-            "{id:<20} {site:<8} {role:<8} {state}",
-            {
-                **s,
-                "role": word(ROLE_WORDS, s["role"]),
-                "state": Phrase(N_("REVOKED") if s["revoked"] else N_("active")),
-            },
-        )
-        for s in signers
-    ]
-    return Output(signers, lines)
-
-
-def cmd_operator_add(args: argparse.Namespace) -> Output:
-    import getpass
-
-    from provisioning import operators
-
-    if args.role != "gate":  # a central credential for health staff
-        return Output(operators.cmd_add(args, _home(args).path))
-    if args.user is None:
-        raise ValueError("a gate operator needs SITE USER (or --role tracer|report|ops NAME)")
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass(f"password for {args.user}: ")
-    path = _home(args).add_operator(args.site, args.user, password)
-    return Output({"operator": args.user, "site": args.site, "users_file": str(path)})
-
-
-def cmd_operator_revoke(args: argparse.Namespace) -> Output:
-    from provisioning.operators import revoke_operator
-
-    return Output(revoke_operator(_home(args).path, args.name))
-
-
-def cmd_broker_config(args: argparse.Namespace) -> Output:
-    from provisioning.broker import write_broker_config
-
-    conf = write_broker_config(
-        _home(args),
-        args.site,
-        args.out,
-        install_dir=args.install_dir,
-        hosts=args.host,
-        plugin=args.plugin,
-        arch=args.arch,
-    )
-    return Output({"site": args.site, "config": str(conf), "folder": str(conf.parent)})
-
-
-def cmd_broker_check(args: argparse.Namespace) -> Output:
-    from provisioning.broker import check_broker
-
-    report = check_broker(_home(args), args.site, args.dir)
-    verdict = Phrase(N_("The broker works") if report["ok"] else N_("The broker check failed"))
-    details = json.dumps(report, sort_keys=True, indent=2)
-    return Output(report, [verdict, details], 0 if report["ok"] else 1)
-
-
-def cmd_pass_issue(args: argparse.Namespace) -> Output:
-    from provisioning.issue import issue_batch, issue_single
-
-    home = _home(args)
-    if args.csv:
-        if args.doc_number or args.png:
-            raise ValueError("--csv issues a batch: use --png-dir, not --doc-number/--png")
-        result = issue_batch(
-            home,
-            args.csv,
-            hours=args.hours,
-            issuer=args.issuer,
-            png_dir=args.png_dir,
-            pdf=args.pdf,
-            print_name=args.print_name,
-        )
-        return Output(result, [p["qr_text"] for p in result["passes"]])
-    if not args.doc_number:
-        raise ValueError("--doc-number or --csv is required")
-    result = issue_single(
-        home,
-        kind=args.kind,
-        doc_number=args.doc_number,
-        hours=args.hours,
-        issuer=args.issuer,
-        name=args.name,
-        doc4=args.doc4,
-        dob=args.dob,
-        png=args.png,
-        pdf=args.pdf,
-        print_name=args.print_name,
-    )
-    return Output(result, [result["qr_text"]])

@@ -69,7 +69,7 @@ def add_commands(
     output: type,
     home_of: Callable[[argparse.Namespace], "OpsHome"],
 ) -> None:
-    """``chot provision subject``; ``pass revoke --doc-number`` is in provisioning/cli.py."""
+    """``chot provision subject``; ``pass revoke --doc-number`` is in provisioning/cli_passes.py."""
 
     def cmd_subject(args: argparse.Namespace) -> Any:
         home = home_of(args)
