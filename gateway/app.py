@@ -1,9 +1,9 @@
 """GatewayApp: wires config -> store -> ingest (MQTT) -> forwarder -> distribution -> signer.
 
 Lifecycle: `start()` opens the store, connects to the broker (persistent MQTT 5 session,
-fixed client id, retained status with last will "offline"), starts the ingest writer and the
+fixed client id, retained status with last will "offline": gateway/mqtt_session.py), starts the ingest writer and the
 forwarder; `run()` does the periodic work (store maintenance, load summaries, document folder,
-registry reload, systemd watchdog) until SIGTERM or the duration; `stop()` drains the ingest
+registry reload and what follows it: gateway/registry_follower.py, systemd watchdog) until SIGTERM or the duration; `stop()` drains the ingest
 queue, publishes "stopped" and closes everything.
 
 The web layer (gateway/web/) reads `app.store` and `app.health()`; `web_app()` is its hook.
@@ -11,7 +11,6 @@ The web layer (gateway/web/) reads `app.store` and `app.health()`; `web_app()` i
 
 import logging
 import signal
-import ssl
 import threading
 import time
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from nacl.signing import SigningKey
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from common.keys import load_key_file
 from common.sd_notify import SystemdNotifier
@@ -30,20 +27,21 @@ from gateway.config import GatewayConfig, read_secret
 from gateway.distribution import Distributor
 from gateway.fetcher import DocumentFetcher, SiteRegistryFile
 from gateway.forwarder import Forwarder
-from gateway.ingest import Ingest, RegistrySource
+from gateway.health import gateway_health
+from gateway.ingest import Ingest
 from gateway.manual import GatewaySigner
+from gateway.mqtt_session import MAX_PACKET_BYTES, MqttSession
 from gateway.recent_passes import RecentPassesPublisher
+from gateway.registry_follower import LANE_CAPACITY, RegistryFollower
+from gateway.registry_source import RegistrySource
 from gateway.store import Store
-from gateway.web.alerts import gateway_alerts
 from protocol import topics
 from protocol.registry import Registry
-from protocol.status import encode_status
 from protocol.trust import root_keyring
 
 log = logging.getLogger(__name__)
 
-LANE_CAPACITY = 12  # people per minute, for a lane the registry adds (provisioning's default)
-MAX_PACKET_BYTES = 64 * 1024  # an event (4 KiB), its topic and properties, with room to spare
+__all__ = ["LANE_CAPACITY", "MAX_PACKET_BYTES", "GatewayApp", "load_signing_key"]
 
 
 def load_signing_key(path: Path) -> SigningKey:
@@ -60,7 +58,6 @@ class GatewayApp:
         # set once the broker granted our subscriptions: only then is an event published
         # by a scanner sure to reach us (a fresh session holds nothing before that)
         self.ready = threading.Event()
-        self._subscribe_mid: int | None = None
         self.started_at = time.time()
         self.store: Store | None = None
         self.ingest: Ingest | None = None
@@ -68,12 +65,12 @@ class GatewayApp:
         self.forwarder: Forwarder | None = None
         self.fetcher: DocumentFetcher | None = None
         self.site_registry: SiteRegistryFile | None = None
-        self._followed_registry: Registry | None = None
+        self.registry_follower: RegistryFollower | None = None
         self.broker_admin: BrokerAdmin | None = None
-        self._broker_resync = True  # after (re)connecting, send every unit again
         self.distributor: Distributor | None = None
         self.signer: GatewaySigner | None = None
-        self.client: mqtt.Client | None = None
+        self.session: MqttSession | None = None
+        self.client: mqtt.Client | None = None  # the session's, once init_mqtt ran
         self.registry: RegistrySource | None = None
         self.web_server: Any = None
         self.notifier = SystemdNotifier()
@@ -100,6 +97,9 @@ class GatewayApp:
         # a signed registry fetched from the central wins over the bundle's file
         held = self.site_registry.signed_path.exists()
         self.registry = RegistrySource(self.site_registry.path if held else c.registry_file, c.site)
+        self.registry_follower = RegistryFollower(
+            self.registry, self.site_registry, c.lanes, self.connected
+        )
         self.ingest = Ingest(
             self.store,
             c.site,
@@ -178,127 +178,42 @@ class GatewayApp:
 
     def _registry_adopted(self, registry: Registry) -> None:
         """A newer signed registry is on disk: ingest reads that file from now on."""
-        path = self.site_registry.path
-        if self.registry._file.path != path:  # first one: leave the bundle's file for it
-            self.registry._file.path = path
-        self.registry.request_reload()
+        self.registry_follower.adopt(registry)
 
     def follow_registry(self) -> None:
         """Keep what depends on the site registry in step with the one ingest uses: the
-        lanes (status page, load summaries) follow its active units."""
-        registry = self.registry.registry if self.registry else None
-        if registry is None or registry is self._followed_registry or not registry.signers:
-            return
-        self._followed_registry = registry
-        self._follow_lanes(registry)
-        if self.broker_admin and self.connected.is_set():
-            self.broker_admin.apply(registry, full=self._broker_resync)
-            self._broker_resync = False
-        elif self.broker_admin:
-            self._followed_registry = None  # not connected: try again next tick
-
-    def _follow_lanes(self, registry: Registry) -> None:
-        lanes = {s.lane for s in registry if s.role == "device" and s.lane and not s.revoked}
-        current = self.config.lanes
-        default = max(current.values(), default=LANE_CAPACITY)
-        wanted = {lane: current.get(lane, default) for lane in sorted(lanes)}
-        if wanted != current:
-            log.info("lanes follow the registry: %s", ", ".join(wanted) or "none")
-            current.clear()  # in place: the web layer holds this very dict
-            current.update(wanted)
+        lanes (status page, load summaries) follow its active units, and units get their
+        broker logins (gateway/registry_follower.py)."""
+        if self.registry_follower is not None:
+            self.registry_follower.follow()
 
     def init_mqtt(self) -> None:
-        c = self.config
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=c.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+        self.session = MqttSession(
+            self.config,
+            self.ingest,
+            self._on_connected,
+            stopping=self.stopping,
+            connected=self.connected,
+            ready=self.ready,
         )
-        if c.mqtt.username:
-            client.username_pw_set(c.mqtt.username, read_secret(c.mqtt.password_file))
-        if c.mqtt.ca_file:
-            client.tls_set(
-                ca_certs=str(c.mqtt.ca_file),
-                certfile=str(c.mqtt.cert_file) if c.mqtt.cert_file else None,
-                keyfile=str(c.mqtt.key_file) if c.mqtt.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        status = topics.gateway_status_topic(c.site, c.id)
-        client.will_set(status, encode_status("offline", 0), qos=1, retain=True)
-        client.max_inflight_messages_set(100)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 30)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self.ingest.on_message
-        self.client = client
-        self.ingest.client = client
+        self.client = self.session.client
 
-    def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
-        props.ReceiveMaximum = self.config.mqtt.receive_maximum
-        # the broker must not send us anything bigger (it drops it for us): an event is at
-        # most MAX_EVENT_BYTES, so a unit's huge heartbeat never reaches this process
-        props.MaximumPacketSize = MAX_PACKET_BYTES
-        return props
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        try:
-            if reason_code.is_failure:
-                log.error("broker refused the connection: %s", reason_code)
-                return
-            self.ingest.new_connection()
-            _, self._subscribe_mid = client.subscribe(
-                self.ingest.subscriptions(self.config.mqtt.shared_group)
-            )
-            n = self.distributor.republish_all()
-            if self.recent_passes is not None and len(self.recent_passes):
-                self.recent_passes.publish_now()  # the set rebuilt from the store at start
-            self._broker_resync, self._followed_registry = True, None
-            self.connected.set()
-            log.info(
-                "connected to broker (session present=%s), republished %d documents",
-                flags.session_present,
-                n,
-            )
-        except Exception:
-            log.exception("on_connect failed")
-
-    def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
-        """The gateway says "online" only once the broker granted its subscriptions."""
-        if mid != self._subscribe_mid:
-            return
-        filters = self.ingest.subscriptions(self.config.mqtt.shared_group)
-        refused = [
-            f for (f, _), rc in zip(filters, reason_code_list, strict=False) if rc.is_failure
-        ]
-        for topic_filter in refused:
-            log.error("broker refused subscription %s (check the broker ACL)", topic_filter)
-        self._publish_status("online")
-        self.ready.set()
-        log.info("subscribed to %d topic filters", len(filters) - len(refused))
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.connected.clear()
-        self.ready.clear()
-        if not self.stopping.is_set():
-            log.warning("disconnected from broker: %s; paho reconnects", reason_code)
+    def _on_connected(self) -> int:
+        """Every (re)connect: the retained documents and recent passes again, every unit's
+        broker login again; returns how many documents were republished."""
+        n = self.distributor.republish_all()
+        if self.recent_passes is not None and len(self.recent_passes):
+            self.recent_passes.publish_now()  # the set rebuilt from the store at start
+        self.registry_follower.reconnected()
+        return n
 
     def _publish_retained(self, topic: str, raw: bytes) -> None:
-        if self.client is not None:
-            self.client.publish(topic, raw, qos=1, retain=True)
+        if self.session is not None:
+            self.session.publish_retained(topic, raw)
 
     def _publish_control(self, topic: str, payload: bytes) -> None:
-        if self.client is not None:
-            self.client.publish(topic, payload, qos=1)
-
-    def _publish_status(self, state: str) -> mqtt.MQTTMessageInfo:
-        topic = topics.gateway_status_topic(self.config.site, self.config.id)
-        payload = encode_status(state, int(time.time()))
-        return self.client.publish(topic, payload, qos=1, retain=True)
+        if self.session is not None:
+            self.session.publish_control(topic, payload)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -312,21 +227,14 @@ class GatewayApp:
         if self.config.broker.dynsec:
             key = bytes.fromhex(read_secret(self.config.broker.unit_key_file) or "")
             self.broker_admin = BrokerAdmin(self.config.site, key, self._publish_control)
+            self.registry_follower.broker_admin = self.broker_admin
         self.distributor.scan_folder()
         self.ingest.start()
         if self.forwarder:
             self.forwarder.start()
         if self.fetcher:
             self.fetcher.start()
-        c = self.config.mqtt
-        self.client.connect_async(
-            c.host,
-            c.port,
-            keepalive=c.keepalive_s,
-            clean_start=False,
-            properties=self._connect_properties(),
-        )
-        self.client.loop_start()
+        self.session.start()
         self.start_web()
         self.store.add_audit("gateway", "start", f"client_id={self.config.client_id}")
         log.info("gateway %s for site %s started", self.config.id, self.config.site)
@@ -392,14 +300,8 @@ class GatewayApp:
             self.forwarder.stop()
         if self.fetcher:
             self.fetcher.stop()
-        if self.client:
-            try:
-                if self.connected.is_set():
-                    self._publish_status("stopped").wait_for_publish(2)
-            except (RuntimeError, ValueError):
-                pass
-            self.client.disconnect()
-            self.client.loop_stop()
+        if self.session:
+            self.session.stop()
         if self.store:
             self.store.add_audit("gateway", "stop")
             self.store.close()
@@ -409,48 +311,16 @@ class GatewayApp:
 
     def health(self) -> dict[str, Any]:
         """Ingest rate, store depth, forward lag, rejects by reason and alerts."""
-        store = self.store
-        forward = self.forwarder.health() if self.forwarder else None
-        # one alert model with `chot gateway status` and /metrics (gateway/web/alerts.py)
-        alerts = gateway_alerts(
-            store,
-            central_url=self.config.central.url,
-            unreachable_alert_min=self.config.central.unreachable_alert_min,
-            now_ms=int(time.time() * 1000),
-            forward=forward,
+        return gateway_health(
+            self.config,
+            self.store,
+            started_at=self.started_at,
+            mqtt_connected=self.connected.is_set(),
+            ingest=self.ingest,
+            forwarder=self.forwarder,
+            fetcher=self.fetcher,
+            recent_passes=self.recent_passes,
         )
-        if not self.connected.is_set():
-            alerts.append("mqtt_disconnected")
-        documents = self.fetcher.health() if self.fetcher else None
-        gaps = store.gap_totals()
-        quarantined = store.quarantine_count()
-        repeats = self.recent_passes.repeats() if self.recent_passes else []
-        if any(r["cross_lane"] for r in repeats):
-            alerts.append("pass_repeated")  # let through at two lanes while cut off
-        return {
-            "gateway": self.config.id,
-            "site": self.config.site,
-            "uptime_s": round(time.time() - self.started_at),
-            "mqtt_connected": self.connected.is_set(),
-            "ingest_rate_per_s": store.ingest_rate(60),
-            "ingest_totals": dict(self.ingest.totals) if self.ingest else {},
-            "store_depth": store.depth(),
-            "store_bytes": store.size_bytes(),
-            "disk_free_bytes": store.disk_free_bytes(),
-            "forward_lag_s": store.forward_lag_s(),
-            "forward": forward,
-            "documents": documents,
-            "rejects": store.reject_counts(),
-            "quarantined": quarantined,
-            "pass_repeats": repeats,  # newest first, no personal data (gateway/recent_passes.py)
-            "gaps": gaps,
-            "dropped": {
-                name.removeprefix("dropped."): n
-                for name, n in store.counters().items()
-                if name.startswith("dropped.")
-            },
-            "alerts": alerts,
-        }
 
     def record_manual_entry(
         self,

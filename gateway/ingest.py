@@ -3,11 +3,12 @@
 One scan's path: the broker delivers the signed event (QoS 1) -> `Ingest.on_message` (paho's
 network thread) only queues it -> the writer thread gathers a batch and hands it to the
 verifier process (signature against the site registry, topic device = event device, event
-site = our site; see verifier.py) -> the committer thread collects the verified batch and
-commits it to the store in ONE transaction -> only then sends the MQTT PUBACKs (paho
-`manual_ack=True`), so the broker redelivers anything that was not committed -> publishes the
-end-to-end ack, signed by the gateway key and naming exactly the seqs committed per device and
-outbox epoch (gateway/acks.py, protocol/ack.py).
+site = our site; see verifier.py) -> the committer thread collects the verified batch, sorted
+into events, statuses, heartbeats and peer acks (batch_sort.py), and commits it to the store
+in ONE transaction -> only then sends the MQTT PUBACKs (paho `manual_ack=True`), so the
+broker redelivers anything that was not committed -> publishes the end-to-end ack, signed by
+the gateway key and naming exactly the seqs committed per device and outbox epoch
+(gateway/acks.py, protocol/ack.py).
 Batches keep their order through the pipeline: batch N+1 is verified while batch N is
 committed and acked.
 
@@ -28,32 +29,28 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from common.reload import ReloadingFile
 from gateway.acks import AckSigner
+from gateway.batch_sort import BatchSorter, Inbound
 from gateway.commit_guard import CommitGuard, VerifiedBatch
 from gateway.recent_passes import RecentPassesPublisher
-from gateway.store import Accepted, BatchResult, Rejected, Store
-from gateway.verifier import (
-    PendingVerification,
-    Refusal,
-    VerifierPool,
-    VerifierResult,
-    verify_event,
-)
+from gateway.registry_source import RegistrySource
+from gateway.store import BatchResult, Store
+from gateway.verifier import PendingVerification, VerifierPool, VerifierResult
 from protocol import ack as ack_contract
 from protocol import status, topics
 from protocol.events import MAX_EVENT_BYTES
-from protocol.reasons import ProtocolError
 from protocol.registry import Registry
 
 log = logging.getLogger(__name__)
+
+# re-exported: the pipeline's message record and registry, as tests and the app name them
+__all__ = ["ACK_COALESCE_S", "PAYLOAD_LIMITS", "Inbound", "Ingest", "RegistrySource"]
 
 # While a backlog drains, end-to-end acks go out at most this often (one per device); when the
 # gateway is caught up they go out after every batch. Devices wait 15 s before resending.
@@ -67,51 +64,6 @@ PAYLOAD_LIMITS = {
     "heartbeat": status.MAX_HEARTBEAT_BYTES,
     "ack": ack_contract.MAX_ACK_BYTES,  # a paired gateway's signed ack (protocol/ack.py)
 }
-
-
-class RegistrySource:
-    """The site registry, re-read when its file changes (checked by the writer thread every
-    `registry_check_s`) or on request (SIGHUP).
-
-    A broken file keeps the last good registry: a half-written file must not reject a site.
-    """
-
-    def __init__(self, path: Path, site: str) -> None:
-        self.site = site
-        self.registry = Registry()  # until the file is read: refuses every event
-        self._file = ReloadingFile(
-            path,
-            lambda p: Registry.load(p).for_site(site),
-            initial=self.registry,
-            name=f"registry of site {site}",
-        )
-        self.maybe_reload()
-
-    @property
-    def path(self) -> Path:
-        return self._file.path
-
-    def request_reload(self) -> None:
-        """Signal-safe: the writer thread re-reads the file at its next check."""
-        self._file.request_reload()
-
-    def maybe_reload(self) -> None:
-        registry = self._file.get()
-        if registry is not self.registry:
-            log.info("registry: %d signers for site %s", len(registry.signers), self.site)
-        self.registry = registry
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """One message handed from paho's thread to the writer."""
-
-    leaf: str  # event | status | heartbeat | ack
-    dev: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int  # connection it arrived on: a PUBACK is only valid on that connection
 
 
 @dataclass(frozen=True)
@@ -332,55 +284,12 @@ class Ingest:
         return self.verifier.results(batch.pending, n_events)
 
     def _sort(self, batch: SubmittedBatch) -> VerifiedBatch:
-        """The batch sorted into accepted / rejected / statuses / heartbeats / peer acks.
-
-        Refused statuses, heartbeats and acks are one `Rejected` per device and reason per
-        batch, counted as many times as they came: a flood is not a flood of rows."""
-        out = VerifiedBatch(counts=self._take_dropped())
-        refused: dict[tuple[str, str], Rejected] = {}
-        answers = self._answers(batch)
-        remote = iter(answers) if answers is not None else None
-        for item in batch.items:
-            try:
-                if item.leaf == "event":
-                    out.accepted.append(self._accept(item, batch.registry, remote))
-                elif item.leaf == "status":
-                    out.statuses.append((item.dev, status.parse_status(item.payload).state))
-                elif item.leaf == "heartbeat":
-                    beat = status.parse_heartbeat(item.payload)
-                    out.heartbeats.append((item.dev, asdict(beat)))
-                elif item.leaf == "ack" and self.peer_acks:
-                    peer = self._peer_ack(item, batch.registry)
-                    if peer is not None:
-                        out.peer_acks.append(peer)
-            except ProtocolError as exc:
-                out.rejected.append(Rejected(exc.reason.value, exc.detail, item.dev))
-                log.info("reject device=%s reason=%s", item.dev, exc.reason.value)
-            except Exception as exc:  # a payload off protocol/status.py's contract
-                key = (item.dev, f"bad_{item.leaf}")
-                if key in refused:
-                    refused[key] = replace(refused[key], count=refused[key].count + 1)
-                else:
-                    detail = str(exc) if isinstance(exc, status.PayloadError) else repr(exc)
-                    refused[key] = Rejected(key[1], detail[:200], item.dev)
-                    log.info("reject device=%s reason=%s", item.dev, key[1])
-        for rej in refused.values():
-            out.rejected.append(rej)
-        return out
-
-    def _peer_ack(self, item: Inbound, registry: Registry) -> ack_contract.Ack | None:
-        """A signed ack on a device's ack topic, by one of the site's gateways (registry) and
-        for that device; None for our own. Raises AckError (counted as bad_ack)."""
-        keys = {
-            s.id: s.public_key
-            for s in registry.for_site(self.site)
-            if s.role == "gateway" and not s.revoked
-        }
-        ack = ack_contract.open_signed_ack(item.payload, keys)
-        if ack.dev != item.dev:
-            raise ack_contract.AckError("wrong_device", f"{ack.dev} on {item.dev}'s topic")
+        """The batch sorted into accepted / rejected / statuses / heartbeats / peer acks
+        (batch_sort.py)."""
+        counts = self._take_dropped()
         own = self.acks.gateway_id if self.acks is not None else None
-        return None if ack.gw == own else ack
+        sorter = BatchSorter(self.site, self.peer_acks, own)
+        return sorter.sort(batch.items, batch.registry, self._answers(batch), counts)
 
     def _take_dropped(self) -> Counter[str]:
         """QoS 0 messages dropped on a full queue since the last batch, as store counters."""
@@ -390,18 +299,6 @@ class Ingest:
             self.totals["dropped"] += sum(dropped.values())
             log.warning("ingest queue full: dropped %s", dict(dropped))
         return Counter({f"dropped.{leaf}": n for leaf, n in dropped.items()})
-
-    def _accept(
-        self, item: Inbound, registry: Registry, remote: Iterator[VerifierResult] | None
-    ) -> Accepted:
-        """The event as the store keeps it, from the verifier process's answer or verified
-        here (remote None); raises ProtocolError with the reason it is refused."""
-        if remote is None:
-            return verify_event(item.payload, item.dev, self.site, registry)
-        answer = next(remote)
-        if isinstance(answer, Refusal):
-            raise ProtocolError(answer.reason, answer.detail)
-        return answer.accepted(item.payload)
 
     def _finish(self, items: list[Inbound], verified: VerifiedBatch) -> BatchResult:
         result = self.commit_guard.commit(verified)
