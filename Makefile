@@ -13,7 +13,7 @@ test:
 	scripts/bootstrap test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check .
