@@ -68,6 +68,7 @@ def healthz():
     except urllib.error.HTTPError as exc:
         return {"status": exc.code, "body": exc.read().decode()[:300]}
     except OSError as exc:
+        out["last_error"] = repr(exc)[:300]
         return None
 
 while time.monotonic() - t0 < start_wait_s and proc.poll() is None:
@@ -212,7 +213,7 @@ def gateway_smoke(reuse: bool) -> GatewayResult:
         f"{WORK}/probe.py",
         command,
         notify,
-        f"https://localhost:{web_port}/healthz",
+        f"https://127.0.0.1:{web_port}/healthz",  # a minbase root has no /etc/hosts
         "/etc/chot/ca.crt",
         f"{WORK}/service.log",
         str(START_WAIT_S),
