@@ -9,11 +9,13 @@ import argparse
 import json
 import logging
 import shlex
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from central.cluster.layout import STATE_FILE, Layout
-from central.cluster.supervise import Cluster
+from central.cluster.supervise import Cluster, ClusterError
 from common.cli import UsageError
 from common.i18n import N_, Phrase, Translator, cli_translator
 
@@ -49,7 +51,7 @@ def add_cluster_commands(cmds: argparse._SubParsersAction) -> None:
         help="asynchronous replication (benchmark comparison only)",
     )
     up.add_argument("--json", action="store_true")
-    up.set_defaults(func=run_up)
+    up.set_defaults(func=_reporting(run_up))
     for name, text, func in (
         ("down", "stop the cluster (PostgreSQL shuts down cleanly)", run_down),
         ("status", "members, roles and processes", run_status),
@@ -57,7 +59,23 @@ def add_cluster_commands(cmds: argparse._SubParsersAction) -> None:
         verb = verbs.add_parser(name, help=text)
         verb.add_argument("--workdir", type=Path, required=True)
         verb.add_argument("--json", action="store_true")
-        verb.set_defaults(func=func)
+        verb.set_defaults(func=_reporting(func))
+
+
+def _reporting(
+    run: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A cluster that cannot be started or reached is a one-line message and exit 1, not a
+    traceback."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except ClusterError as exc:
+            print(f"chot: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapped
 
 
 def run_up(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ system user `chot-ha` (scripts/bootstrap-ha makes it): initdb refuses root.
 """
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -49,7 +50,12 @@ class Cluster:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.workdir = layout.workdir
-        self._user = _run_as_user()
+
+    @functools.cached_property
+    def _user(self) -> pwd.struct_passwd | None:
+        """Who runs the cluster's processes; asked only when one is started (so `status`
+        and `down` work on a machine that never ran scripts/bootstrap-ha)."""
+        return _run_as_user()
 
     # --- pids -----------------------------------------------------------------------------
 
