@@ -155,3 +155,14 @@ def read_secret(
     if credential and creds is not None and (creds / credential).is_file():
         return (creds / credential).read_text().strip()
     return None
+
+
+def under_state_directory(path: Path | None, default: Path = Path("state")) -> Path:
+    """Where a service keeps its state. Under systemd, ``StateDirectory=`` ($STATE_DIRECTORY)
+    is the unit's one writable place (/etc is read-only under ProtectSystem=strict): no path
+    means it, and a relative one lies inside it. Elsewhere no path means ``default``, resolved
+    beside the config file like any relative path."""
+    state_env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_env and (path is None or not path.is_absolute()):
+        return Path(state_env) / (path or "")
+    return default if path is None else path

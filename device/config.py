@@ -6,7 +6,6 @@ naming the key, relative paths are relative to the config file's folder (or syst
 ``password_file``, or the ``mqtt.password`` credential, never from this file.
 """
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from common.config import (
     read_config_file,
     read_secret,
     resolve_paths,
+    under_state_directory,
     validate,
 )
 from common.keys import KeyFileError, load_key_file
@@ -261,16 +261,10 @@ class DeviceConfig(StrictModel):
 
 
 def _with_state_dir(config: DeviceConfig) -> DeviceConfig:
-    """Under systemd, ``StateDirectory=`` ($STATE_DIRECTORY) is the unit's one writable place
-    (/etc is read-only there): no state_dir means it and a relative one lies inside it.
-    Elsewhere no state_dir means "state" beside the config file."""
-    state_env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    path = config.device.state_dir
-    if state_env and (path is None or not path.is_absolute()):
-        path = Path(state_env) / (path or "")
-    elif path is None:
-        path = Path("state")
-    device = config.device.model_copy(update={"state_dir": path})
+    """The outbox and documents go to $STATE_DIRECTORY under systemd (common.config)."""
+    device = config.device.model_copy(
+        update={"state_dir": under_state_directory(config.device.state_dir)}
+    )
     return config.model_copy(update={"device": device})
 
 

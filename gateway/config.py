@@ -13,7 +13,16 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from common.config import ConfigError, PublicKeyHex, StrictModel, load_model, read_secret, validate
+from common.config import (
+    ConfigError,
+    PublicKeyHex,
+    StrictModel,
+    load_model,
+    read_config_file,
+    read_secret,
+    under_state_directory,
+    validate,
+)
 from common.i18n import LANGUAGES, normalize
 from common.localtime import zone
 from protocol.ids import require_id
@@ -231,5 +240,10 @@ def parse_config(data: dict[str, Any]) -> GatewayConfig:
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate the file; relative paths are resolved next to it."""
-    return load_model(GatewayConfig, path)
+    """Read and validate the file; relative paths are resolved next to it, except a relative
+    state_dir under systemd, which lies inside $STATE_DIRECTORY (common.config)."""
+    given = read_config_file(Path(path)).get("state_dir")
+    overrides = {}
+    if isinstance(given, str):
+        overrides["state_dir"] = str(under_state_directory(Path(given)))
+    return load_model(GatewayConfig, path, overrides)

@@ -76,3 +76,18 @@ def test_cli_check_config(tmp_path, capsys):
     bad.write_text(EXAMPLE.read_text().replace("[store]", "[store]\nmax_bites = 1"))
     assert run_cli(["gateway", "check-config", "--config", str(bad)]) == 1
     assert "store.max_bites" in capsys.readouterr().err
+
+
+def test_a_relative_state_dir_lies_inside_systemds_state_directory(tmp_path, monkeypatch):
+    """A bundle's `state_dir = "state"` must not land in /etc/chot (read-only under
+    ProtectSystem=strict): under systemd it lies inside $STATE_DIRECTORY."""
+    path = tmp_path / "gateway.toml"
+    text = EXAMPLE.read_text().replace('state_dir = "/var/lib/chot-gateway"', 'state_dir = "state"')
+    assert 'state_dir = "state"' in text
+    path.write_text(text)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert load_config(path).state_dir == tmp_path / "state"
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "var"))
+    assert load_config(path).state_dir == tmp_path / "var" / "state"
+    shutil.copy(EXAMPLE, path)  # an absolute one is kept as written
+    assert load_config(path).state_dir == Path("/var/lib/chot-gateway")
