@@ -24,6 +24,7 @@ from central import queries
 from central.backends import open_store
 from chot.system import OPERATOR, ProvisionedSite, provision_site, site_services
 from common.i18n import N_, cli_translator
+from common.reason_texts import reason_text, verdict_text
 from device.app import DeviceApp
 from device.config import load_config
 from device.gpio.simulated import SimulatedBackend
@@ -168,9 +169,16 @@ class Demo:
             text = label.format(
                 decisions=f"{app.stats.events:>5}", outbox=f"{health.get('outbox_depth', 0):>4}"
             )
+            last = app.last_signalled  # the words a unit with a screen shows staff
+            said = (
+                f"{verdict_text(last.verdict.value, tr)}: "
+                f"{reason_text(last.reason.value, tr).line()}"
+                if last
+                else ""
+            )
             rows.append(
                 f"  {app.device_id:<11} {backend.render(tr)}  {text}  "
-                f"{tr.gettext(state) if state else app.state:<14}"
+                f"{tr.gettext(state) if state else app.state:<14}  {said[:60]}"
                 + ("\x1b[K" if sys.stdout.isatty() else "")
             )
         return "\n".join(rows)

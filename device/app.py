@@ -90,6 +90,7 @@ class DeviceApp:
         self._outbox_failed = False
         self._unrecorded_pending = 0  # reported in the next recorded event
         self.stats = RunStats()
+        self.last_signalled: Decision | None = None
         self.uplink: Uplink | None = None
 
         self.init_indicator(backend)
@@ -306,6 +307,7 @@ class DeviceApp:
     def handle_text(self, text: str, dec_us: int = 0) -> Decision:
         decision = self.decider.decide(text)
         if decision.signal:
+            self.last_signalled = decision  # what a unit with a screen shows in words
             if decision.verdict is Verdict.PASS:
                 self.indicator.pass_()
             elif decision.verdict is Verdict.WARN:

@@ -6,6 +6,7 @@ status page) and 4 scanner units; the closing JSON line is computed from the cen
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ def test_demo_runs_unattended_and_loses_nothing(tmp_path):
         capture_output=True,
         text=True,
         timeout=200,
+        env={**os.environ, "CHOT_LANG": "vi"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -27,6 +29,8 @@ def test_demo_runs_unattended_and_loses_nothing(tmp_path):
     assert summary["lost"] == 0 and summary["duplicates"] == 0 and summary["drained"] is True
     assert summary["events_central"] >= summary["scans_decided"]
     assert summary["by_verdict"].get("pass", 0) > 0 and summary["by_verdict"].get("fail", 0) > 0
+    # each unit's line says its last decision in words, as a unit with a screen would
+    assert "Không hợp lệ: " in done.stdout and " — " in done.stdout
     assert "status page : https://127.0.0.1:" in done.stdout and "login: operator / " in done.stdout
     assert (workdir / "central.db").exists()  # the work dir is kept, central store included
 
