@@ -3,28 +3,13 @@
 minute; the exact figures stay in the store."""
 
 import logging
-from itertools import count
 from pathlib import Path
 
 import pytest
 
-from gateway.store import Accepted, Store, sequence
+from gateway.store import Store, sequence
 from gateway.store.gap_log import GapWarnings
-
-_eids = count(1)
-
-
-def event(dev: str, seq: int) -> Accepted:
-    return Accepted(
-        eid=next(_eids).to_bytes(16, "big"),
-        dev=dev,
-        seq=seq,
-        typ="scan",
-        t_ms=1_790_000_000_000,
-        raw=b"signed",
-        reason="ok",
-        lane="lane-1",
-    )
+from tests.support.store_rows import event
 
 
 class FakeClock:

@@ -9,29 +9,15 @@ plain set model), a status request does the same work whatever the number of ran
 
 import sqlite3
 import tempfile
-from itertools import count
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.store import Accepted, Store
+from gateway.store import Store
+from tests.support.store_rows import event
 
 HOUR_MS = 3_600_000
-_eids = count(1)
-
-
-def event(dev: str, seq: int) -> Accepted:
-    return Accepted(
-        eid=next(_eids).to_bytes(16, "big"),
-        dev=dev,
-        seq=seq,
-        typ="scan",
-        t_ms=1_790_000_000_000,
-        raw=b"signed",
-        reason="ok",
-        lane="lane-1",
-    )
 
 
 def ranges_of(store: Store, dev: str) -> list[tuple[int, int]]:
