@@ -231,7 +231,17 @@ class HaRig:
     def wait_new_leader(self, old: Node, timeout_s: float = 60.0) -> Node:
         """Until another node leads (Patroni names a dead leader until its key expires)."""
         wait_until(lambda: self.cluster.leader() not in (None, old.name), timeout_s, "a new leader")
+        # Patroni names the new leader as it asks PostgreSQL to promote; writes come a
+        # moment later (CI once read "session is read-only" on every survivor here)
+        wait_until(self._accepts_writes, timeout_s, "the new leader to accept writes")
         return self.leader()
+
+    def _accepts_writes(self) -> bool:
+        try:
+            with psycopg.connect(self.layout.dsn()) as conn:
+                return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
+        except psycopg.OperationalError:
+            return False
 
     def failover_s(self, old: Node, killed_at: float) -> float | None:
         first = self.commits.first_after(killed_at, not_port=old.pg)
