@@ -9,161 +9,56 @@ for any input it returns a `DccResult` (a `PassResult`, so a unit treats both al
 raises. Personal data (`nam`, `dob`, `ci`) stays in `DccResult.certificate`.
 """
 
+import functools
 import hashlib
 import hmac
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from protocol import cbor, cose
-from protocol.base45 import b45decode
+from protocol import cbor
 from protocol.clock import Clock, ClockState
+from protocol.dcc_cose import (
+    ALG_ES256,
+    ALG_PS256,
+    PREFIX,
+    DccSign1,
+    is_dcc,
+    parse_cose,
+    qr_to_cose,
+)
 from protocol.dcc_payload import DccCertificate, parse_hcert
 from protocol.dcc_policy import DccPolicy, check_content, check_timing
 from protocol.dcc_trust import DccTrust, Dsc
-from protocol.pass_v1 import DEFAULT_SKEW_S, MAX_QR_TEXT, PassClaims, PassResult, check_time
-from protocol.pass_v1 import inflate as bounded_inflate
+from protocol.pass_v1 import DEFAULT_SKEW_S, PassClaims, PassResult, check_time
 from protocol.reasons import ProtocolError, Reason, verdict_for
 from protocol.trust import RevocationList
 
-PREFIX = "HC1:"
-ALG_ES256 = -7
-ALG_PS256 = -37
+__all__ = [  # the decoding half lives in dcc_cose; callers keep importing it from here
+    "ALG_ES256",
+    "ALG_PS256",
+    "PREFIX",
+    "DccSign1",
+    "decode_dcc",
+    "is_dcc",
+    "parse_cose",
+    "pass_ref_of",
+    "pseudonym",
+    "qr_to_cose",
+    "verify_dcc",
+]
+
 CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_HCERT = 1, 4, 6, -260
 HCERT_V1 = 1
-ES256_SIGNATURE_LENGTH = 64
 _SUB_DOMAIN = b"chot-dcc-sub/v1\x00"
 _SHA256 = hashes.SHA256()
 _PSS = padding.PSS(mgf=padding.MGF1(_SHA256), salt_length=padding.PSS.AUTO)
-
-
-def is_dcc(text: Any) -> bool:
-    """True when a scanned text claims to be a DCC: route it here instead of to pass_v1."""
-    return isinstance(text, str) and text.startswith(PREFIX)
-
-
-# --- decoding, one small step each ------------------------------------------------------------
-
-
-def qr_to_cose(text: str) -> bytes:
-    """Prefix, base45, zlib (required: an uncompressed COSE is `bad_zlib`, bounded to 8 KiB)."""
-    if not is_dcc(text):
-        raise ProtocolError(Reason.NOT_CHOT, "text does not start with HC1:")
-    if len(text) > MAX_QR_TEXT:
-        raise ProtocolError(Reason.TOO_LARGE, "text longer than any QR code")
-    try:
-        data = b45decode(text[len(PREFIX) :])
-    except ValueError as exc:
-        raise ProtocolError(Reason.BAD_BASE45, str(exc)) from None
-    if data[:1] != b"\x78":  # every zlib stream starts with CMF 0x78 (deflate, 32 KiB window)
-        raise ProtocolError(Reason.BAD_ZLIB, "not zlib-compressed (hcert requires zlib)")
-    return bounded_inflate(data)
-
-
-@dataclass(frozen=True, slots=True)
-class DccSign1:
-    """A parsed, not yet verified COSE_Sign1 of a DCC."""
-
-    protected_bytes: bytes
-    alg: int
-    kid: bytes
-    payload: bytes
-    signature: bytes
-
-    def to_be_signed(self) -> bytes:
-        """RFC 9052 Sig_structure ["Signature1", protected, h'', payload], written directly:
-        the same bytes as `cose.sig_structure` (tested), without a CBOR encoder per scan."""
-        return b"".join(
-            (
-                _SIG1_PREFIX,
-                _bstr_head(len(self.protected_bytes)),
-                self.protected_bytes,
-                b"\x40",
-                _bstr_head(len(self.payload)),
-                self.payload,
-            )
-        )
-
-    @property
-    def ref_material(self) -> bytes:
-        """What the certificate reference hashes: ECDSA's `r` only (`s` is malleable, so the
-        same certificate could otherwise be shown under many references), RSA's whole value."""
-        return self.signature[:32] if self.alg == ALG_ES256 else self.signature
-
-
-_SIG1_PREFIX = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"
-
-
-def _bstr_head(n: int) -> bytes:
-    """The shortest CBOR head of a byte string of length n (deterministic encoding)."""
-    if n < 24:
-        return bytes((0x40 | n,))
-    if n < 0x100:
-        return bytes((0x58, n))
-    if n < 0x10000:
-        return b"\x59" + n.to_bytes(2, "big")
-    return b"\x5a" + n.to_bytes(4, "big")
-
-
-def parse_cose(data: bytes) -> DccSign1:
-    """COSE_Sign1, tagged (18) or untagged. Raises bad_cbor / bad_cose / bad_alg."""
-    item = cbor.loads_strict(data)
-    if isinstance(item, cbor2.CBORTag):
-        if item.tag != cose.COSE_SIGN1_TAG or isinstance(item.value, cbor2.CBORTag):
-            raise ProtocolError(Reason.BAD_COSE, f"tag {item.tag} is not COSE_Sign1")
-        item = item.value
-    if type(item) not in (list, tuple) or len(item) != 4:
-        raise ProtocolError(Reason.BAD_COSE, "COSE_Sign1 must be an array of 4")
-    protected_bytes, unprotected, payload, signature = item
-    if type(protected_bytes) is not bytes or not isinstance(unprotected, Mapping):
-        raise ProtocolError(Reason.BAD_COSE, "bad header types")
-    if type(payload) is not bytes or type(signature) is not bytes:
-        raise ProtocolError(Reason.BAD_COSE, "payload and signature must be byte strings")
-    protected = _protected(protected_bytes)
-    alg = protected.get(cose.HDR_ALG)
-    if alg not in (ALG_ES256, ALG_PS256) or type(alg) is not int:
-        raise ProtocolError(Reason.BAD_ALG, f"alg {alg!r} is neither ES256 (-7) nor PS256 (-37)")
-    if alg == ALG_ES256 and len(signature) != ES256_SIGNATURE_LENGTH:
-        raise ProtocolError(Reason.BAD_COSE, f"ES256 signature is {len(signature)} bytes, not 64")
-    return DccSign1(protected_bytes, alg, _kid(protected, unprotected), payload, signature)
-
-
-# {1: alg, 4: h'<8 bytes>'} in deterministic CBOR, as nearly every issuer writes it: read byte
-# for byte (it is on every scan); anything else goes through the strict decoder.
-_FAST_HEADERS = {bytes.fromhex("a201260448"): ALG_ES256, bytes.fromhex("a20138240448"): ALG_PS256}
-
-
-def _protected(protected_bytes: bytes) -> Mapping[Any, Any]:
-    if not protected_bytes:
-        return {}
-    for prefix, alg in _FAST_HEADERS.items():
-        n = len(prefix)
-        if len(protected_bytes) == n + 8 and protected_bytes[:n] == prefix:
-            return {cose.HDR_ALG: alg, cose.HDR_KID: protected_bytes[n:]}
-    try:
-        protected = cbor.loads_strict(protected_bytes)
-    except ProtocolError:
-        raise ProtocolError(Reason.BAD_COSE, "protected header is not CBOR") from None
-    if not isinstance(protected, dict):
-        raise ProtocolError(Reason.BAD_COSE, "protected header must be a map")
-    return protected
-
-
-def _kid(protected: Mapping[Any, Any], unprotected: Mapping[Any, Any]) -> bytes:
-    """hcert §3.3.1: the kid belongs in the protected header; the unprotected one is used only
-    when the protected header has none (the signature still binds the DSC it names)."""
-    kid = protected[cose.HDR_KID] if cose.HDR_KID in protected else unprotected.get(cose.HDR_KID)
-    if kid is None:
-        raise ProtocolError(Reason.BAD_COSE, "kid missing")
-    if not isinstance(kid, bytes) or not kid:
-        raise ProtocolError(Reason.BAD_COSE, "kid must be a non-empty byte string")
-    return kid
+_DEFAULT_POLICY = DccPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +132,16 @@ def signature_valid(msg: DccSign1, dsc: Dsc) -> bool:
 
 def pseudonym(key: bytes, ci: str) -> bytes:
     """The subject pseudonym events carry for a DCC: HMAC-SHA256(ops key, ci)[0:16]."""
-    return hmac.digest(key, _SUB_DOMAIN + ci.encode("utf-8"), "sha256")[:16]
+    mac = _keyed_mac(key).copy()
+    mac.update(ci.encode("utf-8"))
+    return mac.digest()[:16]
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed_mac(key: bytes) -> hmac.HMAC:
+    """HMAC keyed once and copied per scan: a one-shot `hmac.digest` sets OpenSSL's context
+    up each time, which cost ~10 us of a ~90 us verify in bench/bench_dcc.py."""
+    return hmac.new(key, _SUB_DOMAIN, "sha256")
 
 
 # --- verification -----------------------------------------------------------------------------
@@ -273,7 +177,7 @@ def verify_dcc(
         if trust is None:
             raise ProtocolError(Reason.NO_TRUST_LIST, "no DCC trust list installed")
         reason = _check_trusted(
-            decoded, trust, clock, policy or DccPolicy(), revocations, allowed_kinds, skew_s
+            decoded, trust, clock, policy or _DEFAULT_POLICY, revocations, allowed_kinds, skew_s
         )
         return _result(reason, "", decoded, trust)
     except ProtocolError as exc:
