@@ -18,12 +18,11 @@ from dataclasses import asdict
 import pytest
 
 from gateway.app import GatewayApp
-from gateway.config import parse_config
 from gateway.web.alerts import central_unreachable
 from protocol import topics
 from protocol.status import Heartbeat, encode_heartbeat
 from protocol.trust import sign_trust_list
-from tests.gateway.test_heartbeat_hostile import OPERATOR, PASSWORD, _broker_of, logged_in
+from tests.support.gateway_app import broker_of, logged_in, running_gateway
 from tests.support.gateway_core import ACL, ROOT, SITE, USERS, Scanner, Site, make_event, wait_for
 
 BAD_CLOCK = Heartbeat(
@@ -48,37 +47,14 @@ def closed_port() -> int:
 
 @pytest.fixture
 def app(tmp_path, mosquitto):
-    from argon2 import PasswordHasher
-
     broker = mosquitto(users=USERS, acl=ACL)
-    site = Site(tmp_path / "site", devices=2)
-    users = {
-        "version": 1,
-        "users": {
-            OPERATOR: {
-                "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
-                "created": int(time.time()),
-            }
-        },
-    }
-    (site.dir / "operators.json").write_text(json.dumps(users))
-    (site.dir / "session.secret").write_text("ab" * 32)
-    data = site.config(
+    with running_gateway(
+        Site(tmp_path / "site", devices=2),
         broker,
         central_url=f"http://127.0.0.1:{closed_port()}",
         central={"unreachable_alert_min": 0.02},  # 1.2 s, so the test need not wait 10 min
-        web={
-            "users_file": str(site.dir / "operators.json"),
-            "session_secret_file": str(site.dir / "session.secret"),
-        },
-    )
-    config_path = site.write_config(data)
-    gateway = GatewayApp(parse_config(data)).start()
-    assert gateway.ready.wait(15)
-    gateway.site = site  # type: ignore[attr-defined]
-    gateway.config_path = config_path  # type: ignore[attr-defined]
-    yield gateway
-    gateway.stop()
+    ) as gateway:
+        yield gateway
 
 
 def cli_status(config_path, *extra: str, lang: str = "vi") -> subprocess.CompletedProcess:
@@ -124,7 +100,7 @@ def test_the_same_alerts_on_the_page_the_cli_and_metrics(app: GatewayApp) -> Non
         [], version=5, issued_at=now - 8 * 86400, expires_at=now - 60, root_key=site.root
     )
     assert app.distributor.offer(expired, actor="test").changed
-    scanner = Scanner(_broker_of(app))
+    scanner = Scanner(broker_of(app))
     try:
         scanner.raw(topics.status_topic(SITE, "d01"), b'{"state":"online","t":1}')
         scanner.raw(topics.heartbeat_topic(SITE, "d01"), encode_heartbeat(BAD_CLOCK), qos=0)

@@ -8,24 +8,20 @@ written by an older gateway (heartbeat cut at 2,000 characters: invalid JSON) is
 """
 
 import json
-import re
 import subprocess
 import sys
 import time
 from dataclasses import asdict
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from gateway.app import GatewayApp
-from gateway.config import parse_config
 from protocol import topics
 from protocol.status import Heartbeat, encode_heartbeat
+from tests.support.gateway_app import broker_of, logged_in, running_gateway
 from tests.support.gateway_core import ACL, ROOT, SITE, USERS, Scanner, Site, make_event, wait_for
 
-CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
-OPERATOR, PASSWORD = "alice", "correct horse battery"
 GOOD = Heartbeat(
     t=int(time.time()),
     state="idle",
@@ -64,44 +60,8 @@ def broker(mosquitto):
 
 @pytest.fixture
 def app(tmp_path, broker):
-    site = Site(tmp_path / "site", devices=1)
-    users = {
-        "version": 1,
-        "users": {
-            OPERATOR: {
-                "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
-                "created": int(time.time()),
-            }
-        },
-    }
-    (site.dir / "operators.json").write_text(json.dumps(users))
-    (site.dir / "session.secret").write_text("ab" * 32)
-    data = site.config(
-        broker,
-        web={
-            "users_file": str(site.dir / "operators.json"),
-            "session_secret_file": str(site.dir / "session.secret"),
-        },
-    )
-    config_path = site.write_config(data)
-    gateway = GatewayApp(parse_config(data)).start()
-    assert gateway.ready.wait(15)
-    gateway.site = site  # type: ignore[attr-defined]
-    gateway.config_path = config_path  # type: ignore[attr-defined]
-    yield gateway
-    gateway.stop()
-
-
-def logged_in(app: GatewayApp) -> TestClient:
-    client = TestClient(app.web_app(), base_url="https://testserver")  # secure cookies
-    token = CSRF_RE.search(client.get("/login").text).group(1)
-    response = client.post(
-        "/login",
-        data={"user": OPERATOR, "password": PASSWORD, "csrf": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303
-    return client
+    with running_gateway(Site(tmp_path / "site", devices=1), broker) as gateway:
+        yield gateway
 
 
 def cli_status(config_path) -> dict:
@@ -134,7 +94,7 @@ def bad_heartbeats(app: GatewayApp) -> int:
 
 def test_hostile_heartbeats_are_refused_counted_and_never_break_a_view(app) -> None:
     site = app.site
-    scanner = Scanner(_broker_of(app))
+    scanner = Scanner(broker_of(app))
     client = logged_in(app)
     beat_topic = topics.heartbeat_topic(SITE, "d01")
     try:
@@ -187,13 +147,3 @@ def test_an_older_stores_cut_heartbeat_does_not_break_a_view(app) -> None:
     status = all_views_answer(client, app.config_path)
     rows = {row["device"]: row for row in status["devices"]}
     assert rows["d09"]["fps"] is None and rows["d08"]["outbox_depth"] is None
-
-
-def _broker_of(app: GatewayApp):
-    """The broker the app is connected to, as the Scanner helper takes it."""
-
-    class Address:
-        host = app.config.mqtt.host
-        port = app.config.mqtt.port
-
-    return Address

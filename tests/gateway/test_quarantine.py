@@ -9,23 +9,13 @@ quarantine table with its reason, acked (its device's ack moves past it) and sho
 /api/status, /metrics and `chot gateway status --json`.
 """
 
-import json
-import time
-
 import pytest
-from argon2 import PasswordHasher
 
-from gateway.app import GatewayApp
-from gateway.config import parse_config
+from gateway.config import GatewayConfig
 from gateway.store import Store
-from tests.gateway.test_heartbeat_hostile import (
-    OPERATOR,
-    PASSWORD,
-    _broker_of,
-    cli_status,
-    logged_in,
-)
+from tests.gateway.test_heartbeat_hostile import cli_status
 from tests.support.central_stub import CentralStub
+from tests.support.gateway_app import broker_of, logged_in, running_gateway
 from tests.support.gateway_core import ACL, USERS, Scanner, Site, make_event, wait_for
 
 REFUSE_D02_SEQ_4 = """
@@ -39,47 +29,35 @@ def broker(mosquitto):
     return mosquitto(users=USERS, acl=ACL)
 
 
+def refuse_d02_seq_4(config: GatewayConfig) -> None:
+    """Install the refusing trigger in the store before the gateway opens it."""
+    store = Store(config.store_path)
+    store._db().executescript(REFUSE_D02_SEQ_4)
+    store.close()
+
+
 @pytest.fixture
 def gateway(tmp_path, broker):
     site = Site(tmp_path / "site", devices=3)
     central = CentralStub(tmp_path / "central.db", {"gw-a": "tok-a"}, key_for=site.key_for)
     central.start()
-    users = {
-        "version": 1,
-        "users": {
-            OPERATOR: {
-                "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
-                "created": int(time.time()),
-            }
-        },
-    }
-    (site.dir / "operators.json").write_text(json.dumps(users))
-    (site.dir / "session.secret").write_text("cd" * 32)
-    data = site.config(
-        broker,
-        central_url=central.url,
-        web={
-            "users_file": str(site.dir / "operators.json"),
-            "session_secret_file": str(site.dir / "session.secret"),
-        },
-    )
-    config = parse_config(data)
-    store = Store(config.store_path)
-    store._db().executescript(REFUSE_D02_SEQ_4)
-    store.close()
-    app = GatewayApp(config).start()
-    assert app.ready.wait(15)
-    app.site = site  # type: ignore[attr-defined]
-    app.central = central  # type: ignore[attr-defined]
-    app.config_path = site.write_config(data)  # type: ignore[attr-defined]
-    yield app
-    app.stop()
-    central.stop()
+    try:
+        with running_gateway(
+            site,
+            broker,
+            session_secret="cd" * 32,
+            before_start=refuse_d02_seq_4,
+            central_url=central.url,
+        ) as app:
+            app.central = central  # type: ignore[attr-defined]
+            yield app
+    finally:
+        central.stop()
 
 
 def test_a_refused_event_is_quarantined_and_everything_else_flows(gateway) -> None:
     site, central = gateway.site, gateway.central
-    scanner = Scanner(_broker_of(gateway))
+    scanner = Scanner(broker_of(gateway))
     try:
         good, poison, poison_raw = set(), b"", b""
         for seq in range(1, 11):

@@ -92,6 +92,27 @@ class WebSite:
         self.store.commit_batch([], statuses=[(dev, state)], heartbeats=[(dev, beat)])
 
 
+def write_operator_login(folder: Path, session_secret: str) -> dict[str, str]:
+    """Write the one operator account (OPERATOR / PASSWORD) and the session secret a gateway's
+    status page needs into `folder`; returns the `web` config keys that point at them. The hash
+    is Argon2 at its cheapest, so a test's login takes milliseconds."""
+    users = {
+        "version": 1,
+        "users": {
+            OPERATOR: {
+                "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
+                "created": int(time.time()),
+            }
+        },
+    }
+    (folder / "operators.json").write_text(json.dumps(users))
+    (folder / "session.secret").write_text(session_secret)
+    return {
+        "users_file": str(folder / "operators.json"),
+        "session_secret_file": str(folder / "session.secret"),
+    }
+
+
 def health_for(store: Store, config: GatewayConfig):
     """What GatewayApp.health() reports, minus the MQTT and forwarder parts."""
 
@@ -122,17 +143,7 @@ def build_site(
     root.mkdir(parents=True, exist_ok=True)
     key = SigningKey.generate()
     (root / "gw.key").write_text(bytes(key).hex() + "\n")
-    users = {
-        "version": 1,
-        "users": {
-            OPERATOR: {
-                "hash": PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
-                "created": int(time.time()),
-            }
-        },
-    }
-    (root / "operators.json").write_text(json.dumps(users))
-    (root / "session.secret").write_text(os.urandom(32).hex())
+    login = write_operator_login(root, os.urandom(32).hex())
     config = parse_config(
         {
             "id": GATEWAY,
@@ -146,8 +157,7 @@ def build_site(
             "web": {
                 "enabled": True,
                 "tls": False,  # TestClient speaks plain HTTP; serve() tests pass certs
-                "users_file": str(root / "operators.json"),
-                "session_secret_file": str(root / "session.secret"),
+                **login,
                 **(web or {}),
             },
         }
