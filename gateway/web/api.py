@@ -96,12 +96,22 @@ async def get_feed(
 
 
 def _write_probe(state: WebState) -> dict[str, Any]:
+    """A real write transaction (proves the store takes commits), then what a monitor should
+    see besides: the gateway's alerts (broker lost, centre unreachable, disk low ...). Those
+    do not make the probe fail: the gateway still keeps what it has and catches up later."""
     store = state.ctx.store
-    store.bump({"healthz_writes": 1})  # a real write transaction: proves the store takes commits
-    return {"depth": store.depth(), "alerts": store.alerts()}
+    store.bump({"healthz_writes": 1})
+    health = state.ctx.health()
+    return {
+        "depth": store.depth(),
+        "mqtt_connected": health.get("mqtt_connected"),
+        "alerts": health["alerts"],
+    }
 
 
-@probes.get("/healthz", summary="200 when the store accepts writes, 503 otherwise")
+@probes.get(
+    "/healthz", summary="200 when the store accepts writes, 503 otherwise; alerts in the body"
+)
 async def healthz(state: WebState = Depends(web)) -> JSONResponse:
     ctx = state.ctx
     future = _healthz_pool.submit(_write_probe, state)

@@ -1,6 +1,7 @@
 """Status page HTTP behaviour over a real SQLite gateway store: login, sessions, CSRF, rate
 limits, manual entries (signed, audited), the JSON API, the SSE feed, /metrics, /healthz."""
 
+import dataclasses
 import re
 import socket
 import sqlite3
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.config import WebConfig
+from gateway.health import gateway_health
 from gateway.store import Rejected
 from gateway.web import create_app, serve
 from protocol.events import open_event
@@ -395,3 +397,33 @@ def test_open_feeds_are_bounded(site: WebSite) -> None:
     assert "event: busy" in busy and "event: decision" not in busy
     assert "event: decision" in frames[0]
     assert "event: decision" in second.get("/api/feed").text  # free again once it closed
+
+
+def test_healthz_names_a_lost_broker_and_stays_200_while_the_store_commits(
+    site: WebSite,
+) -> None:
+    """A monitor polling /healthz learns the broker is gone (the gateway's real health, as
+    GatewayApp builds it) while the probe still proves the store takes writes."""
+    broker_up = {"connected": False}
+
+    def health() -> dict:
+        return gateway_health(
+            site.config,
+            site.store,
+            started_at=time.time(),
+            mqtt_connected=broker_up["connected"],
+            ingest=None,
+            forwarder=None,
+            fetcher=None,
+            recent_passes=None,
+        )
+
+    ctx = dataclasses.replace(site.ctx, health=health)
+    with TestClient(create_app(ctx, healthz_timeout_s=0.5)) as client:
+        down = client.get("/healthz")
+        assert down.status_code == 200
+        assert down.json()["mqtt_connected"] is False
+        assert "mqtt_disconnected" in down.json()["alerts"]
+        broker_up["connected"] = True
+        up = client.get("/healthz").json()
+        assert up["mqtt_connected"] is True and "mqtt_disconnected" not in up["alerts"]
