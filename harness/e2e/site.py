@@ -9,11 +9,8 @@ unmounted.
 """
 
 import contextlib
-import json
 import os
 import re
-import signal
-import sqlite3
 import ssl
 import subprocess
 import time
@@ -36,6 +33,8 @@ from chot.system import (
 from harness.config_files import edit_toml
 from harness.e2e.device_proc import DeviceProc, outbox_state
 from harness.e2e.proxy import TcpProxy
+from harness.e2e.services import kill_services, query_gateway_store
+from harness.gateway_cli import gateway_status_json
 from harness.polling import wait_until
 
 __all__ = ["SITE", "E2ESite"]
@@ -183,13 +182,7 @@ class E2ESite:
         for dev in self.devices:
             with contextlib.suppress(Exception):
                 dev.kill()
-        for name in ("gateway", "central", "broker"):
-            service = self.services[name]
-            with contextlib.suppress(Exception):
-                if service.running:
-                    assert service.proc is not None
-                    os.killpg(service.proc.pid, signal.SIGKILL)
-                    service.proc.wait(5)
+        kill_services(self.services[name] for name in ("gateway", "central", "broker"))
         for proxy in self.proxies.values():
             proxy.close()
         if self.mounted is not None:
@@ -203,15 +196,7 @@ class E2ESite:
         return self.site.gateway_config.parent / "state" / "gateway.db"
 
     def gateway_query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        if not self.gateway_db.exists():
-            return []
-        db = sqlite3.connect(f"file:{self.gateway_db}?mode=ro", uri=True, timeout=10)
-        try:
-            return db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            db.close()
+        return query_gateway_store(self.gateway_db, sql, params)
 
     def online_devices(self) -> set[str]:
         rows = self.gateway_query("SELECT dev FROM devices WHERE status = 'online'")
@@ -248,16 +233,7 @@ class E2ESite:
 
     def gateway_status(self) -> dict[str, Any]:
         """`chot gateway status --config X --json`, as an operator would run it."""
-        out = subprocess.run(
-            chot_argv("gateway", "status", "--config", str(self.site.gateway_config), "--json"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
+        return gateway_status_json(self.site.gateway_config, cli=chot_argv())
 
     # -- what the centre holds ------------------------------------------------------------------
 

@@ -15,8 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import sqlite3
 import ssl
 import subprocess
 import threading
@@ -31,6 +29,8 @@ from central.config import hash_token
 from chot.system import HOUR, Service, chot_argv, free_port
 from harness.config_files import edit_toml
 from harness.e2e.device_proc import DeviceProc, outbox_state
+from harness.e2e.services import kill_services, query_gateway_store
+from harness.gateway_cli import gateway_status_json
 from harness.polling import wait_until
 from protocol.clock import ClockState
 from protocol.events import Event, new_event_id, sign_event
@@ -64,15 +64,7 @@ class LiveSite:
         return self.gateway_dir / "state" / "gateway.db"
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        if not self.gateway_db.exists():
-            return []
-        db = sqlite3.connect(f"file:{self.gateway_db}?mode=ro", uri=True, timeout=10)
-        try:
-            return db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            db.close()
+        return query_gateway_store(self.gateway_db, sql, params)
 
     @property
     def config(self) -> Path:
@@ -80,16 +72,7 @@ class LiveSite:
 
     def status(self) -> dict[str, Any]:
         """`chot gateway status --json`, as an operator would run it."""
-        out = subprocess.run(
-            chot_argv("gateway", "status", "--json", "--config", str(self.config)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        return json.loads(out.stdout)
+        return gateway_status_json(self.config, cli=chot_argv())
 
 
 class TwoSites:
@@ -306,12 +289,7 @@ class TwoSites:
                 with contextlib.suppress(Exception):
                     unit.kill()
         services = [s for live in self.sites.values() for s in (live.gateway, live.broker)]
-        for service in [*services, self.central]:
-            with contextlib.suppress(Exception):
-                if service.running:
-                    assert service.proc is not None
-                    os.killpg(service.proc.pid, signal.SIGKILL)
-                    service.proc.wait(5)
+        kill_services([*services, self.central])
 
     # -- what the sites show --------------------------------------------------------------------
 

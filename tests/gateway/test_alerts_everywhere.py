@@ -8,10 +8,7 @@ another gone offline.
 """
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 
@@ -19,11 +16,12 @@ import pytest
 
 from gateway.app import GatewayApp
 from gateway.web.alerts import central_unreachable
+from harness.gateway_cli import gateway_status
 from protocol import topics
 from protocol.status import Heartbeat, encode_heartbeat
 from protocol.trust import sign_trust_list
 from tests.support.gateway_app import broker_of, logged_in, running_gateway
-from tests.support.gateway_core import ACL, ROOT, SITE, USERS, Scanner, Site, make_event, wait_for
+from tests.support.gateway_core import ACL, SITE, USERS, Scanner, Site, make_event, wait_for
 
 BAD_CLOCK = Heartbeat(
     t=int(time.time()),
@@ -55,29 +53,6 @@ def app(tmp_path, mosquitto):
         central={"unreachable_alert_min": 0.02},  # 1.2 s, so the test need not wait 10 min
     ) as gateway:
         yield gateway
-
-
-def cli_status(config_path, *extra: str, lang: str = "vi") -> subprocess.CompletedProcess:
-    env = {**os.environ, "CHOT_LANG": lang}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "gateway",
-            "status",
-            "--config",
-            str(config_path),
-            *extra,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out
 
 
 def kinds(alerts: list[dict]) -> set[tuple[str, str | None]]:
@@ -132,18 +107,18 @@ def test_the_same_alerts_on_the_page_the_cli_and_metrics(app: GatewayApp) -> Non
     assert "không kết nối được trung tâm" in page
     assert "không rõ: không tin cậy được" in page  # the clock column in plain words
 
-    report = json.loads(cli_status(app.config_path, "--json").stdout)
+    report = json.loads(gateway_status(app.config_path, "--json", lang="vi").stdout)
     assert kinds(report["active_alerts"]) >= EXPECTED
     assert {"central_unreachable", "trust_list_expired"} <= set(report["alerts"])
     rows = {d["dev"]: d for d in report["devices"]}
     assert {"clock_unknown", "disk_low"} <= set(rows["d01"]["alerts"])
 
-    vi = cli_status(app.config_path).stdout
+    vi = gateway_status(app.config_path, lang="vi").stdout
     assert "Cảnh báo:" in vi
     assert "Cổng: danh sách tin cậy đã hết hạn — mọi thẻ đều báo vàng" in vi
     assert "Máy quét d01: giờ không tin cậy — thẻ đều báo vàng" in vi
     assert "đồng hồ: không rõ: không tin cậy được" in vi
-    en = cli_status(app.config_path, lang="en").stdout
+    en = gateway_status(app.config_path, lang="en").stdout
     assert "Gateway: trust list expired — every pass shows amber" in en
     assert "Gateway: centre unreachable — scans are kept here and sent later" in en
     assert "d02: offline" in en
@@ -162,7 +137,7 @@ def test_centre_unreachable_is_about_time_not_failed_attempts() -> None:
 
 
 def test_json_keys_stay_english_identifiers(app: GatewayApp) -> None:
-    report = json.loads(cli_status(app.config_path, "--json", lang="vi").stdout)
+    report = json.loads(gateway_status(app.config_path, "--json", lang="vi").stdout)
     assert set(report) >= {"depth", "alerts", "active_alerts", "devices", "forward_lag_s"}
     for alert in report["active_alerts"]:
         assert alert["kind"].isascii() and alert["level"] in ("warn", "fail")

@@ -8,8 +8,6 @@ written by an older gateway (heartbeat cut at 2,000 characters: invalid JSON) is
 """
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 
@@ -17,10 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import GatewayApp
+from harness.gateway_cli import gateway_status_json
 from protocol import topics
 from protocol.status import Heartbeat, encode_heartbeat
 from tests.support.gateway_app import broker_of, logged_in, running_gateway
-from tests.support.gateway_core import ACL, ROOT, SITE, USERS, Scanner, Site, make_event, wait_for
+from tests.support.gateway_core import ACL, SITE, USERS, Scanner, Site, make_event, wait_for
 
 GOOD = Heartbeat(
     t=int(time.time()),
@@ -64,19 +63,6 @@ def app(tmp_path, broker):
         yield gateway
 
 
-def cli_status(config_path) -> dict:
-    command = ["gateway", "status", "--json", "--config", str(config_path)]
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout)
-
-
 def all_views_answer(client: TestClient, config_path) -> dict:
     """Every operator view answers 200; returns /api/status."""
     assert client.get("/").status_code == 200
@@ -84,7 +70,7 @@ def all_views_answer(client: TestClient, config_path) -> dict:
     assert status.status_code == 200
     assert client.get("/metrics").status_code == 200
     assert client.get("/api/devices").status_code == 200
-    cli_status(config_path)
+    gateway_status_json(config_path)
     return status.json()
 
 
@@ -124,7 +110,7 @@ def test_hostile_heartbeats_are_refused_counted_and_never_break_a_view(app) -> N
         assert status["health"]["rejects"]["bad_heartbeat"] == len(payloads)
         metrics = client.get("/metrics").text
         assert f'chot_gateway_rejects_total{{reason="bad_heartbeat"}} {len(payloads)}' in metrics
-        assert cli_status(app.config_path)["rejects"]["bad_heartbeat"] == len(payloads)
+        assert gateway_status_json(app.config_path)["rejects"]["bad_heartbeat"] == len(payloads)
         stored = app.store._db().execute("SELECT heartbeat FROM devices").fetchall()
         assert [json.loads(h) for (h,) in stored if h] == [asdict(GOOD)]  # never stored
     finally:

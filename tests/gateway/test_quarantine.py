@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config import GatewayConfig
 from gateway.store import Store
-from tests.gateway.test_heartbeat_hostile import cli_status
+from harness.gateway_cli import gateway_status_json
 from tests.support.central_stub import CentralStub
 from tests.support.gateway_app import broker_of, logged_in, running_gateway
 from tests.support.gateway_core import ACL, USERS, Scanner, Site, make_event, wait_for
@@ -87,7 +87,7 @@ def test_a_refused_event_is_quarantined_and_everything_else_flows(gateway) -> No
         assert "events_quarantined" in status["health"]["alerts"]
         assert status["quarantine"][0]["eid"] == poison.hex()
         assert "chot_gateway_quarantined_total 1" in client.get("/metrics").text
-        assert cli_status(gateway.config_path)["counters"]["quarantined"] == 1
+        assert gateway_status_json(gateway.config_path)["counters"]["quarantined"] == 1
 
         # the device resends it (it lost our ack, say): acked again, kept once
         scanner.publish("d02", poison_raw)

@@ -10,11 +10,8 @@ gateway):
   memory stays bounded (it grew by 939 MB in 15 s before).
 """
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,14 +19,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from harness.gateway_cli import gateway_status_json
 from harness.polling import WaitTimeout
 from protocol import topics
 from protocol.ack import open_signed_ack
 from tests.provisioning.conftest import SITE, wait_for
 from tests.provisioning.test_broker import Client, scan_event
 from tests.support.gateway_core import start_gateway_process
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -96,19 +92,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def status_json(config: Path) -> dict:
-    command = ["gateway", "status", "--json", "--config", str(config)]
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout)
 
 
 def test_a_unit_login_cannot_take_the_gateways_client_id(home, units, gateway) -> None:
@@ -180,7 +163,7 @@ def test_a_heartbeat_flood_leaves_events_flowing_and_memory_bounded(home, units,
         assert wait_for(lambda: events.acked >= 201, timeout=60), events.acked
         peak = max(peak, rss_kb(process.pid))
         assert peak - baseline < 80_000, (baseline, peak)  # kB; it was 939 MB before
-        report = status_json(gw.folder / "gateway.toml")
+        report = gateway_status_json(gw.folder / "gateway.toml")
         refused = report["rejects"].get("bad_heartbeat", 0)
         dropped = sum(v for k, v in report["counters"].items() if k.startswith("dropped."))
         assert refused + dropped > 0
