@@ -32,13 +32,11 @@ from harness.e2e.device_proc import DeviceProc, outbox_state
 from harness.e2e.services import kill_services, query_gateway_store
 from harness.gateway_cli import gateway_status_json
 from harness.polling import wait_until
-from protocol.clock import ClockState
-from protocol.events import Event, new_event_id, sign_event
+from harness.scan_events import signed_scan
 from protocol.topics import event_topic
 from provisioning import dynsec
 from provisioning.broker import write_broker_config, write_local_config
 from provisioning.home import OpsHome
-from provisioning.keys import load_key_file
 
 ROOT = Path(__file__).resolve().parents[2]
 RELAY = "e2e-relay"
@@ -359,20 +357,7 @@ class TwoSites:
         Returns its seq."""
         live, unit = self.sites[site], self.sites[site].units[dev]
         seq = outbox_state(unit.outbox)["last_seq"] + 1
-        event = Event(
-            ep=1,
-            eid=new_event_id(),
-            typ="scan",
-            dev=dev,
-            site=site,
-            seq=seq,
-            t_ms=int(time.time() * 1000),
-            clock=ClockState.SYNCED.value,
-            verdict="pass",
-            reason="ok",
-            lane="lane-1",
-        )
-        raw = sign_event(event, load_key_file(self.workdir / site / dev / "device.key"))
+        raw = signed_scan(self.workdir / site / dev / "device.key", dev, site, seq, ep=1)
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=RELAY, protocol=mqtt.MQTTv5
         )

@@ -12,15 +12,14 @@ import pytest
 
 from gateway.broker_admin import CONTROL_TOPIC, UNIT_KEY_NAME, BrokerAdmin
 from harness.polling import wait_until
-from protocol.clock import ClockState
-from protocol.events import Event, new_event_id, open_event, sign_event
+from harness.scan_events import signed_scan
+from protocol.events import open_event
 from protocol.reasons import ProtocolError, Reason
 from protocol.topics import event_topic, site_device_filter
 from protocol.trust import open_revocation_list
 from provisioning.broker import copy_credentials
 from provisioning.dynsec import CONFIG_NAME
 from provisioning.home import OpsHome
-from provisioning.keys import load_key_file
 from tests.provisioning.conftest import SITE, parse_json, wait_for
 
 
@@ -73,24 +72,6 @@ class Client:
         self.c.loop_stop()
 
 
-def scan_event(device: str, key_path: Path, seq: int = 1, ep: int | None = None) -> bytes:
-    """A signed scan; `ep` (the unit's outbox epoch) makes the gateway ack it."""
-    event = Event(
-        ep=ep,
-        eid=new_event_id(),
-        typ="scan",
-        dev=device,
-        site=SITE,
-        seq=seq,
-        t_ms=int(time.time() * 1000),
-        clock=ClockState.SYNCED.value,
-        verdict="pass",
-        reason="ok",
-        lane="lane-1",
-    )
-    return sign_event(event, load_key_file(key_path))
-
-
 @pytest.fixture
 def units(home: OpsHome):
     a = home.add_device(SITE, "hn01-lane1", broker_host="127.0.0.1")
@@ -138,7 +119,7 @@ def test_device_publishes_own_events_gateway_verifies(home, units, live_broker) 
     device = Client(broker, a.folder, a.device_id)
     assert gateway.connected and device.connected
     gateway.subscribe(site_device_filter(SITE, "event"))
-    signed = scan_event(a.device_id, a.folder / "device.key")
+    signed = signed_scan(a.folder / "device.key", a.device_id, SITE, 1)
     assert device.publish(event_topic(SITE, a.device_id), signed) == 0
     assert wait_for(lambda: gateway.messages)
     topic, payload = gateway.messages[0]
@@ -194,7 +175,7 @@ def test_revoked_device_is_locked_out_everywhere(home, units, live_broker) -> No
     broker = live_broker
     ok = Client(broker, a.folder, a.device_id)
     assert ok.connected
-    signed_before = scan_event(a.device_id, a.folder / "device.key")
+    signed_before = signed_scan(a.folder / "device.key", a.device_id, SITE, 1)
     home.revoke_device(a.device_id)
     assert apply_registry(home, broker, gw) == {b.device_id}  # the gateway deletes a's login
     assert wait_for(lambda: not ok.c.is_connected()), "the revoked unit's connection stays"

@@ -21,10 +21,11 @@ import pytest
 
 from harness.gateway_cli import gateway_status_json
 from harness.polling import WaitTimeout
+from harness.scan_events import signed_scan
 from protocol import topics
 from protocol.ack import open_signed_ack
 from tests.provisioning.conftest import SITE, wait_for
-from tests.provisioning.test_broker import Client, scan_event
+from tests.provisioning.test_broker import Client
 from tests.support.gateway_core import start_gateway_process
 
 
@@ -72,7 +73,7 @@ class Unit(Client):
         return max((a.highest() for a in acks if a.dev == self.device_id), default=0)
 
     def send(self, seq: int) -> None:
-        raw = scan_event(self.device_id, self.bundle.folder / "device.key", seq, ep=1)
+        raw = signed_scan(self.bundle.folder / "device.key", self.device_id, SITE, seq, ep=1)
         self.c.publish(topics.event_topic(SITE, self.device_id), raw, qos=1)
 
     def deliver(self, seq: int, timeout: float = 30) -> bool:
