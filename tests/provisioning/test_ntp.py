@@ -6,11 +6,14 @@ timesyncd's drop-in as the ini file systemd reads.
 
 import configparser
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from provisioning import ntp
 from provisioning.errors import OpsError
+from provisioning.home import OpsHome
 from tests.provisioning.conftest import SITE
 
 
@@ -19,17 +22,20 @@ def directives(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.strip() and line[0] != "#"]
 
 
+def add_gateway(
+    home: OpsHome, run_cli: Callable[..., tuple[int, str]], out: Path, *flags: str
+) -> tuple[int, str]:
+    """`chot provision gateway add` of hn01-gw into `out` with `flags`: (exit code, output)."""
+    return run_cli(
+        "provision", "gateway", "add", "--home", home.path, SITE, "hn01-gw", "--out", out, *flags
+    )
+
+
 def test_gateway_bundle_serves_the_site_and_keeps_time_offline(home, run_cli, tmp_path):
     out = tmp_path / "gw"
-    code, text = run_cli(
-        "provision",
-        "gateway",
-        "add",
-        "--home",
-        home.path,
-        SITE,
-        "hn01-gw",
-        "--out",
+    code, text = add_gateway(
+        home,
+        run_cli,
         out,
         "--ntp-allow",
         "192.168.10.0/24",
@@ -51,20 +57,7 @@ def test_gateway_bundle_serves_the_site_and_keeps_time_offline(home, run_cli, tm
 
 def test_gps_and_pps_refclocks_behind_flags(home, run_cli, tmp_path):
     out = tmp_path / "gw"
-    code, text = run_cli(
-        "provision",
-        "gateway",
-        "add",
-        "--home",
-        home.path,
-        SITE,
-        "hn01-gw",
-        "--out",
-        out,
-        "--gps",
-        "--pps",
-        "/dev/pps0",
-    )
+    code, text = add_gateway(home, run_cli, out, "--gps", "--pps", "/dev/pps0")
     assert code == 0, text
     conf = directives((out / "chrony.conf.d" / "chot.conf").read_text())
     refclocks = [d[1:] for d in conf if d[0] == "refclock"]
@@ -74,19 +67,7 @@ def test_gps_and_pps_refclocks_behind_flags(home, run_cli, tmp_path):
 
 
 def test_a_bad_subnet_registers_no_gateway(home, run_cli, tmp_path):
-    code, _ = run_cli(
-        "provision",
-        "gateway",
-        "add",
-        "--home",
-        home.path,
-        SITE,
-        "hn01-gw",
-        "--out",
-        tmp_path / "gw",
-        "--ntp-allow",
-        "192.168.300.0/24",
-    )
+    code, _ = add_gateway(home, run_cli, tmp_path / "gw", "--ntp-allow", "192.168.300.0/24")
     assert code != 0
     assert not (tmp_path / "gw").exists()
     assert "hn01-gw" not in home.registry().signers
