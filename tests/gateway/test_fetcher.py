@@ -3,22 +3,16 @@ to the units, a newer signed registry replaces the bundle's (a new unit's events
 accepted, its lane appears); a gateway that starts while the central is down catches up when
 it is back; a rollback served by a tampered central is refused and counted."""
 
-import threading
 import time
 
 import pytest
 
-from central.api import create_app
-from central.backends import open_store
-from central.config import CentralConfig, hash_token
-from central.documents import DocumentStore
-from central.migrate import migrate
 from gateway.app import GatewayApp
 from gateway.config import parse_config
 from protocol import topics
-from protocol.registry_document import sign_site_registry
-from protocol.trust import root_keyring, sign_revocation_list
+from protocol.trust import sign_revocation_list
 from tests.central.server import free_port, serve
+from tests.support.central_docs import central_app, publish_registry, run_in_thread
 from tests.support.gateway_core import (
     ACL,
     SITE,
@@ -38,43 +32,20 @@ def site(tmp_path):
     return Site(tmp_path / "site", devices=2)
 
 
-def _central(tmp_path, site):
-    registry = site.registry
-    registry.set_token("gw-a", "tok-a")
-    registry.save(tmp_path / "central-registry.json")
-    store = open_store(f"sqlite:///{tmp_path}/central.db")
-    migrate(store)
-    config = CentralConfig(
-        store=store.url,
-        registry=tmp_path / "central-registry.json",
-        operators={"ops": {"token_sha256": hash_token("ops"), "roles": ["ops"]}},
-        root_public_keys=[bytes(site.root.verify_key).hex()],
-    )
-    return create_app(config, store), DocumentStore(
-        store, root_keyring([bytes(site.root.verify_key)])
-    )
-
-
 def _revocations(site, version: int, refs: list[bytes]) -> bytes:
     return sign_revocation_list(
         pass_refs=refs, version=version, issued_at=NOW, expires_at=NOW + 86400, root_key=site.root
     )
 
 
-def _run(app: GatewayApp) -> threading.Thread:
-    thread = threading.Thread(target=app.run, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_gateway_catches_up_adopts_registry_and_refuses_rollback(mosquitto, tmp_path, site):
     broker = mosquitto(users=USERS, acl=ACL)
-    app_central, docs = _central(tmp_path, site)
+    app_central, docs = central_app(tmp_path, site)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     config = site.config(broker, central_url=url, central={"documents_poll_s": 0.3})
     app = GatewayApp(parse_config(config)).start()
-    thread = _run(app)
+    thread = run_in_thread(app)
     reader = TopicReader(broker, ["chot/v1/#"])
     scanner = Scanner(broker)
     try:
@@ -83,15 +54,7 @@ def test_gateway_catches_up_adopts_registry_and_refuses_rollback(mosquitto, tmp_
         revs_v1 = _revocations(site, 1, [b"\x01" * 16])
         docs.put("_all", "revocations", revs_v1, by="ops")
         key = site.add_device("d09", lane="lane-9")
-        signed = sign_site_registry(
-            site.registry,
-            SITE,
-            version=1,
-            issued_at=NOW,
-            expires_at=NOW + 86400,
-            root_key=site.root,
-        )
-        docs.put(SITE, "registry", signed, by="ops")
+        publish_registry(docs, site, version=1, issued_at=NOW, expires_at=NOW + 86400)
         with serve(app_central, port=port):
             # back: both documents arrive in one round, the list retained for the units
             revs_topic = topics.revocations_topic(SITE)

@@ -20,10 +20,9 @@ from gateway.broker_admin import unit_password
 from gateway.config import parse_config
 from protocol import topics
 from protocol.ack import open_signed_ack
-from protocol.registry_document import sign_site_registry
 from provisioning.dynsec import DEFAULT_ACL_ACCESS
 from tests.central.server import serve
-from tests.gateway.test_fetcher import _central, _run
+from tests.support.central_docs import central_app, publish_registry, run_in_thread
 from tests.support.gateway_core import SITE, USERS, Scanner, Site, make_event, wait_for
 
 DYNSEC_PLUGIN = next(Path("/usr/lib").glob("**/mosquitto_dynamic_security.so"), None)
@@ -121,7 +120,7 @@ def test_unit_joins_and_leaves_a_live_site(mosquitto, tmp_path, site):
     unit_key = secrets.token_bytes(32)
     key_file = tmp_path / "mqtt-units.key"
     key_file.write_text(unit_key.hex() + "\n")
-    app_central, docs = _central(tmp_path, site)
+    app_central, docs = central_app(tmp_path, site)
     with serve(app_central) as url:
         config = site.config(
             broker,
@@ -130,7 +129,7 @@ def test_unit_joins_and_leaves_a_live_site(mosquitto, tmp_path, site):
         )
         config["broker"] = {"dynsec": True, "unit_key_file": str(key_file)}
         app = GatewayApp(parse_config(config)).start()
-        thread = _run(app)
+        thread = run_in_thread(app)
         password = unit_password(unit_key, "d09")
         unit = Unit(broker, "d09", password)
         unit.gateway_keys = {"gw-a": bytes(site.keys["gw-a"].verify_key)}
@@ -142,15 +141,7 @@ def test_unit_joins_and_leaves_a_live_site(mosquitto, tmp_path, site):
 
             # ops adds the unit and publishes: it is online and acked within a minute
             key = site.add_device("d09", lane="lane-9")
-            signed = sign_site_registry(
-                site.registry,
-                SITE,
-                version=1,
-                issued_at=NOW,
-                expires_at=NOW + 9999,
-                root_key=site.root,
-            )
-            docs.put(SITE, "registry", signed, by="ops")
+            publish_registry(docs, site, version=1, issued_at=NOW, expires_at=NOW + 9999)
             started = time.monotonic()
             assert wait_for(lambda: unit.connect() or (unit.close() and False), 60)
             event = make_event(key, "d09", 1, lane="lane-9")[0]
@@ -162,15 +153,7 @@ def test_unit_joins_and_leaves_a_live_site(mosquitto, tmp_path, site):
 
             # ops revokes it: the connection is cut and the login refused within a minute
             site.registry.revoke("d09")
-            signed = sign_site_registry(
-                site.registry,
-                SITE,
-                version=2,
-                issued_at=NOW,
-                expires_at=NOW + 9999,
-                root_key=site.root,
-            )
-            docs.put(SITE, "registry", signed, by="ops")
+            publish_registry(docs, site, version=2, issued_at=NOW, expires_at=NOW + 9999)
             assert unit.disconnected.wait(60)
             unit.close()
             assert not Unit(broker, "d09", password).connect()  # kicked: deleted, not dropped
