@@ -50,7 +50,10 @@ def make_event(
     reason: str = "ok",
     eid: bytes | None = None,
     ep: int | None = EPOCH,
+    verdict: str | None = None,
 ) -> tuple[bytes, Event]:
+    """A scan event signed with `key`: a pass for reason "ok", else a fail, unless `verdict`
+    says otherwise; fresh random pass reference and subject."""
     event = Event(
         ep=ep,
         eid=eid or new_event_id(),
@@ -60,7 +63,7 @@ def make_event(
         seq=seq,
         t_ms=int(time.time() * 1000),
         clock="synced",
-        verdict="pass" if reason == "ok" else "fail",
+        verdict=verdict or ("pass" if reason == "ok" else "fail"),
         reason=reason,
         lane=lane,
         ref=os.urandom(16),

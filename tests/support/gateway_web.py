@@ -15,7 +15,8 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.manual import GatewaySigner
 from gateway.store import Accepted, Store
 from gateway.web import WebContext
-from protocol.events import Event, new_event_id, sign_event
+from protocol.events import Event
+from tests.support.gateway_core import make_event
 
 SITE = "HN-01"
 GATEWAY = "gw-a"
@@ -44,22 +45,9 @@ class WebSite:
         verdict: str | None = None,
     ) -> Event:
         """Commit one signed scan event through the store's real write API."""
-        event = Event(
-            eid=new_event_id(),
-            typ="scan",
-            dev=dev,
-            site=SITE,
-            seq=seq,
-            t_ms=int(time.time() * 1000),
-            clock="synced",
-            verdict=verdict or ("pass" if reason == "ok" else "fail"),
-            reason=reason,
-            lane=lane,
-            ref=os.urandom(16),
-            sub=os.urandom(16),
-            kind="declaration",
+        raw, event = make_event(
+            SigningKey.generate(), dev, seq, lane=lane, reason=reason, ep=None, verdict=verdict
         )
-        raw = sign_event(event, SigningKey.generate())
         self.store.commit_batch(
             [
                 Accepted(
