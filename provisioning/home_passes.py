@@ -6,6 +6,7 @@ passes can be revoked together.
 """
 
 import os
+from typing import Any
 
 from nacl.signing import SigningKey
 
@@ -65,7 +66,14 @@ class PassIssuing(HomeFiles):
         _kid, record = max(candidates, key=lambda item: item[1].not_before)
         return record, load_key_file(self.path / str(record.key_file))
 
-    def issue_pass(
+    def issue_pass(self, **pass_args: Any) -> tuple[str, PassClaims]:
+        """Sign one pass and put it in the issuing ledger; returns (QR text, claims).
+        Arguments as for `sign_pass`."""
+        qr_text, claims = self.sign_pass(**pass_args)
+        record_issued(self, claims)  # the issuing ledger: revoke by person (subject.py)
+        return qr_text, claims
+
+    def sign_pass(
         self,
         *,
         kind: str,
@@ -78,7 +86,8 @@ class PassIssuing(HomeFiles):
         now: int | None = None,
         _key: tuple[IssuerRecord, SigningKey] | None = None,
     ) -> tuple[str, PassClaims]:
-        """Sign one pass; returns (QR text, claims). The document number only feeds `sub`."""
+        """Sign one pass, NOT yet in the ledger: the caller records it (`record_issued`) before
+        the pass leaves this process. The document number only feeds `sub`."""
         record, key = _key or self.issuer_signing_key(issuer)
         if kind not in record.kinds:
             raise OpsError(f"issuer {record.issuer} may not issue {kind} passes")
@@ -106,6 +115,4 @@ class PassIssuing(HomeFiles):
             doc4=doc4,
             dob=dob,
         )
-        qr_text = encode_pass(claims, key)
-        record_issued(self, claims)  # the issuing ledger: revoke by person (subject.py)
-        return qr_text, claims
+        return encode_pass(claims, key), claims

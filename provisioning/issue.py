@@ -12,6 +12,7 @@ from protocol.pass_v1 import PassClaims
 from provisioning.passes import read_csv
 from provisioning.pdf import Card, write_cards_pdf
 from provisioning.qr import write_png
+from provisioning.subject import record_issued
 
 if TYPE_CHECKING:
     from provisioning.home import OpsHome
@@ -70,11 +71,8 @@ def issue_batch(
 ) -> dict[str, Any]:
     """Every row of the CSV signed with one issuer key (read once)."""
     key = home.issuer_signing_key(issuer)
-    records, cards = [], []
-    if png_dir:
-        Path(png_dir).mkdir(parents=True, exist_ok=True)
-    for row in read_csv(csv_path):
-        qr_text, claims = home.issue_pass(
+    signed = [
+        home.sign_pass(
             kind=row.kind,
             doc_number=row.doc_number,
             hours=hours,
@@ -83,6 +81,13 @@ def issue_batch(
             dob=row.dob,
             _key=key,
         )
+        for row in read_csv(csv_path)
+    ]
+    record_issued(home, *(claims for _, claims in signed))  # before any card is written
+    records, cards = [], []
+    if png_dir:
+        Path(png_dir).mkdir(parents=True, exist_ok=True)
+    for qr_text, claims in signed:
         record = public_record(qr_text, claims)
         if png_dir:
             record["png"] = str(write_png(qr_text, Path(png_dir) / f"{claims.pass_ref.hex()}.png"))

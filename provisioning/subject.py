@@ -28,10 +28,11 @@ def ledger(home: "OpsHome") -> IssuingLedger:
     return IssuingLedger(home.path / LEDGER_FILE)
 
 
-def record_issued(home: "OpsHome", claims: PassClaims) -> None:
+def record_issued(home: "OpsHome", *passes: PassClaims) -> None:
+    """Into the ledger before any of them is shown, saved or printed."""
     book = ledger(home)
     try:
-        book.record(claims)
+        book.record(*passes)
     finally:
         book.close()
 

@@ -13,7 +13,9 @@ from protocol.pass_v1 import decode_pass, verify_pass
 from protocol.reasons import Reason
 from protocol.trust import open_revocation_list, open_trust_list
 from provisioning.home import OpsHome
+from provisioning.issue import issue_batch
 from provisioning.passes import subject_pseudonym
+from provisioning.subject import ledger, revoke_person
 from tests.provisioning.conftest import parse_json
 
 PERSON, OTHER = "079 203-000.123", "001098000999"
@@ -96,3 +98,23 @@ def test_subject_prints_the_pseudonym_health_staff_trace(home, run_cli):
     assert "079" not in out
     code, _ = run_cli("provision", "subject", "--doc-number", "not a number!", "--home", home.path)
     assert code != 0
+
+
+def test_a_csv_batch_is_in_the_ledger_before_its_cards_are_written(home, tmp_path) -> None:
+    """A batch records all its passes in one transaction before any PNG or PDF exists, so a
+    person with two rows in the CSV loses both passes to one revoke."""
+    people = tmp_path / "people.csv"
+    people.write_text(
+        f"doc_number,kind\n{PERSON},declaration\n{OTHER},declaration\n{PERSON},test\n"
+    )
+    batch = issue_batch(home, people, png_dir=tmp_path / "png")
+    assert batch["count"] == 3
+    book = ledger(home)
+    try:
+        sub = subject_pseudonym(home._issuer_secret(), PERSON)
+        assert {p.kind for p in book.live_for(sub)} == {"declaration", "test"}
+    finally:
+        book.close()
+    revoked = revoke_person(home, PERSON)
+    mine = {r["pass_ref"] for r in batch["passes"][0::2]}
+    assert {p.pass_ref.hex() for p in revoked} == mine
