@@ -16,20 +16,11 @@ from dataclasses import dataclass, field
 from nacl.signing import SigningKey
 
 from common.timesync import SyncState
-from protocol import cose, topics
+from gateway.store.records import Accepted
+from protocol import topics
 from protocol.ack import MAX_RANGES, Ack, ranges_of, sign_ack
-from protocol.events import parse_event_payload
-from protocol.reasons import ProtocolError
 
 log = logging.getLogger(__name__)
-
-
-def event_epoch(raw: bytes) -> int | None:
-    """The `ep` of a verified signed event (None: an event from before epochs)."""
-    try:
-        return parse_event_payload(cose.parse_sign1(raw).payload).ep
-    except ProtocolError:
-        return None
 
 
 @dataclass
@@ -43,12 +34,12 @@ class AckSigner:
     _heartbeats: dict[str, tuple[int, int]] = field(default_factory=dict)  # dev -> (ep, hb)
     signed: int = 0
 
-    def note_committed(self, events: Iterable[tuple[str, int, bytes]]) -> None:
-        """(device, seq, signed bytes) of events now held durably."""
-        for dev, seq, raw in events:
-            ep = event_epoch(raw)
-            if ep is not None:
-                self._seqs.setdefault((dev, ep), set()).add(seq)
+    def note_committed(self, events: Iterable[Accepted]) -> None:
+        """Events now held durably. An event from before epochs (ep 0: protocol/events.py
+        bounds a real `ep` to >= 1) gets no signed ack: its unit could not read one."""
+        for ev in events:
+            if ev.ep:
+                self._seqs.setdefault((ev.dev, ev.ep), set()).add(ev.seq)
 
     def note_heartbeat(self, dev: str, ep: int | None, hb: int | None) -> None:
         if ep is not None and hb is not None:

@@ -206,9 +206,12 @@ class RecentPassesPublisher:
 
 
 def _pass_ref(ev: Accepted) -> bytes | None:
-    """The pass reference inside the (already verified) signed event."""
-    try:
-        ref = parse_event_payload(cose.parse_sign1(ev.raw).payload).ref
-    except ProtocolError:
-        return None
+    """The pass reference of the (already verified) event: as the verifier read it, or read
+    again from the signed bytes for a record loaded back from the store."""
+    ref = ev.ref
+    if ref is None:
+        try:
+            ref = parse_event_payload(cose.parse_sign1(ev.raw).payload).ref
+        except ProtocolError:
+            return None
     return ref if ref is not None and len(ref) == 16 else None

@@ -42,6 +42,7 @@ class VerifiedEvent:
     kind: str | None
     clock: str | None
     ep: int = 0  # the unit's outbox epoch (0: an event from before epochs)
+    ref: bytes | None = None  # the pass reference, for the site's recent-pass set
 
     def __reduce__(self) -> tuple:
         # pickled as a plain tuple: half the bytes and ~1 us less per event than the default
@@ -59,6 +60,7 @@ class VerifiedEvent:
                 self.kind,
                 self.clock,
                 self.ep,
+                self.ref,
             ),
         )
 
@@ -105,6 +107,7 @@ def _open(
         kind=ev.kind,
         clock=ev.clock,
         ep=ev.ep or 0,
+        ref=ev.ref,
     )
     return fields, verified.raw
 

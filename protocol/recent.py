@@ -62,8 +62,9 @@ class RecentSnapshot:
 
 def sign_recent(snapshot: RecentSnapshot, key: SigningKey) -> bytes:
     """The gateway signs; checked like a received one so it never sends what units refuse."""
-    _check(snapshot.to_cbor())
-    raw = cose.sign1(cbor.dumps(snapshot.to_cbor()), key)
+    body = snapshot.to_cbor()
+    _check(body)
+    raw = cose.sign1(cbor.dumps(body), key)
     if len(raw) > MAX_RECENT_BYTES:
         raise RecentError("too_large", f"{len(raw)} bytes")
     return raw

@@ -31,6 +31,9 @@ class Accepted:
     kind: str | None = None
     clock: str | None = None
     ep: int = 0  # the unit's outbox epoch: seq counts within it (0: from before epochs)
+    # the pass reference as verified (not a column: the signed bytes hold it); None when the
+    # event has none or the record was read back from the store
+    ref: bytes | None = None
 
     @classmethod
     def of(cls, event: "Event | VerifiedEvent", raw: bytes) -> "Accepted":
@@ -49,6 +52,7 @@ class Accepted:
             kind=event.kind,
             clock=event.clock,
             ep=event.ep or 0,
+            ref=event.ref,
         )
 
 
