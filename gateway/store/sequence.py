@@ -51,54 +51,88 @@ class SeqState:
         return cls(contiguous=0, highest=0, lane=None, fresh=True, new_epoch=True)
 
 
+_PER_STATEMENT = 500  # devices named in one IN (...): far below SQLite's variable limit
+
+
+def _in_parts(devs: list[str]) -> list[tuple[str, list[str]]]:
+    """("?,?,...", devices) for each part of `devs`, for `WHERE dev IN (...)`."""
+    parts = [devs[i : i + _PER_STATEMENT] for i in range(0, len(devs), _PER_STATEMENT)]
+    return [(",".join("?" * len(part)), part) for part in parts]
+
+
 def load_states(db: sqlite3.Connection, keys: set[StreamKey]) -> dict[StreamKey, SeqState]:
     """(device, epoch) -> its state, read once per batch; a device or an epoch seen for the
-    first time gets its row now."""
+    first time gets its row now. Set-wise: a reconnect storm's batch names hundreds of units,
+    and a statement per unit was most of the commit thread's time."""
+    ordered = sorted(keys)
+    found: dict[StreamKey, tuple[int, int, str | None]] = {}
+    for marks, part in _in_parts(sorted({dev for dev, _ in ordered})):
+        rows = db.execute(
+            "SELECT e.dev, e.ep, e.contiguous, e.highest, d.lane FROM epochs e "
+            f"JOIN devices d ON d.dev = e.dev WHERE e.dev IN ({marks})",
+            part,
+        ).fetchall()
+        found.update(
+            {(dev, ep): (contiguous, highest, lane) for dev, ep, contiguous, highest, lane in rows}
+        )
+    missing = [key for key in ordered if key not in found]
+    if missing:
+        db.executemany(
+            "INSERT OR IGNORE INTO devices (dev) VALUES (?)", [(dev,) for dev, _ in missing]
+        )
+        db.executemany("INSERT INTO epochs (dev, ep) VALUES (?, ?)", missing)
     states: dict[StreamKey, SeqState] = {}
-    for dev, ep in sorted(keys):
-        row = db.execute(
-            "SELECT e.contiguous, e.highest, d.lane FROM epochs e JOIN devices d ON d.dev = e.dev "
-            "WHERE e.dev=? AND e.ep=?",
-            (dev, ep),
-        ).fetchone()
-        if row is None:
-            db.execute("INSERT OR IGNORE INTO devices (dev) VALUES (?)", (dev,))
-            db.execute("INSERT INTO epochs (dev, ep) VALUES (?, ?)", (dev, ep))
-            states[(dev, ep)] = SeqState.new()
+    for key in ordered:
+        if key in found:
+            contiguous, highest, lane = found[key]
+            states[key] = SeqState(contiguous, highest, lane, fresh=(contiguous, highest) == (0, 0))
         else:
-            contiguous, highest, lane = row
-            states[(dev, ep)] = SeqState(
-                contiguous, highest, lane, fresh=(contiguous, highest) == (0, 0)
-            )
+            states[key] = SeqState.new()
     return states
 
 
 def save_states(db: sqlite3.Connection, states: dict[StreamKey, SeqState], t_ms: int) -> None:
     """Write the batch's positions back; the ack point follows the lowest open range. A new
-    epoch becomes its device's current one."""
-    for (dev, ep), st in states.items():
-        st.contiguous = ack_point(db, dev, ep, st.contiguous, st.highest)
-        db.execute(
-            "UPDATE epochs SET contiguous=?, highest=?, last_event_ms=?, "
-            "gap_ranges=gap_ranges+?, gap_missing=gap_missing+? WHERE dev=? AND ep=?",
-            (st.contiguous, st.highest, t_ms, st.ranges_delta, st.missing_delta, dev, ep),
-        )
-        current = db.execute("SELECT ep FROM devices WHERE dev=?", (dev,)).fetchone()[0]
-        if st.new_epoch and current is not None and current != ep:
-            log.warning("device %s: new outbox epoch %d (was %d): following it", dev, ep, current)
-        follow = st.new_epoch or current is None or current == ep
-        db.execute(
-            "UPDATE devices SET lane=COALESCE(?, lane), last_event_ms=?, "
-            "gap_ranges=gap_ranges+?, gap_missing=gap_missing+? WHERE dev=?",
-            (st.lane, t_ms, st.ranges_delta, st.missing_delta, dev),
-        )
-        if follow:
-            db.execute(
-                "UPDATE devices SET ep=?, contiguous=?, highest=? WHERE dev=?",
-                (ep, st.contiguous, st.highest, dev),
+    epoch becomes its device's current one. Three reads and three batched writes per batch,
+    whatever the number of units in it."""
+    current: dict[str, int | None] = {}  # each device's current epoch, as this batch moves it
+    lowest_gap: dict[StreamKey, int] = {}
+    for marks, part in _in_parts(sorted({dev for dev, _ in states})):
+        current.update(db.execute(f"SELECT dev, ep FROM devices WHERE dev IN ({marks})", part))
+        lowest_gap.update(
+            ((dev, ep), lo)
+            for dev, ep, lo in db.execute(
+                f"SELECT dev, ep, MIN(lo) FROM seq_gaps WHERE dev IN ({marks}) GROUP BY dev, ep",
+                part,
             )
+        )
+    epoch_rows, device_rows, follow_rows = [], [], []
+    for (dev, ep), st in states.items():
+        low = lowest_gap.get((dev, ep))
+        st.contiguous = max(st.contiguous, st.highest if low is None else low - 1)
+        epoch_rows.append(
+            (st.contiguous, st.highest, t_ms, st.ranges_delta, st.missing_delta, dev, ep)
+        )
+        was = current.get(dev)
+        if st.new_epoch and was is not None and was != ep:
+            log.warning("device %s: new outbox epoch %d (was %d): following it", dev, ep, was)
+        device_rows.append((st.lane, t_ms, st.ranges_delta, st.missing_delta, dev))
+        if st.new_epoch or was is None or was == ep:
+            follow_rows.append((ep, st.contiguous, st.highest, dev))
+            current[dev] = ep
         st.ranges_delta = st.missing_delta = 0
         st.new_epoch = False
+    db.executemany(
+        "UPDATE epochs SET contiguous=?, highest=?, last_event_ms=?, "
+        "gap_ranges=gap_ranges+?, gap_missing=gap_missing+? WHERE dev=? AND ep=?",
+        epoch_rows,
+    )
+    db.executemany(
+        "UPDATE devices SET lane=COALESCE(?, lane), last_event_ms=?, "
+        "gap_ranges=gap_ranges+?, gap_missing=gap_missing+? WHERE dev=?",
+        device_rows,
+    )
+    db.executemany("UPDATE devices SET ep=?, contiguous=?, highest=? WHERE dev=?", follow_rows)
 
 
 def ack_point(db: sqlite3.Connection, dev: str, ep: int, contiguous: int, highest: int) -> int:
