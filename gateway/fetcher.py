@@ -202,8 +202,8 @@ class DocumentFetcher:
             except ProtocolError as exc:
                 # refused here as everywhere: counted and logged, the others still go
                 complete = False
-                self.stats.refused += 1
                 self.distributor.store.bump({f"document_refused.{exc.reason}": 1})
+                self.stats.refused += 1  # after the store: whoever sees this sees the counter
                 log.error("document %s/%s v%d from central refused: %s", scope, name, version, exc)
         if complete:
             self._index_etag = resp.headers.get("etag")

@@ -75,10 +75,12 @@ def test_gateway_catches_up_adopts_registry_and_refuses_rollback(mosquitto, tmp_
                 "UPDATE documents SET version = 3, raw = :raw WHERE name = 'revocations'",
                 {"raw": revs_v1},
             )
-            assert wait_for(lambda: app.fetcher.stats.refused >= 1, 20)
+            assert wait_for(
+                lambda: app.store.counters().get("document_refused.rollback", 0) >= 1, 20
+            )
+            assert app.fetcher.stats.refused >= 1
             assert reader.seen.get(revs_topic) == revs_v2
             assert app.distributor.current_version(revs_topic) == 2
-            assert app.store.counters().get("document_refused.rollback", 0) >= 1
     finally:
         reader.close()
         scanner.close()
