@@ -188,8 +188,13 @@ class AuthStore:
                 address, account, t, _ = self._memory.attempts[attempt_id]
                 self._memory.attempts[attempt_id] = (address, account, t, True)
             return
-        with self.store._tx() as db:
-            db.execute("UPDATE login_attempts SET ok = 1 WHERE id = ?", (attempt_id,))
+        try:
+            with self.store._tx() as db:
+                db.execute("UPDATE login_attempts SET ok = 1 WHERE id = ?", (attempt_id,))
+        except sqlite3.OperationalError as exc:
+            # the attempt's row went in, then the disk filled: it stays counted as a failure
+            # (stricter by one within the window); the operator still gets in
+            self._unwritable(exc)
 
     def attempt_not_run(self, attempt_id: int) -> None:
         """The check never ran (the gateway was too busy): the attempt does not count."""
@@ -197,8 +202,11 @@ class AuthStore:
             with self._memory.lock:
                 self._memory.attempts.pop(attempt_id, None)
             return
-        with self.store._tx() as db:
-            db.execute("DELETE FROM login_attempts WHERE id = ?", (attempt_id,))
+        try:
+            with self.store._tx() as db:
+                db.execute("DELETE FROM login_attempts WHERE id = ?", (attempt_id,))
+        except sqlite3.OperationalError as exc:
+            self._unwritable(exc)  # as above: counted against the limit until it ages out
 
     def clear_attempts(self, *, address: str | None = None, account: str | None = None) -> int:
         """Forget failed attempts (an administrator's unlock); returns how many."""

@@ -63,3 +63,28 @@ def test_a_logout_while_full_refuses_a_session_from_the_file(tmp_path: Path) -> 
     auth.revoke_session(session.sid, now=1_000_100)
     assert auth.live_session(session.sid, now=1_000_200) is None
     store.close()
+
+
+def test_an_attempt_stored_just_before_the_file_fills_still_lets_the_operator_in(
+    tmp_path: Path,
+) -> None:
+    """The attempt's row went in, then the disk filled before the password check finished:
+    marking it a success (or not run) cannot be written. That must not fail the login (the
+    e2e disk-full test once got a 500 here); the row stays counted as a failure."""
+    store = Store(tmp_path / "gateway.db")
+    auth = AuthStore(store)
+    checked = auth.reserve_attempt("10.0.0.7", "op", LIMITS, now=1_000_000)
+    skipped = auth.reserve_attempt("10.0.0.7", "op", LIMITS, now=1_000_001)
+    assert checked.attempt_id > 0 and skipped.attempt_id > 0  # both in the file
+    # nothing more can be written: an UPDATE in place may still fit a full file, while a real
+    # full disk refuses the WAL append, so refuse every write the way SQLite does
+    store._db().execute("PRAGMA query_only = ON")
+    auth.attempt_succeeded(checked.attempt_id)
+    auth.attempt_not_run(skipped.attempt_id)
+    session = auth.create_session("op", 3600, now=1_000_100)
+    assert auth.live_session(session.sid, now=1_000_200) == session
+    counted = store._db().execute(
+        "SELECT count(*) FROM login_attempts WHERE address = '10.0.0.7' AND ok = 0"
+    )
+    assert counted.fetchone()[0] == 2  # stricter by these two within the window, never looser
+    store.close()
